@@ -1,0 +1,329 @@
+//! The `native` scheme: `X-Webhook-Signature: sha256=<hex>`.
+
+use hmac::Mac;
+use http::{HeaderMap, HeaderValue};
+use subtle::ConstantTimeEq;
+
+use super::{
+    MAX_SIGNATURES_PER_HEADER, Message, SignError, SignatureMatch, TimestampSource,
+    required_header, validate_id,
+};
+use crate::error::{VerifyError, VerifyErrorKind};
+use crate::replay::parse_unix_seconds;
+use crate::secret::{HmacSha256, KeyedSecret, SecretSet};
+
+/// Header carrying the event id (native signed mode).
+pub const NATIVE_ID_HEADER: &str = "x-webhook-id";
+/// Header carrying the signing time in unix seconds (native signed mode).
+pub const NATIVE_TIMESTAMP_HEADER: &str = "x-webhook-timestamp";
+/// Header carrying one or more `sha256=<hex>` signatures.
+pub const NATIVE_SIGNATURE_HEADER: &str = "x-webhook-signature";
+/// Prefix of each native signature.
+pub const NATIVE_SIGNATURE_PREFIX: &str = "sha256=";
+
+type Tag = [u8; 32];
+
+fn tag_signed(key: &KeyedSecret, id: &[u8], ts: &[u8], body: &[u8]) -> Tag {
+    let mut mac: HmacSha256 = key.hmac.clone();
+    mac.update(id);
+    mac.update(b".");
+    mac.update(ts);
+    mac.update(b".");
+    mac.update(body);
+    mac.finalize().into_bytes().into()
+}
+
+fn tag_body(key: &KeyedSecret, body: &[u8]) -> Tag {
+    let mut mac: HmacSha256 = key.hmac.clone();
+    mac.update(body);
+    mac.finalize().into_bytes().into()
+}
+
+fn signature_header(tags: impl Iterator<Item = Tag>) -> HeaderValue {
+    let value = tags
+        .map(|t| format!("{NATIVE_SIGNATURE_PREFIX}{}", hex::encode(t)))
+        .collect::<Vec<_>>()
+        .join(",");
+    // Only ASCII letters, digits, '=' and ',': always a valid header value.
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+pub(super) fn sign_signed(
+    keys: &[&KeyedSecret],
+    msg: &Message<'_>,
+) -> Result<HeaderMap, SignError> {
+    validate_id(msg.id.as_bytes()).map_err(|reason| SignError::InvalidId { reason })?;
+    let ts = msg.timestamp.to_string();
+    let mut headers = HeaderMap::with_capacity(3);
+    let id = HeaderValue::from_str(msg.id).map_err(|_| SignError::InvalidId {
+        reason: "the id cannot be carried in a header",
+    })?;
+    headers.insert(NATIVE_ID_HEADER, id);
+    headers.insert(NATIVE_TIMESTAMP_HEADER, HeaderValue::from(msg.timestamp));
+    headers.insert(
+        NATIVE_SIGNATURE_HEADER,
+        signature_header(
+            keys.iter()
+                .map(|k| tag_signed(k, msg.id.as_bytes(), ts.as_bytes(), msg.body)),
+        ),
+    );
+    Ok(headers)
+}
+
+pub(super) fn sign_body_only(keys: &[&KeyedSecret], msg: &Message<'_>) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(1);
+    headers.insert(
+        NATIVE_SIGNATURE_HEADER,
+        signature_header(keys.iter().map(|k| tag_body(k, msg.body))),
+    );
+    headers
+}
+
+/// Parses every `sha256=<hex>` signature from all `X-Webhook-Signature`
+/// values. Signatures are separated by commas and/or whitespace.
+pub(crate) fn parse_signatures(headers: &HeaderMap) -> Result<Vec<Tag>, VerifyError> {
+    const NAME: &str = NATIVE_SIGNATURE_HEADER;
+    let mut values = headers.get_all(NAME).iter().peekable();
+    if values.peek().is_none() {
+        return Err(VerifyError::missing_header(NAME));
+    }
+    let mut tags = Vec::with_capacity(1);
+    for value in values {
+        let s = value
+            .to_str()
+            .map_err(|_| VerifyError::malformed(NAME, "the value is not visible ASCII"))?;
+        for token in s.split(|c: char| c == ',' || c.is_ascii_whitespace()) {
+            if token.is_empty() {
+                continue;
+            }
+            let Some(hex_part) = token.strip_prefix(NATIVE_SIGNATURE_PREFIX) else {
+                return Err(VerifyError::malformed(
+                    NAME,
+                    "each signature must start with `sha256=` followed by 64 hex digits",
+                ));
+            };
+            if tags.len() == MAX_SIGNATURES_PER_HEADER {
+                return Err(VerifyError::malformed(
+                    NAME,
+                    format!("more than {MAX_SIGNATURES_PER_HEADER} signatures"),
+                ));
+            }
+            let mut tag = [0u8; 32];
+            if hex_part.len() != 64 {
+                return Err(VerifyError::malformed(
+                    NAME,
+                    format!(
+                        "a `sha256=` signature must be 64 hex digits, found {} characters",
+                        hex_part.len()
+                    ),
+                ));
+            }
+            hex::decode_to_slice(hex_part, &mut tag).map_err(|_| {
+                VerifyError::malformed(NAME, "a `sha256=` signature contains non-hex characters")
+            })?;
+            tags.push(tag);
+        }
+    }
+    if tags.is_empty() {
+        return Err(VerifyError::malformed(NAME, "the value holds no signature"));
+    }
+    Ok(tags)
+}
+
+/// Compares every candidate with every active secret's tag in constant time
+/// per comparison; returns the matching secret's index.
+fn find_match(
+    secrets: &SecretSet,
+    now: i64,
+    candidates: &[Tag],
+    tag_of: impl Fn(&KeyedSecret) -> Tag,
+) -> Result<usize, VerifyError> {
+    let mut active = 0;
+    for (index, key) in secrets.active_at(now) {
+        active += 1;
+        let expected = tag_of(key);
+        let mut hit = subtle::Choice::from(0);
+        for candidate in candidates {
+            hit |= expected.ct_eq(candidate);
+        }
+        if bool::from(hit) {
+            return Ok(index);
+        }
+    }
+    Err(VerifyError::invalid_signature(candidates.len(), active))
+}
+
+pub(super) fn verify_signed(
+    secrets: &SecretSet,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<SignatureMatch, VerifyError> {
+    let id = required_header(headers, NATIVE_ID_HEADER)?;
+    validate_id(id).map_err(|why| VerifyError::malformed(NATIVE_ID_HEADER, why))?;
+    let ts_raw = required_header(headers, NATIVE_TIMESTAMP_HEADER)?;
+    let timestamp = parse_unix_seconds(NATIVE_TIMESTAMP_HEADER, ts_raw)?;
+    let ts_raw = ts_raw.trim_ascii();
+    let candidates = parse_signatures(headers)?;
+    let secret_index = find_match(secrets, now, &candidates, |k| {
+        tag_signed(k, id, ts_raw, body)
+    })?;
+    Ok(SignatureMatch {
+        // validate_id guarantees visible ASCII.
+        id: Some(String::from_utf8_lossy(id).into_owned()),
+        timestamp: Some(timestamp),
+        timestamp_source: TimestampSource::SignedHeader,
+        secret_index,
+    })
+}
+
+pub(super) fn verify_body_only(
+    secrets: &SecretSet,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+    require_timestamp: bool,
+) -> Result<SignatureMatch, VerifyError> {
+    let candidates = parse_signatures(headers)?;
+    let secret_index = find_match(secrets, now, &candidates, |k| tag_body(k, body))?;
+    // Only authenticated bytes are parsed, and only for their timestamp.
+    let timestamp = match body_timestamp(body) {
+        Ok(ts) => Some(ts),
+        Err(why) if require_timestamp => {
+            return Err(VerifyError::new(
+                VerifyErrorKind::MissingTimestamp,
+                format!(
+                    "body-only mode checks the replay window on the body's signed `timestamp` field: {why}; \
+                     send RFC 3339 text or unix seconds, or opt out with `Scheme::native_body_only().allow_missing_timestamp()`"
+                ),
+            ));
+        }
+        Err(BodyTimestampError::Invalid(why)) => {
+            return Err(VerifyError::new(
+                VerifyErrorKind::MissingTimestamp,
+                format!("the body's `timestamp` field is unusable: {why}"),
+            ));
+        }
+        Err(BodyTimestampError::Absent(_)) => None,
+    };
+    Ok(SignatureMatch {
+        id: None,
+        timestamp,
+        timestamp_source: if timestamp.is_some() {
+            TimestampSource::SignedBody
+        } else {
+            TimestampSource::None
+        },
+        secret_index,
+    })
+}
+
+#[derive(Debug)]
+pub(crate) enum BodyTimestampError {
+    /// No timestamp at all (not JSON, not an object, no field, or null).
+    Absent(&'static str),
+    /// A `timestamp` field that is present but not a valid time.
+    Invalid(String),
+}
+
+impl std::fmt::Display for BodyTimestampError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Absent(why) => f.write_str(why),
+            Self::Invalid(why) => f.write_str(why),
+        }
+    }
+}
+
+/// Reads the top-level `timestamp` field of a JSON object body, skipping
+/// everything else without building it.
+pub(crate) fn body_timestamp(body: &[u8]) -> Result<i64, BodyTimestampError> {
+    #[derive(serde::Deserialize)]
+    struct Envelope<'a> {
+        #[serde(default, borrow)]
+        timestamp: Option<RawTs<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum RawTs<'a> {
+        Int(i64),
+        Text(std::borrow::Cow<'a, str>),
+        Other(serde::de::IgnoredAny),
+    }
+    let env: Envelope<'_> = serde_json::from_slice(body)
+        .map_err(|_| BodyTimestampError::Absent("the body is not a JSON object"))?;
+    match env.timestamp {
+        None => Err(BodyTimestampError::Absent(
+            "the body has no `timestamp` field",
+        )),
+        Some(RawTs::Int(secs)) => Ok(secs),
+        Some(RawTs::Text(text)) => parse_text_timestamp(&text),
+        Some(RawTs::Other(_)) => Err(BodyTimestampError::Invalid(
+            "expected an RFC 3339 string or whole unix seconds".into(),
+        )),
+    }
+}
+
+fn parse_text_timestamp(text: &str) -> Result<i64, BodyTimestampError> {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse::<i64>().map_err(|_| {
+            BodyTimestampError::Invalid(format!(
+                "a {}-digit number is out of range for unix seconds",
+                text.len()
+            ))
+        });
+    }
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map(|t| t.unix_timestamp())
+        .map_err(|e| {
+            BodyTimestampError::Invalid(format!("`{}` is not RFC 3339: {e}", truncate(text)))
+        })
+}
+
+fn truncate(s: &str) -> &str {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_timestamp_forms() {
+        assert_eq!(
+            body_timestamp(br#"{"timestamp":"2025-01-15T10:30:00Z"}"#).unwrap(),
+            1_736_937_000
+        );
+        assert_eq!(
+            body_timestamp(br#"{"timestamp":1736937000}"#).unwrap(),
+            1_736_937_000
+        );
+        assert_eq!(
+            body_timestamp(br#"{"timestamp":"1736937000"}"#).unwrap(),
+            1_736_937_000
+        );
+        assert!(matches!(
+            body_timestamp(br#"{"event":"x"}"#),
+            Err(BodyTimestampError::Absent(_))
+        ));
+        assert!(matches!(
+            body_timestamp(b"not json"),
+            Err(BodyTimestampError::Absent(_))
+        ));
+        assert!(matches!(
+            body_timestamp(br#"{"timestamp":1.5}"#),
+            Err(BodyTimestampError::Invalid(_))
+        ));
+        assert!(matches!(
+            body_timestamp(br#"{"timestamp":"yesterday"}"#),
+            Err(BodyTimestampError::Invalid(_))
+        ));
+        assert!(matches!(
+            body_timestamp(br#"{"timestamp":123456789012345678901234}"#),
+            Err(BodyTimestampError::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,225 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use axum::body::Body;
+use bytes::{Buf, Bytes, BytesMut};
+use http::request::Parts;
+use http::{Request, Response};
+use http_body::Body as _;
+use http_body_util::{LengthLimitError, Limited};
+use pin_project_lite::pin_project;
+use tower_service::Service;
+
+use super::layer::Config;
+use crate::error::{VerifyError, VerifyErrorKind};
+
+/// Accumulates body frames without copying when the body arrives in one frame.
+enum Buffer {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl Buffer {
+    fn push(&mut self, mut data: Bytes, hint: usize) {
+        if data.is_empty() {
+            return;
+        }
+        *self = match std::mem::replace(self, Buffer::Empty) {
+            Buffer::Empty => Buffer::One(data),
+            Buffer::One(first) => {
+                let mut buf = BytesMut::with_capacity(hint.max(first.len() + data.len()));
+                buf.extend_from_slice(&first);
+                buf.extend_from_slice(&data);
+                Buffer::Many(buf)
+            }
+            Buffer::Many(mut buf) => {
+                buf.extend_from_slice(&data.split_off(0));
+                Buffer::Many(buf)
+            }
+        };
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Buffer::Empty => Bytes::new(),
+            Buffer::One(b) => b,
+            Buffer::Many(buf) => buf.freeze(),
+        }
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, B>
+    where
+        S: Service<Request<Body>>,
+    {
+        Buffering {
+            #[pin]
+            body: Limited<B>,
+            buffer: Buffer,
+            parts: Option<Parts>,
+            inner: Option<S>,
+        },
+        Calling {
+            #[pin]
+            future: S::Future,
+        },
+        Rejected {
+            response: Option<Response<Body>>,
+        },
+    }
+}
+
+pin_project! {
+    /// The future returned by [`VerifyWebhook`](super::VerifyWebhook): buffers
+    /// and verifies the body, then runs the inner service's future.
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<Body>>,
+    {
+        #[pin]
+        state: State<S, B>,
+        config: Arc<Config>,
+    }
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<Body>>,
+{
+    pub(super) fn rejected(config: &Arc<Config>, err: VerifyError) -> Self {
+        Self {
+            state: State::Rejected {
+                response: Some(rejection(config, err)),
+            },
+            config: config.clone(),
+        }
+    }
+
+    pub(super) fn buffering(parts: Parts, body: Limited<B>, inner: S, config: Arc<Config>) -> Self {
+        Self {
+            state: State::Buffering {
+                body,
+                buffer: Buffer::Empty,
+                parts: Some(parts),
+                inner: Some(inner),
+            },
+            config,
+        }
+    }
+}
+
+fn rejection(config: &Config, err: VerifyError) -> Response<Body> {
+    tracing::warn!(
+        scheme = %config.verifier.scheme().name(),
+        kind = %err.kind(),
+        "webhook rejected: {err}"
+    );
+    let mut response = (config.on_rejection)(&err);
+    response.extensions_mut().insert(err);
+    response
+}
+
+impl<S, B, ResBody> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<Body>, Response = Response<ResBody>>,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Output = Result<Response<Body>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Rejected { response } => {
+                    let response = response.take().unwrap_or_else(|| {
+                        let err = VerifyError::new(
+                            VerifyErrorKind::BodyReadFailed,
+                            "response future polled after completion",
+                        );
+                        crate::problem::default_rejection(&err)
+                    });
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Calling { future } => {
+                    let response = ready!(future.poll(cx))?;
+                    return Poll::Ready(Ok(response.map(Body::new)));
+                }
+                StateProj::Buffering {
+                    mut body,
+                    buffer,
+                    parts,
+                    inner,
+                } => {
+                    let frame = ready!(body.as_mut().poll_frame(cx));
+                    let next = match frame {
+                        Some(Ok(frame)) => {
+                            if let Ok(mut data) = frame.into_data() {
+                                let hint = body.size_hint().lower() as usize;
+                                let chunk = data.copy_to_bytes(data.remaining());
+                                buffer.push(chunk, hint);
+                            }
+                            continue;
+                        }
+                        Some(Err(err)) => {
+                            let err = if err.downcast_ref::<LengthLimitError>().is_some() {
+                                VerifyError::new(
+                                    VerifyErrorKind::PayloadTooLarge,
+                                    format!(
+                                        "the body is larger than the limit of {} bytes",
+                                        this.config.body_limit
+                                    ),
+                                )
+                            } else {
+                                VerifyError::new(
+                                    VerifyErrorKind::BodyReadFailed,
+                                    format!("the body could not be read: {err}"),
+                                )
+                            };
+                            State::Rejected {
+                                response: Some(rejection(this.config, err)),
+                            }
+                        }
+                        None => {
+                            let bytes = std::mem::replace(buffer, Buffer::Empty).into_bytes();
+                            let (Some(mut parts), Some(mut service)) = (parts.take(), inner.take())
+                            else {
+                                let err = VerifyError::new(
+                                    VerifyErrorKind::BodyReadFailed,
+                                    "response future polled after completion",
+                                );
+                                return Poll::Ready(Ok(crate::problem::default_rejection(&err)));
+                            };
+                            match this.config.verifier.verify(&parts.headers, bytes.clone()) {
+                                Ok(verified) => {
+                                    tracing::debug!(
+                                        scheme = %verified.scheme(),
+                                        id = %verified.id(),
+                                        secret_index = verified.secret_index(),
+                                        "webhook verified"
+                                    );
+                                    parts.extensions.insert(verified);
+                                    let req = Request::from_parts(parts, Body::from(bytes));
+                                    State::Calling {
+                                        future: service.call(req),
+                                    }
+                                }
+                                Err(err) => State::Rejected {
+                                    response: Some(rejection(this.config, err)),
+                                },
+                            }
+                        }
+                    };
+                    this.state.set(next);
+                }
+            }
+        }
+    }
+}

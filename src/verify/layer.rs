@@ -1,0 +1,170 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use http::Response;
+use tower_layer::Layer;
+
+use super::{VerifyWebhook, verified::Verifier};
+use crate::error::VerifyError;
+use crate::replay::{Clock, ReplayWindow};
+use crate::scheme::Scheme;
+use crate::secret::SecretSet;
+
+/// Default body limit: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+
+pub(crate) type RejectFn = dyn Fn(&VerifyError) -> Response<Body> + Send + Sync;
+
+pub(crate) struct Config {
+    pub(crate) verifier: Verifier,
+    pub(crate) body_limit: usize,
+    pub(crate) on_rejection: Arc<RejectFn>,
+}
+
+/// A tower [`Layer`] that lets through only authentic, fresh webhooks.
+///
+/// For each request it:
+///
+/// 1. refuses a `Content-Length` above the body limit with 413 before reading
+///    anything, and enforces the same limit while streaming bodies without a
+///    length;
+/// 2. buffers the raw body once;
+/// 3. verifies the signature in constant time against every active secret;
+/// 4. checks the signed timestamp against the [`ReplayWindow`];
+/// 5. puts a [`Verified`](crate::Verified) in the request extensions and hands
+///    the very same bytes to the inner service.
+///
+/// A failure is answered with an RFC 9457 problem response (401, 413 for size)
+/// and the inner service is not called. The inner service's error type is
+/// passed through untouched.
+///
+/// ```
+/// use axum::{Router, routing::post};
+/// use webhook_guard::{SecretSet, Verified, VerifyLayer};
+///
+/// async fn handle(verified: Verified) -> &'static str {
+///     println!("event {} verified", verified.id());
+///     "ok"
+/// }
+///
+/// let app: Router = Router::new()
+///     .route("/webhooks", post(handle))
+///     .layer(VerifyLayer::new(SecretSet::single("my-secret")?));
+/// # Ok::<(), webhook_guard::ConfigError>(())
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct VerifyLayer {
+    verifier: Verifier,
+    body_limit: usize,
+    on_rejection: Arc<RejectFn>,
+}
+
+impl VerifyLayer {
+    /// A layer for the [`native`](Scheme::native) scheme accepting any of
+    /// `secrets`, with a 300 s replay window each way and a 1 MiB body limit.
+    pub fn new(secrets: SecretSet) -> Self {
+        Self::from_verifier(Verifier::new(Scheme::native(), secrets))
+    }
+
+    /// A layer around a ready [`Verifier`].
+    pub fn from_verifier(verifier: Verifier) -> Self {
+        Self {
+            verifier,
+            body_limit: DEFAULT_BODY_LIMIT,
+            on_rejection: Arc::new(crate::problem::default_rejection),
+        }
+    }
+
+    /// Uses another wire format.
+    pub fn scheme(mut self, scheme: Scheme) -> Self {
+        self.verifier = Verifier::new(scheme, self.verifier.secrets().clone())
+            .replay_window(self.verifier.window().clone());
+        self
+    }
+
+    /// Replaces the replay window (tolerance, future skew and clock).
+    pub fn replay_window(mut self, window: ReplayWindow) -> Self {
+        self.verifier = self.verifier.replay_window(window);
+        self
+    }
+
+    /// Sets how old a signed timestamp may be (default 300 s).
+    pub fn tolerance(self, tolerance: Duration) -> Self {
+        let window = self.verifier.window().clone().tolerance(tolerance);
+        self.replay_window(window)
+    }
+
+    /// Sets how far in the future a signed timestamp may be (default 300 s).
+    pub fn future_skew(self, skew: Duration) -> Self {
+        let window = self.verifier.window().clone().future_skew(skew);
+        self.replay_window(window)
+    }
+
+    /// Reads "now" from `clock` instead of the system clock.
+    pub fn clock(self, clock: impl Clock) -> Self {
+        let window = self.verifier.window().clone().clock(clock);
+        self.replay_window(window)
+    }
+
+    /// Sets the largest body accepted, in bytes (default 1 MiB).
+    pub fn body_limit(mut self, bytes: usize) -> Self {
+        self.body_limit = bytes;
+        self
+    }
+
+    /// Replaces the rejection response. The closure gets the error (whose
+    /// message holds no secret) and returns the response to send.
+    ///
+    /// ```
+    /// use axum::body::Body;
+    /// use http::{Response, StatusCode};
+    /// use webhook_guard::{SecretSet, VerifyLayer};
+    ///
+    /// let layer = VerifyLayer::new(SecretSet::single("s")?).on_rejection(|err| {
+    ///     let mut res = Response::new(Body::from(err.kind().as_str()));
+    ///     *res.status_mut() = StatusCode::FORBIDDEN;
+    ///     res
+    /// });
+    /// # Ok::<(), webhook_guard::ConfigError>(())
+    /// ```
+    pub fn on_rejection<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&VerifyError) -> Response<Body> + Send + Sync + 'static,
+    {
+        self.on_rejection = Arc::new(f);
+        self
+    }
+
+    /// The verifier this layer applies.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    pub(crate) fn config(&self) -> Arc<Config> {
+        Arc::new(Config {
+            verifier: self.verifier.clone(),
+            body_limit: self.body_limit,
+            on_rejection: self.on_rejection.clone(),
+        })
+    }
+}
+
+impl fmt::Debug for VerifyLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyLayer")
+            .field("verifier", &self.verifier)
+            .field("body_limit", &self.body_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for VerifyLayer {
+    type Service = VerifyWebhook<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        VerifyWebhook::from_config(inner, self.config())
+    }
+}

@@ -1,0 +1,41 @@
+//! The verifying middleware: [`VerifyLayer`], [`VerifyWebhook`] and its
+//! [`ResponseFuture`], plus [`Verifier`] for use without tower.
+//!
+//! ```
+//! use axum::{Router, body::Body, routing::post};
+//! use http::{Request, StatusCode};
+//! use tower::ServiceExt;
+//! use webhook_guard::{FixedClock, Message, Scheme, SecretSet, Verified, VerifyLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let secrets = SecretSet::single("my-secret")?;
+//! let app = Router::new()
+//!     .route("/webhooks", post(|v: Verified| async move { v.id().to_owned() }))
+//!     .layer(VerifyLayer::new(secrets.clone()).clock(FixedClock::at(1_700_000_000)));
+//!
+//! // A correctly signed request passes ...
+//! let body = br#"{"event":"ingestion.completed"}"#;
+//! let headers = Scheme::native().sign(&secrets, &Message::new("evt_1", 1_700_000_000, body))?;
+//! let mut req = Request::post("/webhooks").body(Body::from(&body[..]))?;
+//! req.headers_mut().extend(headers);
+//! let res = app.clone().oneshot(req).await?;
+//! assert_eq!(res.status(), StatusCode::OK);
+//!
+//! // ... an unsigned one does not.
+//! let req = Request::post("/webhooks").body(Body::from(&body[..]))?;
+//! let res = app.oneshot(req).await?;
+//! assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+//! # Ok(())
+//! # }
+//! ```
+
+mod future;
+mod layer;
+mod service;
+mod verified;
+
+pub use future::ResponseFuture;
+pub use layer::{DEFAULT_BODY_LIMIT, VerifyLayer};
+pub use service::VerifyWebhook;
+pub use verified::{Verified, Verifier};

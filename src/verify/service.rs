@@ -1,0 +1,108 @@
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::{Request, Response, header};
+use http_body_util::Limited;
+use tower_service::Service;
+
+use super::future::ResponseFuture;
+use super::layer::{Config, VerifyLayer};
+use crate::error::{VerifyError, VerifyErrorKind};
+
+/// The service built by [`VerifyLayer`]: verifies, then calls `S` with the
+/// same body bytes and a [`Verified`](crate::Verified) in the extensions.
+#[derive(Clone)]
+pub struct VerifyWebhook<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> VerifyWebhook<S> {
+    /// Wraps `inner` with the settings of `layer`.
+    pub fn new(inner: S, layer: &VerifyLayer) -> Self {
+        Self::from_config(inner, layer.config())
+    }
+
+    pub(crate) fn from_config(inner: S, config: Arc<Config>) -> Self {
+        Self { inner, config }
+    }
+
+    /// A [`VerifyLayer`] builder; same as [`VerifyLayer::new`].
+    pub fn layer(secrets: crate::SecretSet) -> VerifyLayer {
+        VerifyLayer::new(secrets)
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for VerifyWebhook<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyWebhook")
+            .field("inner", &self.inner)
+            .field("verifier", &self.config.verifier)
+            .field("body_limit", &self.config.body_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for VerifyWebhook<S>
+where
+    S: Service<Request<Body>, Response = Response<ResBody>> + Clone,
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let config = self.config.clone();
+        let limit = config.body_limit;
+        if let Some(len) = declared_length(&req) {
+            if len > limit as u64 {
+                let err = VerifyError::new(
+                    VerifyErrorKind::PayloadTooLarge,
+                    format!("the body is {len} bytes (Content-Length); the limit is {limit} bytes"),
+                );
+                return ResponseFuture::rejected(&config, err);
+            }
+        }
+        // Take the service that was driven to readiness and leave a clone.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let (parts, body) = req.into_parts();
+        ResponseFuture::buffering(parts, Limited::new(body, limit), inner, config)
+    }
+}
+
+fn declared_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+}

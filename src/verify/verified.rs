@@ -1,0 +1,183 @@
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+use crate::error::VerifyError;
+use crate::replay::ReplayWindow;
+use crate::scheme::{IdSource, Scheme, SchemeName, SignatureMatch, TimestampSource};
+use crate::secret::SecretSet;
+
+/// Proof that a request passed verification, with what was learned from it.
+///
+/// [`VerifyLayer`](crate::VerifyLayer) puts one in the request's extensions;
+/// handlers take it as an extractor. Cheap to clone.
+#[derive(Clone)]
+pub struct Verified {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    matched: SignatureMatch,
+    scheme: SchemeName,
+    id_source: IdSource,
+    body: Bytes,
+    content_id: OnceLock<String>,
+}
+
+impl Verified {
+    pub(crate) fn new(matched: SignatureMatch, scheme: &Scheme, body: Bytes) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                matched,
+                scheme: scheme.name(),
+                id_source: scheme.id_source(),
+                body,
+                content_id: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The authenticated id of the event: the signed id when the scheme
+    /// carries one, otherwise `sha256:<hex>` of the signed body.
+    ///
+    /// It never comes from an unsigned header, so an attacker cannot vary it
+    /// to slip a replay past deduplication.
+    pub fn id(&self) -> &str {
+        match &self.inner.matched.id {
+            Some(id) => id,
+            None => self.inner.content_id.get_or_init(|| {
+                let digest = Sha256::digest(&self.inner.body);
+                format!("sha256:{}", hex::encode(digest))
+            }),
+        }
+    }
+
+    /// Where [`id`](Self::id) came from.
+    pub fn id_source(&self) -> IdSource {
+        self.inner.id_source
+    }
+
+    /// The signed timestamp (unix seconds) that passed the replay window, if
+    /// the request carried one.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.inner.matched.timestamp
+    }
+
+    /// Where [`timestamp`](Self::timestamp) came from.
+    pub fn timestamp_source(&self) -> TimestampSource {
+        self.inner.matched.timestamp_source
+    }
+
+    /// The scheme that verified the request.
+    pub fn scheme(&self) -> SchemeName {
+        self.inner.scheme
+    }
+
+    /// Index in the [`SecretSet`] of the secret that matched. During a
+    /// rotation, watch this to see when the old secret stops being used.
+    pub fn secret_index(&self) -> usize {
+        self.inner.matched.secret_index
+    }
+
+    /// The raw body bytes exactly as verified.
+    pub fn body(&self) -> &Bytes {
+        &self.inner.body
+    }
+}
+
+impl fmt::Debug for Verified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verified")
+            .field("id", &self.inner.matched.id)
+            .field("id_source", &self.inner.id_source)
+            .field("timestamp", &self.inner.matched.timestamp)
+            .field("timestamp_source", &self.inner.matched.timestamp_source)
+            .field("scheme", &self.inner.scheme)
+            .field("secret_index", &self.inner.matched.secret_index)
+            .field("body_len", &self.inner.body.len())
+            .finish()
+    }
+}
+
+/// Everything needed to verify a request, without the tower plumbing.
+///
+/// [`VerifyLayer`](crate::VerifyLayer) uses one; use it directly where there
+/// is no tower stack (a serverless function, a queue consumer).
+///
+/// ```
+/// use bytes::Bytes;
+/// use webhook_guard::{FixedClock, Message, ReplayWindow, Scheme, SecretSet, Verifier};
+///
+/// let secrets = SecretSet::single("s3cr3t")?;
+/// let body = Bytes::from_static(br#"{"event":"kpi.alert"}"#);
+/// let headers = Scheme::native().sign(&secrets, &Message::new("evt_9", 1_700_000_000, &body))?;
+///
+/// let verifier = Verifier::new(Scheme::native(), secrets)
+///     .replay_window(ReplayWindow::new().clock(FixedClock::at(1_700_000_030)));
+/// let verified = verifier.verify(&headers, body)?;
+/// assert_eq!(verified.id(), "evt_9");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    scheme: Scheme,
+    secrets: SecretSet,
+    window: ReplayWindow,
+}
+
+impl Verifier {
+    /// A verifier for `scheme` accepting any of `secrets`, with the default
+    /// replay window (300 s each way, system clock).
+    pub fn new(scheme: Scheme, secrets: SecretSet) -> Self {
+        Self {
+            scheme,
+            secrets,
+            window: ReplayWindow::new(),
+        }
+    }
+
+    /// Replaces the replay window.
+    #[must_use]
+    pub fn replay_window(mut self, window: ReplayWindow) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// The scheme.
+    pub fn scheme(&self) -> &Scheme {
+        &self.scheme
+    }
+
+    /// The replay window.
+    pub fn window(&self) -> &ReplayWindow {
+        &self.window
+    }
+
+    /// The secrets.
+    pub fn secrets(&self) -> &SecretSet {
+        &self.secrets
+    }
+
+    /// Checks the signature (constant time, any active secret), then the
+    /// signed timestamp against the replay window.
+    ///
+    /// The signature is checked first, so a timestamp rejection always means
+    /// an authentic but stale (or early) request, never a forgery.
+    ///
+    /// # Errors
+    ///
+    /// A [`VerifyError`] whose [`kind`](VerifyError::kind) says why.
+    pub fn verify(&self, headers: &HeaderMap, body: Bytes) -> Result<Verified, VerifyError> {
+        let now = self.window.now_unix();
+        let matched = self
+            .scheme
+            .verify_signature(&self.secrets, headers, &body, now)?;
+        if let Some(ts) = matched.timestamp {
+            self.window.check_at(ts, now)?;
+        }
+        Ok(Verified::new(matched, &self.scheme, body))
+    }
+}
