@@ -1,6 +1,8 @@
-//! The `receiver` example run as a process and driven over real HTTP, the way
-//! scripts outside the crate drive it: its environment variables, the one JSON
-//! line per accepted request on stdout, and exit status 2 for bad configuration.
+//! The examples run as processes, the way users and scripts run them.
+//!
+//! `receiver` is driven over real HTTP: its environment variables, the one
+//! JSON line per accepted request on stdout, and exit status 2 for bad
+//! configuration. `quickstart` must report every case as expected.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Read};
@@ -15,8 +17,8 @@ use webhook_guard::{Message, Scheme, SecretSet};
 /// `examples/sign-and-send.sh`.
 const DEMO_SECRET: &str = "demo-secret-do-not-use-in-production";
 
-/// Builds the example (a no-op when it is up to date) and returns its path.
-fn receiver_binary() -> PathBuf {
+/// Builds an example (a no-op when it is up to date) and returns its path.
+fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
     let mut cmd = Command::new(env!("CARGO"));
@@ -24,7 +26,7 @@ fn receiver_binary() -> PathBuf {
         "build",
         "--quiet",
         "--example",
-        "receiver",
+        name,
         "--message-format=json",
     ])
     .current_dir(env!("CARGO_MANIFEST_DIR"));
@@ -34,16 +36,16 @@ fn receiver_binary() -> PathBuf {
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
-        "building the receiver example failed:\n{}",
+        "building the {name} example failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
     stdout
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|msg| msg["target"]["name"] == "receiver")
+        .filter(|msg| msg["target"]["name"] == name)
         .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported no executable for the receiver example")
+        .unwrap_or_else(|| panic!("cargo reported no executable for the {name} example"))
 }
 
 fn now() -> i64 {
@@ -58,7 +60,7 @@ fn now() -> i64 {
 /// The example with only these `WEBHOOK_` variables set (and a free port
 /// unless `WEBHOOK_ADDR` is among them).
 fn receiver_command(vars: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(receiver_binary());
+    let mut cmd = Command::new(example_binary("receiver"));
     for name in [
         "WEBHOOK_ADDR",
         "WEBHOOK_SECRET",
@@ -371,4 +373,29 @@ fn demo_secret_is_announced_and_the_shell_script_is_accepted() {
         receiver.stop(),
         "{\"id\":\"evt_shell\",\"event\":\"dashboard.ready\",\"scheme\":\"native\"}\n"
     );
+}
+
+#[test]
+fn quickstart_reports_every_case_as_expected() {
+    let out = Command::new(example_binary("quickstart"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let marks: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with('✓') || l.starts_with('✗'))
+        .collect();
+    // At least the four cases of the foundation; more may be added.
+    assert!(marks.len() >= 4, "{stdout}");
+    assert!(marks.iter().all(|l| l.starts_with('✓')), "{stdout}");
+    for expected in [
+        "expected 200, got 200 OK",
+        "expected 401, got 401 Unauthorized: Webhook signature invalid",
+        "expected 401, got 401 Unauthorized: Webhook timestamp too old",
+        "expected 413, got 413 Payload Too Large",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} in {stdout}");
+    }
 }
