@@ -1,2 +1,132 @@
-//! Placeholder.
-fn main() {}
+//! What verification costs next to the compute limit.
+//!
+//! For each body size, one group holds:
+//!
+//! - `hmac_sha256_raw`: HMAC-SHA256 over the body with a precomputed key, the
+//!   least work any verifier must do;
+//! - `verify_signature`: [`Scheme::verify_signature`] alone (headers parsed,
+//!   HMAC, constant-time comparison), to split the cost below;
+//! - `verifier`: [`Verifier::verify`] in native signed mode: the above plus the
+//!   replay window on a fixed clock and the `Verified` value;
+//! - `verify_layer`: the same through [`VerifyLayer`] and `oneshot` with a
+//!   `Full<Bytes>` body: limit check, buffering, verification and the call to
+//!   an inner service that answers 200.
+//!
+//! ```text
+//! cargo bench --bench verify -- --warm-up-time 1 --measurement-time 3
+//! ```
+
+use std::convert::Infallible;
+use std::hint::black_box;
+
+use axum::body::Body;
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_main};
+use futures_util::FutureExt as _;
+use hmac::{Hmac, Mac};
+use http::{Request, Response, StatusCode, header};
+use http_body_util::Full;
+use sha2::Sha256;
+use tower::{Layer as _, ServiceExt as _, service_fn};
+use webhook_guard::{FixedClock, Message, ReplayWindow, Scheme, SecretSet, Verifier, VerifyLayer};
+
+const SECRET: &str = "bench-secret-0123456789abcdef";
+const NOW: i64 = 1_700_000_000;
+const SIZES: [usize; 4] = [256, 1024, 16 * 1024, 1024 * 1024];
+
+/// A JSON body of exactly `size` bytes.
+fn body_of(size: usize) -> Bytes {
+    let head = br#"{"event":"ingestion.completed","data":""#;
+    let tail = br#""}"#;
+    let mut body = Vec::with_capacity(size);
+    body.extend_from_slice(head);
+    body.resize(size - tail.len(), b'x');
+    body.extend_from_slice(tail);
+    Bytes::from(body)
+}
+
+fn verify(c: &mut Criterion) {
+    let secrets = SecretSet::single(SECRET).expect("secret");
+    let raw_key = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+    let verifier = Verifier::new(Scheme::native(), secrets.clone())
+        .replay_window(ReplayWindow::new().clock(FixedClock::at(NOW)));
+    let layer = VerifyLayer::new(secrets.clone())
+        .clock(FixedClock::at(NOW))
+        .body_limit(2 * 1024 * 1024);
+    let service = layer.layer(service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::empty()))
+    }));
+
+    let native = Scheme::native();
+    let mut group = c.benchmark_group("verify_native");
+    for size in SIZES {
+        let body = body_of(size);
+        let headers = native
+            .sign(&secrets, &Message::new("evt_bench_0001", NOW, &body))
+            .expect("sign");
+        let request = || {
+            let mut req = Request::post("/webhooks")
+                .header(header::CONTENT_LENGTH, body.len())
+                .body(Full::new(body.clone()))
+                .expect("request");
+            req.headers_mut().extend(headers.clone());
+            req
+        };
+
+        // Every contender must accept the request, or the numbers mean nothing.
+        assert!(
+            native
+                .verify_signature(&secrets, &headers, &body, NOW)
+                .is_ok()
+        );
+        assert!(verifier.verify(&headers, body.clone()).is_ok());
+        let status = service
+            .clone()
+            .oneshot(request())
+            .now_or_never()
+            .expect("completes without waiting")
+            .map(|res| res.status());
+        assert_eq!(status, Ok(StatusCode::OK));
+
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_with_input(
+            BenchmarkId::new("hmac_sha256_raw", size),
+            &body,
+            |b, body| {
+                b.iter(|| {
+                    let mut mac = raw_key.clone();
+                    mac.update(black_box(body));
+                    mac.finalize().into_bytes()
+                });
+            },
+        );
+        group.bench_with_input(
+            BenchmarkId::new("verify_signature", size),
+            &body,
+            |b, body| {
+                b.iter(|| {
+                    native.verify_signature(&secrets, black_box(&headers), black_box(body), NOW)
+                });
+            },
+        );
+        group.bench_with_input(BenchmarkId::new("verifier", size), &body, |b, body| {
+            b.iter(|| verifier.verify(black_box(&headers), black_box(body.clone())));
+        });
+        group.bench_function(BenchmarkId::new("verify_layer", size), |b| {
+            b.iter_batched(
+                request,
+                |req| service.clone().oneshot(req).now_or_never(),
+                criterion::BatchSize::SmallInput,
+            );
+        });
+    }
+    group.finish();
+}
+
+/// Runs the group with the settings given on the command line.
+fn benches() {
+    let mut criterion = Criterion::default().configure_from_args();
+    verify(&mut criterion);
+}
+
+criterion_main!(benches);
