@@ -22,7 +22,8 @@
 //! | `WEBHOOK_SCHEME` | `native` | wire format, by [`Scheme::from_name`]: `native`, `native-body-only`, ... |
 //! | `WEBHOOK_TOLERANCE_SECS` | `300` | how old a signed timestamp may be, in seconds (clock skew into the future stays at 300 s) |
 //!
-//! A configuration error exits with status 2 and a message on stderr.
+//! A configuration error exits with status 2 and a message on stderr. Ctrl-C
+//! or SIGTERM lets requests in flight finish, then exits with status 0.
 //!
 //! Sign and send a request from a shell (native scheme; the signature covers
 //! `{id}.{timestamp}.{body}`):
@@ -213,6 +214,35 @@ fn print_line(line: &Accepted<'_>) -> std::io::Result<()> {
     out.flush()
 }
 
+/// Resolves on Ctrl-C, or SIGTERM on Unix; requests in flight then finish
+/// before the process exits. The handlers are installed when this returns,
+/// so a signal sent once the receiver says it listens is never missed.
+fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::info!("shutting down");
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                // No handler: run until the process is killed.
+                std::future::pending::<()>().await;
+            }
+            tracing::info!("shutting down");
+        })
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -237,6 +267,13 @@ async fn main() -> ExitCode {
         );
     }
 
+    let shutdown = match shutdown_signal() {
+        Ok(shutdown) => shutdown,
+        Err(e) => {
+            eprintln!("receiver: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let listener = match tokio::net::TcpListener::bind(config.addr).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -252,12 +289,6 @@ async fn main() -> ExitCode {
         "listening on http://{local}/webhooks"
     );
 
-    let shutdown = async {
-        // If the signal handler cannot be installed, run until killed.
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
     match axum::serve(listener, app(&config))
         .with_graceful_shutdown(shutdown)
         .await

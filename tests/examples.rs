@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use webhook_guard::{Message, Scheme, SecretSet};
 
@@ -79,7 +79,9 @@ fn receiver_command(vars: &[(&str, &str)]) -> Command {
 struct Receiver {
     child: Child,
     url: String,
+    /// Lines of stderr read so far.
     stderr: Vec<String>,
+    lines: mpsc::Receiver<String>,
 }
 
 impl Receiver {
@@ -106,9 +108,11 @@ impl Receiver {
             child,
             url: String::new(),
             stderr: Vec::new(),
+            lines: rx,
         };
         loop {
-            let line = rx
+            let line = receiver
+                .lines
                 .recv_timeout(Duration::from_secs(60))
                 .unwrap_or_else(|_| {
                     panic!(
@@ -129,10 +133,33 @@ impl Receiver {
         }
     }
 
-    /// Stops the receiver and returns everything it printed on stdout.
+    /// Stops the receiver with SIGTERM, as scripts do, checks that it shuts
+    /// down cleanly, and returns everything it printed on stdout.
     fn stop(mut self) -> String {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let exit = loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running 30 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(exit.code(), Some(0), "exit after SIGTERM");
+        // The reader thread ends at EOF, which closes the channel.
+        self.stderr.extend(self.lines.iter());
+        assert!(
+            self.stderr.iter().any(|l| l.contains("shutting down")),
+            "{:#?}",
+            self.stderr
+        );
         let mut out = String::new();
         self.child
             .stdout
