@@ -64,11 +64,14 @@ fn request<B>(headers: HeaderMap, body: B) -> Request<B> {
     req
 }
 
+/// One call of the echo handler: the body it read and the `Verified` it found.
+type Call = (Bytes, Option<Verified>);
+
 /// What the echo handler saw.
 #[derive(Clone, Default)]
 struct Handler {
     calls: Arc<AtomicUsize>,
-    seen: Arc<Mutex<Vec<(Bytes, Option<Verified>)>>>,
+    seen: Arc<Mutex<Vec<Call>>>,
 }
 
 impl Handler {
@@ -76,7 +79,7 @@ impl Handler {
         self.calls.load(Ordering::SeqCst)
     }
 
-    fn last(&self) -> (Bytes, Option<Verified>) {
+    fn last(&self) -> Call {
         self.seen.lock().unwrap().last().cloned().unwrap()
     }
 
