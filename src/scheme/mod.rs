@@ -183,7 +183,9 @@ impl Scheme {
     /// The default: headers `X-Webhook-Id`, `X-Webhook-Timestamp` (unix
     /// seconds) and `X-Webhook-Signature: sha256=<hex>`, where the HMAC-SHA256
     /// covers `{id}.{timestamp}.{body}`. Id and timestamp are signed, so the
-    /// replay window and deduplication rest on authenticated data.
+    /// replay window and deduplication rest on authenticated data. The id is
+    /// 1 to 256 visible ASCII characters other than `.`, so the signed content
+    /// splits into its parts in exactly one way.
     pub fn native() -> Self {
         Self { kind: Kind::Native }
     }
