@@ -415,7 +415,7 @@ impl Scheme {
     /// Secrets are usually handed out as `whsec_<base64>`: build them with
     /// [`Secret::from_whsec`] or [`Scheme::parse_secret`], which decode the
     /// base64. With the `ed25519` feature, `v1a,<base64>` signatures are
-    /// verified against [`with_public_keys`](Self::with_public_keys).
+    /// verified against the keys given to `Scheme::with_public_keys`.
     pub fn standard() -> Self {
         Self {
             kind: Kind::Standard(Box::default()),
