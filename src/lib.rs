@@ -76,3 +76,8 @@ pub use scheme::{
 };
 pub use secret::{Secret, SecretSet};
 pub use verify::{ResponseFuture, Verified, Verifier, VerifyLayer, VerifyWebhook};
+
+/// The README's examples, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
