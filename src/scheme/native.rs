@@ -1,16 +1,14 @@
 //! The `native` scheme: `X-Webhook-Signature: sha256=<hex>`.
 
-use hmac::Mac;
 use http::{HeaderMap, HeaderValue};
-use subtle::ConstantTimeEq;
 
 use super::{
-    MAX_SIGNATURES_PER_HEADER, Message, SignError, SignatureMatch, TimestampSource,
-    required_header, validate_id,
+    MAX_SIGNATURES_PER_HEADER, Message, SignError, SignatureMatch, Tag, TimestampSource,
+    decode_hex_tag, find_match, hmac_tag, required_header, validate_id,
 };
 use crate::error::{VerifyError, VerifyErrorKind};
 use crate::replay::parse_unix_seconds;
-use crate::secret::{HmacSha256, KeyedSecret, SecretSet};
+use crate::secret::{KeyedSecret, SecretSet};
 
 /// Header carrying the event id (native signed mode).
 pub const NATIVE_ID_HEADER: &str = "x-webhook-id";
@@ -20,8 +18,6 @@ pub const NATIVE_TIMESTAMP_HEADER: &str = "x-webhook-timestamp";
 pub const NATIVE_SIGNATURE_HEADER: &str = "x-webhook-signature";
 /// Prefix of each native signature.
 pub const NATIVE_SIGNATURE_PREFIX: &str = "sha256=";
-
-type Tag = [u8; 32];
 
 /// Checks a native id: [`validate_id`], and no `.`.
 ///
@@ -38,19 +34,11 @@ fn validate_native_id(id: &[u8]) -> Result<(), &'static str> {
 }
 
 fn tag_signed(key: &KeyedSecret, id: &[u8], ts: &[u8], body: &[u8]) -> Tag {
-    let mut mac: HmacSha256 = key.hmac.clone();
-    mac.update(id);
-    mac.update(b".");
-    mac.update(ts);
-    mac.update(b".");
-    mac.update(body);
-    mac.finalize().into_bytes().into()
+    hmac_tag(key, &[id, b".", ts, b".", body])
 }
 
 fn tag_body(key: &KeyedSecret, body: &[u8]) -> Tag {
-    let mut mac: HmacSha256 = key.hmac.clone();
-    mac.update(body);
-    mac.finalize().into_bytes().into()
+    hmac_tag(key, &[body])
 }
 
 fn signature_header(tags: impl Iterator<Item = Tag>) -> HeaderValue {
@@ -122,19 +110,7 @@ pub(crate) fn parse_signatures(headers: &HeaderMap) -> Result<Vec<Tag>, VerifyEr
                     format!("more than {MAX_SIGNATURES_PER_HEADER} signatures"),
                 ));
             }
-            let mut tag = [0u8; 32];
-            if hex_part.len() != 64 {
-                return Err(VerifyError::malformed(
-                    NAME,
-                    format!(
-                        "a `sha256=` signature must be 64 hex digits, found {} characters",
-                        hex_part.len()
-                    ),
-                ));
-            }
-            hex::decode_to_slice(hex_part, &mut tag).map_err(|_| {
-                VerifyError::malformed(NAME, "a `sha256=` signature contains non-hex characters")
-            })?;
+            let tag = decode_hex_tag(NAME, "`sha256=`", hex_part)?;
             tags.push(tag);
         }
     }
@@ -142,29 +118,6 @@ pub(crate) fn parse_signatures(headers: &HeaderMap) -> Result<Vec<Tag>, VerifyEr
         return Err(VerifyError::malformed(NAME, "the value holds no signature"));
     }
     Ok(tags)
-}
-
-/// Compares every candidate with every active secret's tag in constant time
-/// per comparison; returns the matching secret's index.
-fn find_match(
-    secrets: &SecretSet,
-    now: i64,
-    candidates: &[Tag],
-    tag_of: impl Fn(&KeyedSecret) -> Tag,
-) -> Result<usize, VerifyError> {
-    let mut active = 0;
-    for (index, key) in secrets.active_at(now) {
-        active += 1;
-        let expected = tag_of(key);
-        let mut hit = subtle::Choice::from(0);
-        for candidate in candidates {
-            hit |= expected.ct_eq(candidate);
-        }
-        if bool::from(hit) {
-            return Ok(index);
-        }
-    }
-    Err(VerifyError::invalid_signature(candidates.len(), active))
 }
 
 pub(super) fn verify_signed(
@@ -182,13 +135,13 @@ pub(super) fn verify_signed(
     let secret_index = find_match(secrets, now, &candidates, |k| {
         tag_signed(k, id, ts_raw, body)
     })?;
-    Ok(SignatureMatch {
+    Ok(SignatureMatch::hmac(
         // validate_native_id guarantees visible ASCII.
-        id: Some(String::from_utf8_lossy(id).into_owned()),
-        timestamp: Some(timestamp),
-        timestamp_source: TimestampSource::SignedHeader,
+        Some(String::from_utf8_lossy(id).into_owned()),
+        Some(timestamp),
+        TimestampSource::SignedHeader,
         secret_index,
-    })
+    ))
 }
 
 pub(super) fn verify_body_only(
@@ -220,16 +173,12 @@ pub(super) fn verify_body_only(
         }
         Err(BodyTimestampError::Absent(_)) => None,
     };
-    Ok(SignatureMatch {
-        id: None,
-        timestamp,
-        timestamp_source: if timestamp.is_some() {
-            TimestampSource::SignedBody
-        } else {
-            TimestampSource::None
-        },
-        secret_index,
-    })
+    let source = if timestamp.is_some() {
+        TimestampSource::SignedBody
+    } else {
+        TimestampSource::None
+    };
+    Ok(SignatureMatch::hmac(None, timestamp, source, secret_index))
 }
 
 #[derive(Debug)]
