@@ -147,6 +147,9 @@ async fn assert_rejected(
         );
         assert!(!headers.contains(needle), "response headers leak {needle}");
     }
+    // Whatever the case, no signature-sized hex appears: the expected
+    // signature of any request is 64 hex digits.
+    assert!(longest_hex_run(&text) < 32, "{text}");
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(json["type"], kind.problem_type());
     assert!(
@@ -157,6 +160,21 @@ async fn assert_rejected(
     assert_eq!(json["status"], kind.status().as_u16());
     assert_eq!(json["detail"], err.detail());
     err
+}
+
+/// The length of the longest run of hex digits in `text`.
+fn longest_hex_run(text: &str) -> usize {
+    text.split(|c: char| !c.is_ascii_hexdigit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn longest_hex_run_finds_signatures() {
+    let sig = expected_hex("evt_1", NOW, BODY);
+    assert_eq!(longest_hex_run(&format!("detail: {sig}.")), 64);
+    assert_eq!(longest_hex_run("timestamp is 9223372035154775807 s"), 19);
 }
 
 /// A request body that records how often it was polled. Yields the given
@@ -972,8 +990,12 @@ async fn log_events_never_contain_a_secret_or_the_expected_signature() {
             "logs leak {needle}:\n{text}"
         );
     }
-    // The truncated signature that was sent is the client's own data; even so
-    // no 60-character prefix of an expected signature may appear.
+    // The malformed request carried the first 60 hex digits of its expected
+    // signature; the logs must not echo even part of it.
+    assert!(
+        longest_hex_run(&text) < 32,
+        "logs hold signature-sized hex:\n{text}"
+    );
     for expected in &forbidden[2..] {
         assert!(
             !text.contains(&expected[..32]),
