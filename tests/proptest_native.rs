@@ -11,7 +11,9 @@ use http::{HeaderMap, HeaderValue};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use webhook_guard::scheme::{NATIVE_ID_HEADER, NATIVE_SIGNATURE_HEADER, NATIVE_TIMESTAMP_HEADER};
-use webhook_guard::{Message, Scheme, SecretSet, TimestampSource, VerifyError, VerifyErrorKind};
+use webhook_guard::{
+    Message, Scheme, SecretSet, SignError, TimestampSource, VerifyError, VerifyErrorKind,
+};
 
 /// What verifying a modified request must give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +185,46 @@ proptest! {
             let alone = SecretSet::single(key.clone()).unwrap();
             prop_assert!(Scheme::native().verify_signature(&alone, &headers, &body, ts).is_ok());
         }
+    }
+
+    #[test]
+    fn any_i64_timestamp_is_signed_verifiably_or_refused(
+        mode in mode(),
+        id in id(),
+        ts in any::<i64>(),
+        body in body(),
+    ) {
+        let secrets = SecretSet::single("k").unwrap();
+        let scheme = mode.scheme();
+        match scheme.sign(&secrets, &Message::new(&id, ts, &body)) {
+            Ok(headers) => {
+                prop_assert!(ts >= 0);
+                prop_assert!(scheme.verify_signature(&secrets, &headers, &body, ts).is_ok());
+            }
+            Err(err) => {
+                prop_assert!(ts < 0);
+                prop_assert_eq!(err, SignError::InvalidTimestamp { timestamp: ts });
+            }
+        }
+    }
+
+    #[test]
+    fn ids_with_a_dot_are_refused_on_both_sides(
+        head in id(),
+        tail in "[!-~]{0,100}",
+        ts in timestamp(),
+        body in body(),
+    ) {
+        let secrets = SecretSet::single("k").unwrap();
+        let dotted = format!("{head}.{tail}");
+        let err = Scheme::native().sign(&secrets, &Message::new(&dotted, ts, &body)).unwrap_err();
+        prop_assert!(matches!(err, SignError::InvalidId { .. }), "{:?}", err);
+        // A request carrying such an id is malformed, whatever it is
+        // signed with.
+        let mut headers = Scheme::native().sign(&secrets, &Message::new(&head, ts, &body)).unwrap();
+        headers.insert(webhook_guard::scheme::NATIVE_ID_HEADER, HeaderValue::from_str(&dotted).unwrap());
+        let result = Scheme::native().verify_signature(&secrets, &headers, &body, ts);
+        prop_assert_eq!(outcome(&result), Expect::Rejected(VerifyErrorKind::MalformedHeader));
     }
 
     #[test]
