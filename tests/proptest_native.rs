@@ -221,8 +221,9 @@ proptest! {
         prop_assert!(matches!(err, SignError::InvalidId { .. }), "{:?}", err);
         // A request carrying such an id is malformed, whatever it is
         // signed with.
-        let mut headers = Scheme::native().sign(&secrets, &Message::new(&head, ts, &body)).unwrap();
-        headers.insert(webhook_guard::scheme::NATIVE_ID_HEADER, HeaderValue::from_str(&dotted).unwrap());
+        let msg = Message::new(&head, ts, &body);
+        let mut headers = Scheme::native().sign(&secrets, &msg).unwrap();
+        headers.insert(NATIVE_ID_HEADER, HeaderValue::from_str(&dotted).unwrap());
         let result = Scheme::native().verify_signature(&secrets, &headers, &body, ts);
         prop_assert_eq!(outcome(&result), Expect::Rejected(VerifyErrorKind::MalformedHeader));
     }
@@ -251,7 +252,8 @@ proptest! {
     ) {
         let timestamp = if rfc3339 {
             let t = time::OffsetDateTime::from_unix_timestamp(ts).unwrap();
-            serde_json::Value::from(t.format(&time::format_description::well_known::Rfc3339).unwrap())
+            let text = t.format(&time::format_description::well_known::Rfc3339).unwrap();
+            serde_json::Value::from(text)
         } else {
             serde_json::Value::from(ts)
         };
