@@ -252,8 +252,8 @@ proptest! {
     ) {
         let timestamp = if rfc3339 {
             let t = time::OffsetDateTime::from_unix_timestamp(ts).unwrap();
-            let text = t.format(&time::format_description::well_known::Rfc3339).unwrap();
-            serde_json::Value::from(text)
+            let formatted = t.format(&time::format_description::well_known::Rfc3339).unwrap();
+            serde_json::Value::from(formatted)
         } else {
             serde_json::Value::from(ts)
         };
