@@ -1,5 +1,6 @@
 //! End to end: a real axum server on a loopback port behind `VerifyLayer`,
-//! real HTTP/1.1 requests from reqwest, the system clock.
+//! real HTTP/1.1 requests from reqwest and from python3's urllib, the system
+//! clock.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io;
@@ -73,7 +74,8 @@ async fn start() -> Server {
     Server {
         url: format!("http://{addr}/webhooks"),
         seen,
-        client: reqwest::Client::new(),
+        // Loopback only: never through a proxy from the environment.
+        client: reqwest::Client::builder().no_proxy().build().unwrap(),
     }
 }
 
@@ -215,4 +217,68 @@ async fn chunked_body_over_the_limit_is_413_and_not_read_to_the_end() {
     assert_eq!(server.calls(), 0);
     let pulled = pulled.load(Ordering::SeqCst);
     assert!(pulled < chunks, "the client sent all {pulled} chunks");
+}
+
+/// A sender that shares no code with this crate: Python's `hmac` and
+/// `urllib`. Prints the status, then the response body as hex.
+const PYTHON_SENDER: &str = r#"
+import hashlib, hmac, sys, time, urllib.error, urllib.request
+url, secret, tamper, body = sys.argv[1], sys.argv[2].encode(), sys.argv[3], bytes.fromhex(sys.argv[4])
+ts = str(int(time.time()))
+event_id = "evt_py_" + ts
+sig = hmac.new(secret, event_id.encode() + b"." + ts.encode() + b"." + body, hashlib.sha256).hexdigest()
+if tamper == "tamper":
+    body = body.replace(b"15234", b"15235")
+req = urllib.request.Request(url, data=body, method="POST", headers={
+    "Content-Type": "application/json",
+    "X-Webhook-Id": event_id,
+    "X-Webhook-Timestamp": ts,
+    "X-Webhook-Signature": "sha256=" + sig,
+})
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+try:
+    with opener.open(req, timeout=10) as res:
+        print(res.status)
+        print(res.read().hex())
+except urllib.error.HTTPError as err:
+    print(err.code)
+    print(err.read().hex())
+"#;
+
+async fn python_post(url: &str, tamper: bool, body: &[u8]) -> (u16, Vec<u8>) {
+    let out = tokio::process::Command::new("python3")
+        .args(["-c", PYTHON_SENDER, url, SECRET])
+        .arg(if tamper { "tamper" } else { "keep" })
+        .arg(hex::encode(body))
+        .output()
+        .await
+        .expect("python3 must be installed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut lines = stdout.lines();
+    let status = lines.next().unwrap().parse().unwrap();
+    let body = hex::decode(lines.next().unwrap_or("")).unwrap();
+    (status, body)
+}
+
+#[tokio::test]
+async fn python_urllib_sender_is_accepted() {
+    let server = start().await;
+    let (status, echoed) = python_post(&server.url, false, PLATFORM_BODY.as_bytes()).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&echoed));
+    assert_eq!(echoed, PLATFORM_BODY.as_bytes());
+    assert_eq!(server.calls(), 1);
+    let (id, body) = server.seen.bodies.lock().unwrap()[0].clone();
+    assert!(id.starts_with("evt_py_"), "{id}");
+    assert_eq!(body, PLATFORM_BODY.as_bytes());
+
+    let (status, problem) = python_post(&server.url, true, PLATFORM_BODY.as_bytes()).await;
+    assert_eq!(status, 401);
+    let json: serde_json::Value = serde_json::from_slice(&problem).unwrap();
+    assert!(json["type"].as_str().unwrap().ends_with("InvalidSignature"));
+    assert_eq!(server.calls(), 1);
 }
