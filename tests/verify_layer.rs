@@ -23,8 +23,8 @@ use tower::{Layer, ServiceExt, service_fn};
 use webhook_guard::problem::PROBLEM_JSON;
 use webhook_guard::scheme::{NATIVE_ID_HEADER, NATIVE_SIGNATURE_HEADER, NATIVE_TIMESTAMP_HEADER};
 use webhook_guard::{
-    FixedClock, IdSource, Message, Scheme, SchemeName, Secret, SecretSet, TimestampSource,
-    Verified, VerifyError, VerifyErrorKind, VerifyLayer,
+    FixedClock, IdSource, Message, Scheme, SchemeName, Secret, SecretSet, SignatureAlgorithm,
+    TimestampSource, Verified, VerifyError, VerifyErrorKind, VerifyLayer,
 };
 
 const NOW: i64 = 1_700_000_000;
@@ -236,6 +236,8 @@ async fn valid_request_reaches_the_handler_with_the_same_bytes() {
     assert_eq!(verified.timestamp_source(), TimestampSource::SignedHeader);
     assert_eq!(verified.scheme(), SchemeName::Native);
     assert_eq!(verified.secret_index(), 0);
+    assert_eq!(verified.algorithm(), SignatureAlgorithm::HmacSha256);
+    assert_eq!(verified.delivery_id(), None);
     assert_eq!(verified.body(), &body);
     // The echo handler's response passes through unchanged.
     let echoed = res.into_body().collect().await.unwrap().to_bytes();
