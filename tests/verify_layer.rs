@@ -809,6 +809,34 @@ async fn inner_service_error_passes_through_untouched() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// An inner service that is never ready: its `poll_ready` fails.
+#[derive(Clone)]
+struct Unavailable;
+
+impl tower::Service<Request<Body>> for Unavailable {
+    type Response = Response<Body>;
+    type Error = InnerFailure;
+    type Future = std::future::Ready<Result<Response<Body>, InnerFailure>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), InnerFailure>> {
+        Poll::Ready(Err(InnerFailure("overloaded")))
+    }
+
+    fn call(&mut self, _req: Request<Body>) -> Self::Future {
+        unreachable!("call without readiness")
+    }
+}
+
+#[tokio::test]
+async fn inner_readiness_error_passes_through() {
+    let mut svc = webhook_guard::VerifyWebhook::new(Unavailable, &layer());
+    let err = ServiceExt::<Request<Body>>::ready(&mut svc)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(err, InnerFailure("overloaded"));
+}
+
 #[tokio::test]
 async fn on_rejection_replaces_the_response() {
     let layer = layer().on_rejection(|err| {
