@@ -139,18 +139,53 @@ fn vector_file_covers_the_required_cases() {
         );
     }
     for v in &vectors {
-        let commands: Vec<&str> = match &v.source {
-            serde_json::Value::String(s) => vec![s],
-            serde_json::Value::Array(list) => list.iter().map(|s| s.as_str().unwrap()).collect(),
-            other => panic!("{}: bad source {other}", v.name),
-        };
         assert!(
-            commands
+            v.commands()
                 .iter()
                 .all(|c| c.contains("openssl dgst -sha256") || c.contains("python3 -c")),
             "{}: source must name an independent tool",
             v.name
         );
+    }
+}
+
+impl Vector {
+    /// The commands that produced the expected signatures, one per secret.
+    fn commands(&self) -> Vec<&str> {
+        match &self.source {
+            serde_json::Value::String(s) => vec![s],
+            serde_json::Value::Array(list) => list.iter().map(|s| s.as_str().unwrap()).collect(),
+            other => panic!("{}: bad source {other}", self.name),
+        }
+    }
+}
+
+/// Re-runs every recorded `source` command, so the file cannot drift from the
+/// tools that produced it.
+#[test]
+fn source_commands_reproduce_the_expected_signatures() {
+    let have_openssl = Command::new("openssl").arg("version").output().is_ok();
+    for v in load() {
+        let expected: Vec<&str> = v
+            .signature_header
+            .split(',')
+            .map(|s| s.strip_prefix("sha256=").unwrap())
+            .collect();
+        let commands = v.commands();
+        assert_eq!(commands.len(), expected.len(), "{}", v.name);
+        for (command, expected) in commands.into_iter().zip(expected) {
+            assert!(
+                have_openssl || !command.contains("openssl"),
+                "the `openssl` command is needed to check {:?} (apt-get install openssl)",
+                v.name
+            );
+            let out = Command::new("bash").args(["-c", command]).output().unwrap();
+            assert!(out.status.success(), "{}: {command}", v.name);
+            let stdout = String::from_utf8(out.stdout).unwrap();
+            // openssl prints `SHA2-256(stdin)= <hex>`, python just the hex.
+            let got = stdout.split_whitespace().last().unwrap_or_default();
+            assert_eq!(got, expected, "{}: {command}", v.name);
+        }
     }
 }
 
