@@ -753,8 +753,12 @@ pub(crate) fn informational_id(headers: &HeaderMap, name: &'static str) -> Optio
 }
 
 /// Checks an id before it is signed or accepted: 1 to 256 visible ASCII
-/// characters, so it cannot blur into the `.`-separated signed content's
-/// timestamp or smuggle bytes a log line would misrender.
+/// characters, so it cannot smuggle bytes a log line would misrender.
+///
+/// Dots are allowed here for Standard Webhooks compatibility (other senders'
+/// ids may contain them); the native scheme refuses them on top, because with
+/// a dotted id one signature over `{id}.{timestamp}.{body}` could stand for a
+/// second (id, timestamp, body) split.
 pub(crate) fn validate_id(id: &[u8]) -> Result<(), &'static str> {
     if id.is_empty() {
         return Err("the id is empty");
