@@ -239,7 +239,7 @@ fn parse_text_timestamp(text: &str) -> Result<i64, BodyTimestampError> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map(|t| t.unix_timestamp())
         .map_err(|e| {
-            BodyTimestampError::Invalid(format!("`{}` is not RFC 3339: {e}", truncate(text)))
+            BodyTimestampError::Invalid(format!("{:?} is not RFC 3339: {e}", truncate(text)))
         })
 }
 
