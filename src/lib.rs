@@ -49,6 +49,7 @@
 //! - [`verify`]: [`VerifyLayer`], [`VerifyWebhook`], [`Verifier`], [`Verified`].
 //! - [`extract`]: axum extractors.
 //! - [`problem`]: RFC 9457 rejection bodies.
+//! - [`diagnose`]: why a request does not verify (body changed, secret read another way, clock off).
 //!
 //! ## Feature flags
 //!
@@ -58,6 +59,7 @@
 //! | `testing` | no | helpers for your own tests |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod diagnose;
 pub mod error;
 pub mod extract;
 pub mod problem;
