@@ -374,21 +374,26 @@ pub enum TimestampUnit {
 impl TimestampUnit {
     /// The unit `timestamp` is most likely in, given `now` in seconds: a
     /// sub-second unit when the value divided accordingly lands within a
-    /// year of now.
+    /// year of now, or else when it has that unit's number of digits for any
+    /// date between 1973 and 5138 (13 digits for milliseconds, 16 for
+    /// microseconds, 19 for nanoseconds, give or take one).
     pub fn guess(timestamp: i64, now: i64) -> Self {
         let near = |divisor: i128| {
             (i128::from(timestamp) / divisor - i128::from(now)).abs() <= 366 * 86_400
         };
         if near(1) {
-            Self::Seconds
-        } else if near(1_000) {
-            Self::Milliseconds
-        } else if near(1_000_000) {
-            Self::Microseconds
-        } else if near(1_000_000_000) {
-            Self::Nanoseconds
-        } else {
-            Self::Seconds
+            return Self::Seconds;
+        }
+        for unit in [Self::Milliseconds, Self::Microseconds, Self::Nanoseconds] {
+            if near(unit.per_second()) {
+                return unit;
+            }
+        }
+        match timestamp.checked_ilog10().map(|log| log + 1) {
+            Some(12..=14) => Self::Milliseconds,
+            Some(15..=17) => Self::Microseconds,
+            Some(18..=19) => Self::Nanoseconds,
+            _ => Self::Seconds,
         }
     }
 
@@ -993,7 +998,17 @@ mod tests {
             TimestampUnit::guess(NOW * 1_000_000, NOW),
             TimestampUnit::Microseconds
         );
-        assert_eq!(TimestampUnit::guess(i64::MAX, NOW), TimestampUnit::Seconds);
+        // Far from now, the number of digits decides.
+        assert_eq!(
+            TimestampUnit::guess(1_500_000_000_000, NOW),
+            TimestampUnit::Milliseconds
+        );
+        assert_eq!(
+            TimestampUnit::guess(1_000_000_000_000_000_000, NOW),
+            TimestampUnit::Nanoseconds
+        );
+        assert_eq!(TimestampUnit::guess(i64::MAX, NOW), TimestampUnit::Nanoseconds);
+        assert_eq!(TimestampUnit::guess(99_999_999_999, NOW), TimestampUnit::Seconds);
         assert_eq!(TimestampUnit::guess(i64::MIN, NOW), TimestampUnit::Seconds);
     }
 }
