@@ -1007,8 +1007,14 @@ mod tests {
             TimestampUnit::guess(1_000_000_000_000_000_000, NOW),
             TimestampUnit::Nanoseconds
         );
-        assert_eq!(TimestampUnit::guess(i64::MAX, NOW), TimestampUnit::Nanoseconds);
-        assert_eq!(TimestampUnit::guess(99_999_999_999, NOW), TimestampUnit::Seconds);
+        assert_eq!(
+            TimestampUnit::guess(i64::MAX, NOW),
+            TimestampUnit::Nanoseconds
+        );
+        assert_eq!(
+            TimestampUnit::guess(99_999_999_999, NOW),
+            TimestampUnit::Seconds
+        );
         assert_eq!(TimestampUnit::guess(i64::MIN, NOW), TimestampUnit::Seconds);
     }
 }

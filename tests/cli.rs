@@ -84,7 +84,9 @@ impl Listener {
                 }
             }
         });
-        let first = lines.recv_timeout(WAIT).expect("listen printed its address");
+        let first = lines
+            .recv_timeout(WAIT)
+            .expect("listen printed its address");
         let url = if let Ok(value) = serde_json::from_str::<serde_json::Value>(&first) {
             value["url"].as_str().unwrap().to_owned()
         } else {
@@ -101,7 +103,10 @@ impl Listener {
     /// `rejected`, or a JSON line), skipping the indented body lines.
     fn next_entry(&self) -> String {
         loop {
-            let line = self.lines.recv_timeout(WAIT).expect("listen printed a line");
+            let line = self
+                .lines
+                .recv_timeout(WAIT)
+                .expect("listen printed a line");
             if !line.starts_with(' ') {
                 return line;
             }
@@ -160,7 +165,10 @@ fn send_to_listen_round_trips_for_every_scheme() {
         let entry = listener.next_entry();
         assert!(entry.starts_with("received "), "{scheme}: {entry}");
         assert!(entry.contains(event), "{scheme}: {entry}");
-        assert!(entry.contains(&format!("scheme={scheme}")), "{scheme}: {entry}");
+        assert!(
+            entry.contains(&format!("scheme={scheme}")),
+            "{scheme}: {entry}"
+        );
         assert!(!sent.stdout.contains(secret) && !entry.contains(secret));
     }
 }
@@ -170,7 +178,14 @@ fn every_built_in_event_arrives_with_its_sample_data_as_json_lines() {
     let secret = "s3cr3t-json-lines";
     let listener = Listener::start(&["--secret", secret, "--json"]);
     for event in EVENTS {
-        let sent = run(&["send", &listener.endpoint(), "--secret", secret, "--event", event]);
+        let sent = run(&[
+            "send",
+            &listener.endpoint(),
+            "--secret",
+            secret,
+            "--event",
+            event,
+        ]);
         assert_eq!(sent.code, 0, "{}{}", sent.stdout, sent.stderr);
         let line: serde_json::Value = serde_json::from_str(&listener.next_entry()).unwrap();
         assert_eq!(line["type"], "received");
@@ -179,7 +194,10 @@ fn every_built_in_event_arrives_with_its_sample_data_as_json_lines() {
         assert_eq!(body["event"], event);
         assert_eq!(body["tenantId"], "tenant_demo");
         assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
-        assert!(body["data"].as_object().is_some_and(|d| d.len() >= 3), "{body}");
+        assert!(
+            body["data"].as_object().is_some_and(|d| d.len() >= 3),
+            "{body}"
+        );
         assert!(line["id"].as_str().unwrap().starts_with("evt_"));
     }
 }
@@ -209,7 +227,11 @@ fn duplicate_is_detected_by_listen_for_signed_and_content_hash_ids() {
             sent.stdout
         );
         assert!(sent.stdout.contains("[2/2]"), "{}", sent.stdout);
-        assert!(sent.stdout.contains("4 requests: 4 accepted"), "{}", sent.stdout);
+        assert!(
+            sent.stdout.contains("4 requests: 4 accepted"),
+            "{}",
+            sent.stdout
+        );
         let entries: Vec<String> = (0..4).map(|_| listener.next_entry()).collect();
         let kinds: Vec<&str> = entries
             .iter()
@@ -237,7 +259,11 @@ fn listen_answers_401_with_the_reason_and_send_exits_1() {
     let sent = run(&["send", &listener.endpoint(), "--secret", "a-wrong-s3cr3t"]);
     assert_eq!(sent.code, 1, "{}{}", sent.stdout, sent.stderr);
     assert!(sent.stdout.contains("401 Unauthorized"), "{}", sent.stdout);
-    assert!(sent.stdout.contains("none of the 1 signature(s)"), "{}", sent.stdout);
+    assert!(
+        sent.stdout.contains("none of the 1 signature(s)"),
+        "{}",
+        sent.stdout
+    );
     let entry = listener.next_entry();
     assert!(entry.starts_with("rejected "), "{entry}");
     assert!(entry.contains("401 invalid-signature"), "{entry}");
@@ -254,7 +280,10 @@ fn listen_answers_401_with_the_reason_and_send_exits_1() {
     ]);
     assert_eq!(sent.code, 1);
     let entry = listener.next_entry();
-    assert!(entry.contains("`x-webhook-id` header is missing"), "{entry}");
+    assert!(
+        entry.contains("`x-webhook-id` header is missing"),
+        "{entry}"
+    );
 }
 
 /// Signs `body` with `sign`, writes headers and body to files.
@@ -334,7 +363,11 @@ const T0: &str = "1700000000";
 fn assert_cause(out: &Run, cause: &str) {
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.starts_with("not verified"), "{}", out.stdout);
-    assert!(out.stdout.contains(cause), "wanted `{cause}` in:\n{}", out.stdout);
+    assert!(
+        out.stdout.contains(cause),
+        "wanted `{cause}` in:\n{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -389,7 +422,14 @@ fn old_timestamp_says_by_how_much() {
         "the timestamp 1700000000 is 3600 s in the past; the window allows 300 s",
     );
     // A wider window accepts it.
-    let out = signed.verify(&["--secret", "k3y-s3cr3t", "--now", "1700003600", "--tolerance", "3600"]);
+    let out = signed.verify(&[
+        "--secret",
+        "k3y-s3cr3t",
+        "--now",
+        "1700003600",
+        "--tolerance",
+        "3600",
+    ]);
     assert_eq!(out.code, 0, "{}", out.stdout);
 }
 
@@ -403,9 +443,23 @@ fn milliseconds_are_detected() {
         };
         let signed = sign(
             COMPACT,
-            &["--scheme", scheme, "--secret", secret, "--timestamp", "1700000000000"],
+            &[
+                "--scheme",
+                scheme,
+                "--secret",
+                secret,
+                "--timestamp",
+                "1700000000000",
+            ],
         );
-        let out = signed.verify(&["--scheme", scheme, "--secret", secret, "--now", "1700000005"]);
+        let out = signed.verify(&[
+            "--scheme",
+            scheme,
+            "--secret",
+            secret,
+            "--now",
+            "1700000005",
+        ]);
         assert_cause(&out, "timestamp-too-new");
         assert_cause(
             &out,
@@ -413,7 +467,10 @@ fn milliseconds_are_detected() {
         );
     }
     // Checked at the real time, long after: the 13 digits give it away.
-    let signed = sign(COMPACT, &["--secret", "k3y-s3cr3t", "--timestamp", "1700000000000"]);
+    let signed = sign(
+        COMPACT,
+        &["--secret", "k3y-s3cr3t", "--timestamp", "1700000000000"],
+    );
     let out = signed.verify(&["--secret", "k3y-s3cr3t"]);
     assert_cause(&out, "the timestamp 1700000000000 looks like milliseconds");
 }
@@ -429,7 +486,10 @@ fn trailing_newline_added_and_removed() {
     assert_cause(&out, "a trailing newline was added after signing");
 
     let with_newline = [COMPACT, b"\n"].concat();
-    let signed = sign(&with_newline, &["--secret", "k3y-s3cr3t", "--timestamp", T0]);
+    let signed = sign(
+        &with_newline,
+        &["--secret", "k3y-s3cr3t", "--timestamp", T0],
+    );
     signed.mutate_body(|b| b.trim_ascii_end().to_vec());
     let out = signed.verify(&["--secret", "k3y-s3cr3t", "--now", T0]);
     assert_cause(&out, "the trailing newline was removed after signing");
@@ -449,16 +509,38 @@ fn to_crlf(body: &[u8]) -> Vec<u8> {
 
 #[test]
 fn line_endings_swapped() {
-    let signed = sign(&pretty(COMPACT), &["--scheme", "slack", "--secret", "k3y-s3cr3t", "--timestamp", T0]);
+    let signed = sign(
+        &pretty(COMPACT),
+        &[
+            "--scheme",
+            "slack",
+            "--secret",
+            "k3y-s3cr3t",
+            "--timestamp",
+            T0,
+        ],
+    );
     signed.mutate_body(|b| to_crlf(&b));
     let out = signed.verify(&["--scheme", "slack", "--secret", "k3y-s3cr3t", "--now", T0]);
     assert_cause(&out, "LF line endings were turned into CRLF after signing");
 
     let signed = sign(
         &to_crlf(&pretty(COMPACT)),
-        &["--scheme", "slack", "--secret", "k3y-s3cr3t", "--timestamp", T0],
+        &[
+            "--scheme",
+            "slack",
+            "--secret",
+            "k3y-s3cr3t",
+            "--timestamp",
+            T0,
+        ],
     );
-    signed.mutate_body(|b| String::from_utf8(b).unwrap().replace("\r\n", "\n").into_bytes());
+    signed.mutate_body(|b| {
+        String::from_utf8(b)
+            .unwrap()
+            .replace("\r\n", "\n")
+            .into_bytes()
+    });
     let out = signed.verify(&["--scheme", "slack", "--secret", "k3y-s3cr3t", "--now", T0]);
     assert_cause(&out, "CRLF line endings were turned into LF after signing");
 }
@@ -475,7 +557,10 @@ fn json_reserialized() {
     );
 
     // Signed pretty, compacted on the way.
-    let signed = sign(&pretty(COMPACT), &["--scheme", "github", "--secret", "k3y-s3cr3t"]);
+    let signed = sign(
+        &pretty(COMPACT),
+        &["--scheme", "github", "--secret", "k3y-s3cr3t"],
+    );
     signed.mutate_body(|b| {
         serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(&b).unwrap()).unwrap()
     });
@@ -483,7 +568,8 @@ fn json_reserialized() {
     assert_cause(&out, "the JSON was signed pretty-printed (2 spaces)");
 
     // Signed the way Python's json.dumps writes it, compacted on the way.
-    let spaced = br#"{"data": {"jobId": "job_1", "rowsIngested": 15234}, "event": "ingestion.completed"}"#;
+    let spaced =
+        br#"{"data": {"jobId": "job_1", "rowsIngested": 15234}, "event": "ingestion.completed"}"#;
     let signed = sign(spaced, &["--secret", "k3y-s3cr3t", "--timestamp", T0]);
     signed.mutate_body(|b| {
         serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(&b).unwrap()).unwrap()
@@ -495,18 +581,41 @@ fn json_reserialized() {
 #[test]
 fn byte_order_mark_added_and_removed() {
     const BOM: &[u8] = b"\xEF\xBB\xBF";
-    let signed = sign(COMPACT, &["--scheme", "stripe", "--secret", "k3y-s3cr3t", "--timestamp", T0]);
+    let signed = sign(
+        COMPACT,
+        &[
+            "--scheme",
+            "stripe",
+            "--secret",
+            "k3y-s3cr3t",
+            "--timestamp",
+            T0,
+        ],
+    );
     signed.mutate_body(|b| [BOM, &b].concat());
     let out = signed.verify(&["--scheme", "stripe", "--secret", "k3y-s3cr3t", "--now", T0]);
-    assert_cause(&out, "a UTF-8 byte order mark was added in front after signing");
+    assert_cause(
+        &out,
+        "a UTF-8 byte order mark was added in front after signing",
+    );
 
     let signed = sign(
         &[BOM, COMPACT].concat(),
-        &["--scheme", "stripe", "--secret", "k3y-s3cr3t", "--timestamp", T0],
+        &[
+            "--scheme",
+            "stripe",
+            "--secret",
+            "k3y-s3cr3t",
+            "--timestamp",
+            T0,
+        ],
     );
     signed.mutate_body(|b| b[3..].to_vec());
     let out = signed.verify(&["--scheme", "stripe", "--secret", "k3y-s3cr3t", "--now", T0]);
-    assert_cause(&out, "the UTF-8 byte order mark in front was removed after signing");
+    assert_cause(
+        &out,
+        "the UTF-8 byte order mark in front was removed after signing",
+    );
 }
 
 #[test]
@@ -517,7 +626,14 @@ fn secret_read_another_way() {
     // The sender base64-decodes, this receiver uses the text.
     let signed = sign(
         COMPACT,
-        &["--secret", whsec, "--secret-encoding", "base64", "--timestamp", T0],
+        &[
+            "--secret",
+            whsec,
+            "--secret-encoding",
+            "base64",
+            "--timestamp",
+            T0,
+        ],
     );
     let out = signed.verify(&["--secret", whsec, "--now", T0]);
     assert_cause(
@@ -545,13 +661,23 @@ fn secret_read_another_way() {
         ],
     );
     let out = signed.verify(&["--scheme", "standard", "--secret", whsec, "--now", T0]);
-    assert_cause(&out, "used as the raw bytes of its `whsec_...` text instead of base64-decoded");
+    assert_cause(
+        &out,
+        "used as the raw bytes of its `whsec_...` text instead of base64-decoded",
+    );
 
     // The sender hex-decodes.
     let hex_secret = "8f742231b10e8888abcd99e1f2a385a5";
     let signed = sign(
         COMPACT,
-        &["--secret", hex_secret, "--secret-encoding", "hex", "--timestamp", T0],
+        &[
+            "--secret",
+            hex_secret,
+            "--secret-encoding",
+            "hex",
+            "--timestamp",
+            T0,
+        ],
     );
     let out = signed.verify(&["--secret", hex_secret, "--now", T0]);
     assert_cause(&out, "hex-decoded instead of used as raw bytes");
@@ -559,7 +685,10 @@ fn secret_read_another_way() {
 
 #[test]
 fn wrong_secret_has_no_other_cause() {
-    let signed = sign(COMPACT, &["--secret", "the-senders-s3cr3t", "--timestamp", T0]);
+    let signed = sign(
+        COMPACT,
+        &["--secret", "the-senders-s3cr3t", "--timestamp", T0],
+    );
     let out = signed.verify(&["--secret", "another-s3cr3t", "--now", T0]);
     assert_cause(&out, "most likely the secret differs from the sender's");
 }
@@ -580,27 +709,61 @@ fn raw_request_dump_verifies_and_explains() {
         "http://127.0.0.1:3000/webhooks?x=1",
     ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.starts_with("POST /webhooks?x=1 HTTP/1.1\r\nhost: 127.0.0.1:3000\r\n"));
+    assert!(
+        out.stdout
+            .starts_with("POST /webhooks?x=1 HTTP/1.1\r\nhost: 127.0.0.1:3000\r\n")
+    );
     let dump = dir.join("request.http");
     std::fs::write(&dump, &out.stdout).unwrap();
-    let ok = run(&["verify", "--request", path(&dump), "--secret", "k3y-s3cr3t", "--now", T0]);
+    let ok = run(&[
+        "verify",
+        "--request",
+        path(&dump),
+        "--secret",
+        "k3y-s3cr3t",
+        "--now",
+        T0,
+    ]);
     assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
 
     // An editor saved the dump with a newline at the end.
     std::fs::write(&dump, format!("{}\n", out.stdout)).unwrap();
-    let bad = run(&["verify", "--request", path(&dump), "--secret", "k3y-s3cr3t", "--now", T0]);
+    let bad = run(&[
+        "verify",
+        "--request",
+        path(&dump),
+        "--secret",
+        "k3y-s3cr3t",
+        "--now",
+        T0,
+    ]);
     assert_cause(&bad, "a trailing newline was added after signing");
-    assert_cause(&bad, &format!("Content-Length is {} but it holds {} body bytes", COMPACT.len(), COMPACT.len() + 1));
+    assert_cause(
+        &bad,
+        &format!(
+            "Content-Length is {} but it holds {} body bytes",
+            COMPACT.len(),
+            COMPACT.len() + 1
+        ),
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn stdin_is_read_when_no_file_is_given() {
-    let mut child = command(&["sign", "--secret", "k3y-s3cr3t", "--id", "evt_stdin", "--timestamp", T0])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = command(&[
+        "sign",
+        "--secret",
+        "k3y-s3cr3t",
+        "--id",
+        "evt_stdin",
+        "--timestamp",
+        T0,
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .spawn()
+    .unwrap();
     use std::io::Write as _;
     child.stdin.take().unwrap().write_all(COMPACT).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -616,14 +779,34 @@ fn bad_usage_exits_2() {
     let missing = dir.join("missing");
     for args in [
         vec!["verify", "--secret", "k3y-s3cr3t"],
-        vec!["verify", "--secret", "k3y-s3cr3t", "--request", path(&missing)],
+        vec![
+            "verify",
+            "--secret",
+            "k3y-s3cr3t",
+            "--request",
+            path(&missing),
+        ],
         vec!["verify", "--secret", "k3y-s3cr3t", "--headers", "h.txt"],
         vec!["sign", "--scheme", "nope", "--secret", "k3y-s3cr3t"],
         vec!["sign", path(&missing), "--secret", "k3y-s3cr3t"],
         vec!["sign", "--secret", "k3y-s3cr3t", "--no-such-flag"],
         vec!["send", "https://example.com/hook", "--secret", "k3y-s3cr3t"],
-        vec!["send", "http://127.0.0.1:9/hook", "--secret", "k3y-s3cr3t", "--event", "order.paid"],
-        vec!["send", "http://127.0.0.1:9/hook", "--secret", "k3y-s3cr3t", "--data", "{not json"],
+        vec![
+            "send",
+            "http://127.0.0.1:9/hook",
+            "--secret",
+            "k3y-s3cr3t",
+            "--event",
+            "order.paid",
+        ],
+        vec![
+            "send",
+            "http://127.0.0.1:9/hook",
+            "--secret",
+            "k3y-s3cr3t",
+            "--data",
+            "{not json",
+        ],
         vec!["listen", "--scheme", "standard", "--secret", "whsec_!!!"],
         vec!["listen"],
         vec![],
@@ -640,11 +823,17 @@ fn help_shows_examples_and_exit_codes() {
     let top = run(&["--help"]);
     assert_eq!(top.code, 0);
     assert!(top.stdout.contains("Exit codes:"), "{}", top.stdout);
-    assert!(top.stdout.contains("webhook-guard listen --port 3000 --secret my-secret"));
+    assert!(
+        top.stdout
+            .contains("webhook-guard listen --port 3000 --secret my-secret")
+    );
     for sub in ["listen", "send", "sign", "verify"] {
         let out = run(&[sub, "--help"]);
         assert_eq!(out.code, 0, "{sub}");
         assert!(out.stdout.contains("Examples:"), "{sub}: {}", out.stdout);
-        assert!(out.stdout.contains(&format!("webhook-guard {sub} ")), "{sub}");
+        assert!(
+            out.stdout.contains(&format!("webhook-guard {sub} ")),
+            "{sub}"
+        );
     }
 }

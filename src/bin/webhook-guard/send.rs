@@ -76,44 +76,59 @@ pub(crate) struct SendArgs {
 pub(crate) fn sample_event_data(event: &str, event_id: &str) -> Option<String> {
     let suffix = event_id.strip_prefix("evt_").unwrap_or(event_id);
     let short = &suffix[..suffix.len().min(8)];
-    let data = match event {
-        "ingestion.completed" => serde_json::json!({
-            "jobId": format!("job_{short}"),
-            "table": "sales_data",
-            "rowsIngested": 15234,
-            "duration": 3200,
-        }),
-        "ingestion.failed" => serde_json::json!({
-            "jobId": format!("job_{short}"),
-            "table": "sales_data",
-            "error": "column `amount` expected DECIMAL(12,2), found text in row 1842",
-        }),
-        "kpi.computed" => serde_json::json!({
-            "kpiId": format!("kpi_{short}"),
-            "name": "Monthly recurring revenue",
-            "value": 128_450.75,
-            "unit": "EUR",
-        }),
-        "kpi.alert" => serde_json::json!({
-            "kpiId": format!("kpi_{short}"),
-            "name": "Churn rate",
-            "value": 7.4,
-            "threshold": 5.0,
-            "severity": "warning",
-        }),
-        "analysis.completed" => serde_json::json!({
-            "analysisId": format!("ana_{short}"),
-            "title": "Q3 sales by region",
-            "summary": "EMEA grew 12% quarter over quarter; APAC flat.",
-        }),
-        "dashboard.ready" => serde_json::json!({
-            "dashboardId": format!("dash_{short}"),
-            "name": "Sales overview",
-            "url": format!("https://app.example.com/dashboards/dash_{short}"),
-        }),
+    use serde_json::Value;
+    let data: &[(&str, Value)] = match event {
+        "ingestion.completed" => &[
+            ("jobId", format!("job_{short}").into()),
+            ("table", "sales_data".into()),
+            ("rowsIngested", 15234.into()),
+            ("duration", 3200.into()),
+        ],
+        "ingestion.failed" => &[
+            ("jobId", format!("job_{short}").into()),
+            ("table", "sales_data".into()),
+            (
+                "error",
+                "column `amount` expected DECIMAL(12,2), found text in row 1842".into(),
+            ),
+        ],
+        "kpi.computed" => &[
+            ("kpiId", format!("kpi_{short}").into()),
+            ("name", "Monthly recurring revenue".into()),
+            ("value", 128_450.75.into()),
+            ("unit", "EUR".into()),
+        ],
+        "kpi.alert" => &[
+            ("kpiId", format!("kpi_{short}").into()),
+            ("name", "Churn rate".into()),
+            ("value", 7.4.into()),
+            ("threshold", 5.0.into()),
+            ("severity", "warning".into()),
+        ],
+        "analysis.completed" => &[
+            ("analysisId", format!("ana_{short}").into()),
+            ("title", "Q3 sales by region".into()),
+            (
+                "summary",
+                "EMEA grew 12% quarter over quarter; APAC flat.".into(),
+            ),
+        ],
+        "dashboard.ready" => &[
+            ("dashboardId", format!("dash_{short}").into()),
+            ("name", "Sales overview".into()),
+            (
+                "url",
+                format!("https://app.example.com/dashboards/dash_{short}").into(),
+            ),
+        ],
         _ => return None,
     };
-    Some(data.to_string())
+    // Written field by field so the fields keep the documented order.
+    let fields: Vec<String> = data
+        .iter()
+        .map(|(name, value)| format!("{}:{value}", Value::from(*name)))
+        .collect();
+    Some(format!("{{{}}}", fields.join(",")))
 }
 
 /// The platform envelope `{"event","timestamp","tenantId","data"}`, in that
@@ -367,6 +382,12 @@ mod tests {
             for name in names {
                 assert!(value.get(name).is_some(), "{event} lacks {name}");
             }
+            // In the documented order.
+            let positions: Vec<usize> = names
+                .iter()
+                .map(|n| data.find(&format!("\"{n}\":")).unwrap())
+                .collect();
+            assert!(positions.is_sorted(), "{event}: {data}");
         }
         assert!(sample_event_data("order.paid", "evt_1").is_none());
     }

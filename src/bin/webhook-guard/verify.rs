@@ -20,8 +20,9 @@ Examples:
 
 Exit code 0 when the request verifies, 1 when it does not (the output says why), 2 on bad usage.";
 
-/// Verify a captured request and, when it fails, explain what is wrong:
-/// a missing header, another scheme's headers, a timestamp outside the window
+/// Verify a captured request and explain why it fails.
+///
+/// The explanation names a missing header, another scheme's headers, a timestamp outside the window
 /// (seconds vs milliseconds), a body changed after signing (newline, CRLF,
 /// JSON layout, BOM) or a secret read the wrong way (base64, hex, `whsec_`).
 #[derive(Debug, Args)]
