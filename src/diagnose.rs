@@ -985,6 +985,49 @@ mod tests {
     }
 
     #[test]
+    fn native_modes_point_at_each_other_only_when_that_verifies() {
+        let secrets = SecretSet::single("s").unwrap();
+        let body = br#"{"timestamp":1700000000}"#;
+        let body_only = Scheme::native_body_only()
+            .sign(&secrets, &Message::new("e", NOW, body))
+            .unwrap();
+        let d = diagnose(&Scheme::native(), &secrets, &body_only, body, NOW);
+        assert!(
+            d.findings().contains(&Finding::LooksLikeOtherScheme {
+                scheme: SchemeName::NativeBodyOnly,
+                provider: "body-only native",
+                header: NATIVE_SIGNATURE_HEADER,
+                verifies: true,
+            }),
+            "{d}"
+        );
+        let signed = Scheme::native()
+            .sign(&secrets, &Message::new("e", NOW, body))
+            .unwrap();
+        let d = diagnose(&Scheme::native_body_only(), &secrets, &signed, body, NOW);
+        assert!(
+            d.findings().iter().any(|f| matches!(
+                f,
+                Finding::LooksLikeOtherScheme {
+                    scheme: SchemeName::Native,
+                    verifies: true,
+                    ..
+                }
+            )),
+            "{d}"
+        );
+        // A wrong secret: no advice to switch between the native modes.
+        let other = SecretSet::single("other").unwrap();
+        let d = diagnose(&Scheme::native_body_only(), &other, &signed, body, NOW);
+        assert!(
+            !d.findings()
+                .iter()
+                .any(|f| matches!(f, Finding::LooksLikeOtherScheme { .. })),
+            "{d}"
+        );
+    }
+
+    #[test]
     fn unit_guess() {
         assert_eq!(
             TimestampUnit::guess(NOW - 5000, NOW),

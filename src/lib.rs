@@ -57,6 +57,7 @@
 //! |---|---|---|
 //! | `ed25519` | no | Standard Webhooks `v1a` signatures (`Ed25519PublicKey`, `Ed25519SigningKey`) |
 //! | `testing` | no | helpers for your own tests |
+//! | `cli` | no | the `webhook-guard` command (`listen`, `send`, `sign`, `verify`); adds nothing to the library |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod diagnose;
