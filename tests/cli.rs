@@ -269,6 +269,26 @@ fn listen_answers_401_with_the_reason_and_send_exits_1() {
     assert!(entry.contains("401 invalid-signature"), "{entry}");
     assert!(!entry.contains("the-right-s3cr3t") && !entry.contains("a-wrong-s3cr3t"));
 
+    // Nobody listening: the delivery fails with exit code 1.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sent = run(&[
+        "send",
+        &format!("http://127.0.0.1:{port}/x"),
+        "--secret",
+        "k3y-s3cr3t",
+    ]);
+    assert_eq!(sent.code, 1, "{}{}", sent.stdout, sent.stderr);
+    assert!(sent.stdout.contains("failed"), "{}", sent.stdout);
+    assert!(
+        sent.stdout.contains("is the receiver running?"),
+        "{}",
+        sent.stdout
+    );
+
     // Wrong scheme: the missing header is named.
     let sent = run(&[
         "send",
