@@ -75,7 +75,7 @@ pub(crate) struct SendArgs {
 /// give way to the crate's typed events.
 pub(crate) fn sample_event_data(event: &str, event_id: &str) -> Option<String> {
     let suffix = event_id.strip_prefix("evt_").unwrap_or(event_id);
-    let short = &suffix[..suffix.len().min(8)];
+    let short: String = suffix.chars().take(8).collect();
     use serde_json::Value;
     let data: &[(&str, Value)] = match event {
         "ingestion.completed" => &[
