@@ -701,6 +701,41 @@ fn secret_read_another_way() {
     );
     let out = signed.verify(&["--secret", hex_secret, "--now", T0]);
     assert_cause(&out, "hex-decoded instead of used as raw bytes");
+
+    // The sender uses the base64 text without prefix, this receiver decodes it.
+    let signed = sign(
+        COMPACT,
+        &[
+            "--scheme",
+            "standard",
+            "--secret",
+            rest,
+            "--secret-encoding",
+            "raw",
+            "--timestamp",
+            T0,
+        ],
+    );
+    let out = signed.verify(&["--scheme", "standard", "--secret", whsec, "--now", T0]);
+    assert_cause(
+        &out,
+        "used as the raw bytes of its base64 text (no `whsec_` prefix)",
+    );
+
+    // The sender uses the hex text, this receiver decodes it.
+    let signed = sign(COMPACT, &["--secret", hex_secret, "--timestamp", T0]);
+    let out = signed.verify(&[
+        "--secret",
+        hex_secret,
+        "--secret-encoding",
+        "hex",
+        "--now",
+        T0,
+    ]);
+    assert_cause(
+        &out,
+        "used as the raw bytes of its hex text instead of hex-decoded",
+    );
 }
 
 #[test]
