@@ -113,6 +113,12 @@ impl Listener {
         }
     }
 
+    fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(WAIT)
+            .expect("listen printed a line")
+    }
+
     fn endpoint(&self) -> String {
         format!("{}/webhooks", self.url)
     }
@@ -267,6 +273,11 @@ fn listen_answers_401_with_the_reason_and_send_exits_1() {
     let entry = listener.next_entry();
     assert!(entry.starts_with("rejected "), "{entry}");
     assert!(entry.contains("401 invalid-signature"), "{entry}");
+    let cause = listener.next_line();
+    assert!(
+        cause.starts_with("    cause: ") && cause.contains("most likely the secret differs"),
+        "{cause}"
+    );
     assert!(!entry.contains("the-right-s3cr3t") && !entry.contains("a-wrong-s3cr3t"));
 
     // Nobody listening: the delivery fails with exit code 1.
@@ -304,6 +315,50 @@ fn listen_answers_401_with_the_reason_and_send_exits_1() {
         entry.contains("`x-webhook-id` header is missing"),
         "{entry}"
     );
+    let causes: Vec<String> = (0..4).map(|_| listener.next_line()).collect();
+    assert!(
+        causes.iter().all(|c| c.starts_with("    cause: ")),
+        "{causes:?}"
+    );
+    assert!(
+        causes[3].contains(
+            "this looks like a GitHub delivery (it carries `x-hub-signature-256`), use --scheme github"
+        ),
+        "{causes:?}"
+    );
+}
+
+#[test]
+fn listen_explains_why_a_request_was_rejected() {
+    // A sender that base64-decodes a whsec_ secret the receiver uses as text.
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let listener = Listener::start(&["--secret", secret, "--json"]);
+    let sent = run(&[
+        "send",
+        &listener.endpoint(),
+        "--secret",
+        secret,
+        "--secret-encoding",
+        "base64",
+    ]);
+    assert_eq!(sent.code, 1, "{}{}", sent.stdout, sent.stderr);
+    let line: serde_json::Value = serde_json::from_str(&listener.next_entry()).unwrap();
+    assert_eq!(line["type"], "rejected");
+    assert_eq!(line["status"], 401);
+    assert_eq!(line["kind"], "invalid-signature");
+    let causes = line["causes"].as_array().unwrap();
+    assert_eq!(causes.len(), 1, "{line}");
+    assert!(
+        causes[0].as_str().unwrap().contains("base64-decoded"),
+        "{line}"
+    );
+    assert!(!line.to_string().contains(secret));
+
+    // A valid request still reaches the handler after the body was copied.
+    let sent = run(&["send", &listener.endpoint(), "--secret", secret]);
+    assert_eq!(sent.code, 0, "{}{}", sent.stdout, sent.stderr);
+    let line: serde_json::Value = serde_json::from_str(&listener.next_entry()).unwrap();
+    assert_eq!(line["type"], "received");
 }
 
 /// Signs `body` with `sign`, writes headers and body to files.

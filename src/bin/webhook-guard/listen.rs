@@ -8,17 +8,21 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use clap::Args;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use webhook_guard::problem::default_rejection;
+use webhook_guard::diagnose::{Finding, diagnose_with_window};
+use webhook_guard::problem::Problem;
 use webhook_guard::scheme::{GITHUB_EVENT_HEADER, SHOPIFY_TOPIC_HEADER};
-use webhook_guard::{ReplayWindow, Verified, VerifyError, VerifyLayer};
+use webhook_guard::verify::DEFAULT_BODY_LIMIT;
+use webhook_guard::{ReplayWindow, Scheme, SecretSet, Verified, VerifyError, VerifyLayer};
 
 use crate::Failure;
 use crate::keys::KeyArgs;
-use crate::output::{Style, clock_time};
+use crate::output::{Style, clock_time, render_finding};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -30,7 +34,8 @@ The first line printed is the address bound: `listening on http://HOST:PORT (sch
 (with --json: {\"type\":\"listening\",\"url\":..}). Every path is accepted. Verified events are
 answered 200 and printed as `received ..`; redeliveries of an id already received are answered
 200 with `X-Webhook-Duplicate: true` and printed as `duplicate ..`; bad requests are answered
-401 (413 for size) with an RFC 9457 problem saying why, and printed as `rejected ..`.";
+401 (413 for size) with an RFC 9457 problem saying why, and printed as `rejected ..` followed by
+`cause:` lines that explain it the way `webhook-guard verify` does.";
 
 /// Ids remembered for deduplication before the oldest are forgotten.
 const SEEN_CAPACITY: usize = 100_000;
@@ -121,29 +126,107 @@ impl Printer {
         let _ = out.flush();
     }
 
-    fn rejected(&self, err: &VerifyError) {
-        let status = err.kind().status().as_u16();
+    fn rejected(&self, status: u16, kind: &str, detail: &str, causes: &[Finding]) {
+        let causes: Vec<String> = causes.iter().map(render_finding).collect();
         if self.json {
             self.line(
                 &serde_json::json!({
                     "type": "rejected",
                     "status": status,
-                    "kind": err.kind().as_str(),
-                    "detail": err.detail(),
+                    "kind": kind,
+                    "detail": detail,
+                    "causes": causes,
                 })
                 .to_string(),
             );
         } else {
-            self.line(&format!(
-                "{} {} {} {}: {}",
+            let mut text = format!(
+                "{} {} {status} {kind}: {detail}",
                 self.style.bad("rejected"),
                 self.style.dim(&clock_time()),
-                status,
-                err.kind(),
-                err
-            ));
+            );
+            for cause in causes {
+                text.push_str(&format!("\n    {} {cause}", self.style.warn("cause:")));
+            }
+            self.line(&text);
         }
     }
+}
+
+/// What the listener needs to explain a rejection.
+struct Explainer {
+    scheme: Scheme,
+    secrets: SecretSet,
+    window: ReplayWindow,
+    printer: Printer,
+}
+
+/// Runs outside [`VerifyLayer`]: keeps a copy of the body so that, when the
+/// layer rejects the request, the printed line says not only what failed but
+/// why (the same diagnosis as `webhook-guard verify`). The response itself is
+/// the layer's, unchanged.
+async fn explain_rejections(
+    State(explainer): State<Arc<Explainer>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());
+    let (request, captured) = if declared.is_some_and(|n| n > DEFAULT_BODY_LIMIT as u64) {
+        // The layer refuses it before reading; nothing to keep.
+        (request, None)
+    } else {
+        let (parts, body) = request.into_parts();
+        match axum::body::to_bytes(body, DEFAULT_BODY_LIMIT).await {
+            Ok(bytes) => {
+                let headers = parts.headers.clone();
+                (
+                    Request::from_parts(parts, Body::from(bytes.clone())),
+                    Some((headers, bytes)),
+                )
+            }
+            Err(_) => {
+                let detail = format!(
+                    "the body could not be read or is larger than {DEFAULT_BODY_LIMIT} bytes"
+                );
+                explainer
+                    .printer
+                    .rejected(413, "payload-too-large", &detail, &[]);
+                return Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    webhook_guard::VerifyErrorKind::PayloadTooLarge.problem_type(),
+                    webhook_guard::VerifyErrorKind::PayloadTooLarge.title(),
+                    detail,
+                )
+                .into_response();
+            }
+        }
+    };
+    let response = next.run(request).await;
+    if let Some(err) = response.extensions().get::<VerifyError>() {
+        let causes = captured
+            .map(|(headers, body)| {
+                diagnose_with_window(
+                    &explainer.scheme,
+                    &explainer.secrets,
+                    &headers,
+                    &body,
+                    &explainer.window,
+                )
+                .findings()
+                .to_vec()
+            })
+            .unwrap_or_default();
+        explainer.printer.rejected(
+            err.kind().status().as_u16(),
+            err.kind().as_str(),
+            err.detail(),
+            &causes,
+        );
+    }
+    response
 }
 
 #[derive(Clone)]
@@ -165,13 +248,15 @@ pub(crate) fn run(args: ListenArgs) -> Result<(), Failure> {
     let window = ReplayWindow::new()
         .tolerance(Duration::from_secs(args.tolerance))
         .future_skew(Duration::from_secs(args.tolerance));
-    let layer = VerifyLayer::new(secrets)
+    let layer = VerifyLayer::new(secrets.clone())
         .scheme(args.keys.scheme.clone())
-        .replay_window(window)
-        .on_rejection(move |err| {
-            printer.rejected(err);
-            default_rejection(err)
-        });
+        .replay_window(window.clone());
+    let explainer = Arc::new(Explainer {
+        scheme: args.keys.scheme.clone(),
+        secrets,
+        window,
+        printer,
+    });
     let state = AppState {
         seen: Arc::new(SeenIds::new(SEEN_CAPACITY)),
         printer,
@@ -179,7 +264,11 @@ pub(crate) fn run(args: ListenArgs) -> Result<(), Failure> {
     let app = Router::new()
         .fallback(receive)
         .with_state(state)
-        .layer(layer);
+        .layer(layer)
+        .layer(axum::middleware::from_fn_with_state(
+            explainer,
+            explain_rejections,
+        ));
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -3,6 +3,8 @@
 
 use std::io::IsTerminal as _;
 
+use webhook_guard::diagnose::Finding;
+
 /// ANSI styling that turns itself off for pipes and files.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Style {
@@ -60,4 +62,25 @@ pub(crate) fn now_unix() -> i64 {
 pub(crate) fn clock_time() -> String {
     let now = time::OffsetDateTime::now_utc();
     format!("{:02}:{:02}:{:02}", now.hour(), now.minute(), now.second())
+}
+
+/// A finding in the words of the command line: scheme advice names the flag.
+pub(crate) fn render_finding(finding: &Finding) -> String {
+    match finding {
+        Finding::LooksLikeOtherScheme {
+            scheme,
+            provider,
+            header,
+            verifies,
+        } => {
+            let mut text = format!(
+                "this looks like a {provider} delivery (it carries `{header}`), use --scheme {scheme}"
+            );
+            if *verifies {
+                text.push_str(" (it verifies with that scheme)");
+            }
+            text
+        }
+        other => other.to_string(),
+    }
 }

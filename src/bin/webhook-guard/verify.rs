@@ -4,13 +4,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use webhook_guard::diagnose::{Finding, diagnose_with_window};
+use webhook_guard::diagnose::diagnose_with_window;
 use webhook_guard::{FixedClock, ReplayWindow};
 
 use crate::Failure;
 use crate::capture::{Captured, parse_headers_file, parse_raw_request, read_input};
 use crate::keys::KeyArgs;
-use crate::output::{Style, now_unix};
+use crate::output::{Style, now_unix, render_finding};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -116,7 +116,11 @@ pub(crate) fn run(args: VerifyArgs) -> Result<(), Failure> {
         out.push_str(&err);
         out.push('\n');
         for finding in diagnosis.findings() {
-            out.push_str(&format!("  {} {}\n", style.warn("cause:"), render(finding)));
+            out.push_str(&format!(
+                "  {} {}\n",
+                style.warn("cause:"),
+                render_finding(finding)
+            ));
         }
     }
     for note in &captured.notes {
@@ -127,26 +131,5 @@ pub(crate) fn run(args: VerifyArgs) -> Result<(), Failure> {
         Ok(())
     } else {
         Err(Failure::silent())
-    }
-}
-
-/// A finding in the words of the command line: scheme advice names the flag.
-fn render(finding: &Finding) -> String {
-    match finding {
-        Finding::LooksLikeOtherScheme {
-            scheme,
-            provider,
-            header,
-            verifies,
-        } => {
-            let mut text = format!(
-                "this looks like a {provider} delivery (it carries `{header}`), use --scheme {scheme}"
-            );
-            if *verifies {
-                text.push_str(" (it verifies with that scheme)");
-            }
-            text
-        }
-        other => other.to_string(),
     }
 }
