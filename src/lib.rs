@@ -49,6 +49,7 @@
 //! - [`verify`]: [`VerifyLayer`], [`VerifyWebhook`], [`Verifier`], [`Verified`].
 //! - [`extract`]: axum extractors.
 //! - [`problem`]: RFC 9457 rejection bodies.
+//! - [`diagnose`]: why a request does not verify (body changed, secret read another way, clock off).
 //!
 //! ## Feature flags
 //!
@@ -56,8 +57,10 @@
 //! |---|---|---|
 //! | `ed25519` | no | Standard Webhooks `v1a` signatures (`Ed25519PublicKey`, `Ed25519SigningKey`) |
 //! | `testing` | no | helpers for your own tests |
+//! | `cli` | no | the `webhook-guard` command (`listen`, `send`, `sign`, `verify`); adds nothing to the library |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod diagnose;
 pub mod error;
 pub mod extract;
 pub mod problem;
