@@ -38,6 +38,8 @@
 //! - [`scheme`]: the wire formats, with `sign` and `verify` side by side.
 //! - [`replay`]: [`Clock`] and [`ReplayWindow`].
 //! - [`verify`]: [`VerifyLayer`], [`VerifyWebhook`], [`Verifier`], [`Verified`].
+//! - [`idempotency`]: [`IdempotencyLayer`], each event processed once, with
+//!   [`MokaStore`] in process or `RedisStore` across machines.
 //! - [`extract`]: axum extractors.
 //! - [`problem`]: RFC 9457 rejection bodies.
 //!
@@ -46,10 +48,12 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `testing` | no | helpers for your own tests |
+//! | `redis` | no | `idempotency::RedisStore`: one idempotency store shared by several receivers |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod problem;
 pub mod replay;
 pub mod scheme;
@@ -57,6 +61,7 @@ pub mod secret;
 pub mod verify;
 
 pub use error::{ConfigError, VerifyError, VerifyErrorKind};
+pub use idempotency::{IdempotencyLayer, IdempotencyStore, MokaStore};
 pub use replay::{Clock, FixedClock, ReplayWindow, SystemClock};
 pub use scheme::{
     IdSource, Message, Scheme, SchemeName, SignError, SignatureMatch, TimestampSource,
