@@ -35,6 +35,11 @@ async fn done_ttl_expires() {
 }
 
 #[tokio::test]
+async fn done_outlives_the_lease() {
+    scenarios::done_outlives_the_lease(layer()).await;
+}
+
+#[tokio::test]
 async fn lease_expires_after_a_crash() {
     scenarios::lease_expires_after_crash(layer()).await;
 }

@@ -47,6 +47,12 @@ async fn done_ttl_expires() {
 }
 
 #[tokio::test]
+async fn done_outlives_the_lease() {
+    let redis = RedisServer::start();
+    scenarios::done_outlives_the_lease(layer(&redis).await).await;
+}
+
+#[tokio::test]
 async fn lease_expires_after_a_crash() {
     let redis = RedisServer::start();
     scenarios::lease_expires_after_crash(layer(&redis).await).await;

@@ -1,6 +1,6 @@
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
@@ -12,35 +12,45 @@ use super::store::{Begin, IdempotencyStore, LeaseToken, StoreFuture};
 /// Default [`MokaStore`] capacity: 1,000,000 keys.
 pub const DEFAULT_CAPACITY: u64 = 1_000_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    InFlight(LeaseToken),
-    Done,
+/// `Cell::state` of a done key. Lease tokens of this store start at 1.
+const DONE: u64 = 0;
+
+/// Longest TTL applied, so `Instant + ttl` cannot overflow: 100 years.
+const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// One key's state, changed in place so that completing a key is a lookup
+/// and a compare-and-swap rather than a second cache write.
+#[derive(Debug)]
+struct Cell {
+    /// The owning lease token while in flight, [`DONE`] once completed.
+    state: AtomicU64,
+    /// How long the key stays in flight.
+    lease: Duration,
+    /// When a done key expires; set once, by the completing owner.
+    done_until: OnceLock<Instant>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    state: State,
-    ttl: Duration,
-}
+/// An entry lives for its lease; once done, until `done_until`. The cache
+/// asks on every read, so the read that follows completion moves the expiry.
+struct CellExpiry;
 
-/// Each entry lives for its own `ttl`: the lease while in flight, the done
-/// TTL once completed.
-struct PerEntryTtl;
-
-impl Expiry<String, Slot> for PerEntryTtl {
-    fn expire_after_create(&self, _: &String, slot: &Slot, _: Instant) -> Option<Duration> {
-        Some(slot.ttl)
+impl Expiry<String, Arc<Cell>> for CellExpiry {
+    fn expire_after_create(&self, _: &String, cell: &Arc<Cell>, _: Instant) -> Option<Duration> {
+        Some(cell.lease)
     }
 
-    fn expire_after_update(
+    fn expire_after_read(
         &self,
         _: &String,
-        slot: &Slot,
+        cell: &Arc<Cell>,
+        read_at: Instant,
+        until_expiry: Option<Duration>,
         _: Instant,
-        _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(slot.ttl)
+        match cell.done_until.get() {
+            Some(until) => Some(until.saturating_duration_since(read_at)),
+            None => until_expiry,
+        }
     }
 }
 
@@ -75,7 +85,7 @@ impl Expiry<String, Slot> for PerEntryTtl {
 /// ```
 #[derive(Clone)]
 pub struct MokaStore {
-    cache: Cache<String, Slot>,
+    cache: Cache<String, Arc<Cell>>,
     next_token: Arc<AtomicU64>,
     capacity: u64,
 }
@@ -86,7 +96,7 @@ impl MokaStore {
         let cache = Cache::builder()
             .max_capacity(capacity)
             .eviction_policy(EvictionPolicy::lru())
-            .expire_after(PerEntryTtl)
+            .expire_after(CellExpiry)
             .build();
         Self {
             cache,
@@ -113,8 +123,8 @@ impl MokaStore {
         self.cache.run_pending_tasks().await;
     }
 
-    fn token(&self) -> LeaseToken {
-        LeaseToken::new(u128::from(self.next_token.fetch_add(1, Ordering::Relaxed)))
+    fn next_token(&self) -> u64 {
+        self.next_token.fetch_add(1, Ordering::Relaxed)
     }
 }
 
@@ -136,23 +146,27 @@ impl fmt::Debug for MokaStore {
 impl IdempotencyStore for MokaStore {
     fn begin<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Begin> {
         Box::pin(async move {
-            let token = self.token();
+            let token = self.next_token();
             // One atomic insert-if-absent: concurrent callers for a missing
-            // key are coalesced, exactly one of them gets a fresh entry.
+            // (or expired) key are coalesced, exactly one gets a fresh entry.
             let entry = self
                 .cache
                 .entry_by_ref(key)
                 .or_insert_with(async move {
-                    Slot {
-                        state: State::InFlight(token),
-                        ttl: lease,
-                    }
+                    Arc::new(Cell {
+                        state: AtomicU64::new(token),
+                        lease: lease.min(MAX_TTL),
+                        done_until: OnceLock::new(),
+                    })
                 })
                 .await;
-            Ok(match entry.value().state {
-                State::InFlight(owner) if entry.is_fresh() && owner == token => Begin::New(token),
-                State::InFlight(_) => Begin::InFlight,
-                State::Done => Begin::Done,
+            let state = entry.value().state.load(Ordering::Acquire);
+            Ok(if entry.is_fresh() && state == token {
+                Begin::New(LeaseToken::new(u128::from(token)))
+            } else if state == DONE {
+                Begin::Done
+            } else {
+                Begin::InFlight
             })
         })
     }
@@ -164,35 +178,43 @@ impl IdempotencyStore for MokaStore {
         ttl: Duration,
     ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let result = self
-                .cache
-                .entry_by_ref(key)
-                .and_compute_with(|current| {
-                    let op = match current.map(|e| e.into_value().state) {
-                        Some(State::InFlight(owner)) if owner == token => Op::Put(Slot {
-                            state: State::Done,
-                            ttl,
-                        }),
-                        _ => Op::Nop,
-                    };
-                    std::future::ready(op)
-                })
-                .await;
-            Ok(matches!(result, CompResult::ReplacedWith(_)))
+            let Ok(token) = u64::try_from(token.get()) else {
+                return Ok(false);
+            };
+            // Absent when the lease expired (the cache never returns an
+            // expired entry).
+            let Some(cell) = self.cache.get(key).await else {
+                return Ok(false);
+            };
+            if token == DONE
+                || cell
+                    .state
+                    .compare_exchange(token, DONE, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+            {
+                return Ok(false);
+            }
+            let _ = cell.done_until.set(Instant::now() + ttl.min(MAX_TTL));
+            // This read makes the cache apply the done TTL
+            // (`expire_after_read`). Another cell here means the lease
+            // expired and the key was taken over before the swap counted.
+            let now = self.cache.get(key).await;
+            Ok(now.is_some_and(|now| Arc::ptr_eq(&now, &cell)))
         })
     }
 
     fn release<'a>(&'a self, key: &'a str, token: LeaseToken) -> StoreFuture<'a, bool> {
         Box::pin(async move {
+            // Under the cache's per-key lock: remove only this owner's entry.
             let result = self
                 .cache
                 .entry_by_ref(key)
                 .and_compute_with(|current| {
-                    let op = match current.map(|e| e.into_value().state) {
-                        Some(State::InFlight(owner)) if owner == token => Op::Remove,
-                        _ => Op::Nop,
-                    };
-                    std::future::ready(op)
+                    let owned = current.is_some_and(|e| {
+                        token.get() != u128::from(DONE)
+                            && u128::from(e.value().state.load(Ordering::Acquire)) == token.get()
+                    });
+                    std::future::ready(if owned { Op::Remove } else { Op::Nop })
                 })
                 .await;
             Ok(matches!(result, CompResult::Removed(_)))

@@ -150,6 +150,27 @@ pub async fn done_ttl_expires(layer: IdempotencyLayer) {
     assert_eq!(calls.get(), 2);
 }
 
+/// A done key lives for the done TTL, not for the (shorter) lease it was
+/// created with.
+pub async fn done_outlives_the_lease(layer: IdempotencyLayer) {
+    let layer = layer.lease(Duration::from_millis(300)).expect("lease");
+    let calls = Calls::default();
+    let addr = serve(app(layer, counting(&calls, Duration::ZERO))).await;
+    let client = client();
+    assert!(
+        deliver(&client, addr, "/webhooks", "evt_long")
+            .await
+            .expect("1")
+            .processed()
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let later = deliver(&client, addr, "/webhooks", "evt_long")
+        .await
+        .expect("2");
+    assert!(later.status == 200 && later.duplicate, "{later:?}");
+    assert_eq!(calls.get(), 1);
+}
+
 /// A receiver "crashes" while handling an event: its response future is
 /// leaked, so nothing releases the key. Deliveries get 409 until the lease
 /// expires, then the next one is processed.
