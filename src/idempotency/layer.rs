@@ -135,7 +135,8 @@ impl IdempotencyLayer {
         }
     }
 
-    /// A layer over an in-process [`MokaStore`] holding up to 1,000,000 keys.
+    /// A layer over an in-process [`MokaStore`] holding up to
+    /// [`DEFAULT_CAPACITY`](super::DEFAULT_CAPACITY) (100,000) keys.
     pub fn in_memory() -> Self {
         Self::new(MokaStore::default())
     }

@@ -30,7 +30,7 @@ where
 }
 
 /// A handler that counts calls and takes `delay` to process.
-fn counting(calls: &Calls, delay: Duration) -> impl Handler<((),), ()> + Clone {
+fn counting(calls: &Calls, delay: Duration) -> impl Handler<((),), ()> {
     let calls = calls.clone();
     move || {
         let calls = calls.clone();
