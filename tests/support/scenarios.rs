@@ -355,29 +355,43 @@ pub async fn duplicate_waits_for_in_flight(layer: IdempotencyLayer) {
     assert_eq!(calls.get(), 1);
 }
 
-/// Body-only scheme: the key is the hash of the signed body, so unsigned
-/// headers an attacker adds or varies do not make a replay look new.
+/// Schemes without a signed id (native body-only, GitHub, Shopify): the key
+/// is the hash of the signed body, so the unsigned delivery-id headers an
+/// attacker can add or vary do not make a replay look new.
 pub async fn unsigned_headers_do_not_change_the_key(layer: IdempotencyLayer) {
     let calls = Calls::default();
-    let router = Router::new()
-        .route("/webhooks", post(counting(&calls, Duration::ZERO)))
-        .layer(layer)
-        .layer(verify_layer().scheme(Scheme::native_body_only()));
-    let addr = serve(router).await;
+    let schemes = [
+        ("/body-only", Scheme::native_body_only()),
+        ("/github", Scheme::github()),
+        ("/shopify", Scheme::shopify()),
+    ];
     let client = client();
-    let headers = Scheme::native_body_only()
-        .sign(&secrets(), &Message::new("unused", NOW, BODY))
-        .expect("sign");
-    for i in 0..5 {
-        let mut h = headers.clone();
-        let fake = HeaderValue::from_str(&format!("attacker_{i}")).expect("value");
-        h.insert("x-webhook-id", fake.clone());
-        h.insert("x-github-delivery", fake.clone());
-        h.insert("webhook-id", fake);
-        let a = deliver_with(&client, addr, "/webhooks", h)
-            .await
-            .expect("delivery");
-        assert_eq!(a.processed(), i == 0, "delivery {i}: {a:?}");
+    for (path, scheme) in schemes {
+        let router = Router::new()
+            .route(path, post(counting(&calls, Duration::ZERO)))
+            .layer(layer.clone())
+            .layer(verify_layer().scheme(scheme.clone()));
+        let addr = serve(router).await;
+        let before = calls.get();
+        let headers = scheme
+            .sign(&secrets(), &Message::new("unused", NOW, BODY))
+            .expect("sign");
+        for i in 0..5 {
+            let mut h = headers.clone();
+            let fake = HeaderValue::from_str(&format!("attacker_{i}")).expect("value");
+            for name in [
+                "x-webhook-id",
+                "webhook-id",
+                "x-github-delivery",
+                "x-shopify-event-id",
+            ] {
+                h.insert(name, fake.clone());
+            }
+            let a = deliver_with(&client, addr, path, h)
+                .await
+                .expect("delivery");
+            assert_eq!(a.processed(), i == 0, "{path}, delivery {i}: {a:?}");
+        }
+        assert_eq!(calls.get(), before + 1, "{path}");
     }
-    assert_eq!(calls.get(), 1);
 }
