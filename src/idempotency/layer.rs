@@ -198,6 +198,9 @@ impl IdempotencyLayer {
     /// 25 ms, or `max / 10` if shorter): then it is answered as a duplicate
     /// (first succeeded), processed (first failed and released the key), or
     /// 409 if the first is still running.
+    ///
+    /// Waiting uses tokio's timer: the runtime must have time enabled (as
+    /// `#[tokio::main]` does).
     pub fn wait_for_in_flight(self, max: Duration) -> Self {
         let poll = (max / 10).clamp(Duration::from_millis(1), Duration::from_millis(25));
         self.edit(|c| c.in_flight = InFlightPolicy::Wait { max, poll })
