@@ -15,6 +15,7 @@ use axum::routing::post;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use tower::ServiceBuilder;
+use webhook_guard::idempotency::{DUPLICATE_HEADER, IdempotencyLayer};
 use webhook_guard::problem::PROBLEM_JSON;
 use webhook_guard::{
     Clock, Message, Scheme, SecretSet, SignError, SystemClock, Verified, VerifyLayer,
@@ -28,9 +29,11 @@ const BODY_LIMIT: usize = 64 * 1024;
 
 /// The receiver: `POST /webhooks` behind its layers, which run top to bottom.
 fn receiver(secrets: SecretSet) -> Router {
-    Router::new()
-        .route("/webhooks", post(on_webhook))
-        .layer(ServiceBuilder::new().layer(VerifyLayer::new(secrets).body_limit(BODY_LIMIT)))
+    Router::new().route("/webhooks", post(on_webhook)).layer(
+        ServiceBuilder::new()
+            .layer(VerifyLayer::new(secrets).body_limit(BODY_LIMIT))
+            .layer(IdempotencyLayer::in_memory()),
+    )
 }
 
 /// Runs only for authentic, fresh requests.
@@ -47,6 +50,9 @@ struct Case {
     /// What is sent, in a few words.
     what: String,
     expect: StatusCode,
+    /// Whether the receiver must answer it as a redelivery, without calling
+    /// the handler.
+    duplicate: bool,
     headers: HeaderMap,
     body: Vec<u8>,
 }
@@ -79,18 +85,28 @@ fn cases(secrets: &SecretSet, now: i64) -> Result<Vec<Case>, SignError> {
         Case {
             what: "a correctly signed ingestion.completed event".into(),
             expect: StatusCode::OK,
+            duplicate: false,
+            headers: sign("evt_001", now, &body)?,
+            body: body.clone(),
+        },
+        Case {
+            what: "the same event delivered again (a sender retry)".into(),
+            expect: StatusCode::OK,
+            duplicate: true,
             headers: sign("evt_001", now, &body)?,
             body: body.clone(),
         },
         Case {
             what: "the same event with rowsIngested changed after signing".into(),
             expect: StatusCode::UNAUTHORIZED,
+            duplicate: false,
             headers: sign("evt_002", now, &body)?,
             body: event(99_999),
         },
         Case {
             what: "a correctly signed event stamped 10 minutes ago (a replay)".into(),
             expect: StatusCode::UNAUTHORIZED,
+            duplicate: false,
             headers: sign("evt_003", now - 600, &body)?,
             body: body.clone(),
         },
@@ -101,6 +117,7 @@ fn cases(secrets: &SecretSet, now: i64) -> Result<Vec<Case>, SignError> {
                 BODY_LIMIT / 1024
             ),
             expect: StatusCode::PAYLOAD_TOO_LARGE,
+            duplicate: false,
             headers: sign("evt_004", now, &large)?,
             body: large,
         },
@@ -110,6 +127,8 @@ fn cases(secrets: &SecretSet, now: i64) -> Result<Vec<Case>, SignError> {
 /// What came back.
 struct Outcome {
     status: StatusCode,
+    /// `X-Webhook-Duplicate: true` was set: the handler was not called.
+    duplicate: bool,
     /// The handler's answer, or the problem's `title: detail`.
     said: String,
 }
@@ -124,6 +143,10 @@ async fn send(client: &reqwest::Client, url: &str, case: &Case) -> Result<Outcom
         .await
         .map_err(|e| format!("request failed: {e}"))?;
     let status = response.status();
+    let duplicate = response
+        .headers()
+        .get(DUPLICATE_HEADER)
+        .is_some_and(|v| v.as_bytes() == b"true");
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
@@ -143,7 +166,11 @@ async fn send(client: &reqwest::Client, url: &str, case: &Case) -> Result<Outcom
     } else {
         String::from_utf8_lossy(&body).into_owned()
     };
-    Ok(Outcome { status, said })
+    Ok(Outcome {
+        status,
+        duplicate,
+        said,
+    })
 }
 
 #[tokio::main]
@@ -155,7 +182,7 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     tokio::spawn(axum::serve(listener, receiver(secrets.clone())).into_future());
     println!("webhook-guard quickstart");
     println!(
-        "receiver on {url}: native scheme, 5 min replay window, {} KiB body limit\n",
+        "receiver on {url}: native scheme, 5 min replay window, {} KiB body limit, in-memory dedup\n",
         BODY_LIMIT / 1024
     );
 
@@ -165,14 +192,27 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     for case in &cases {
         let (ok, got) = match send(&client, &url, case).await {
             Ok(outcome) => (
-                outcome.status == case.expect,
-                format!("got {}: {}", outcome.status, outcome.said),
+                outcome.status == case.expect && outcome.duplicate == case.duplicate,
+                format!(
+                    "got {}{}: {}",
+                    outcome.status,
+                    if outcome.duplicate {
+                        " (duplicate, handler not called)"
+                    } else {
+                        ""
+                    },
+                    outcome.said
+                ),
             ),
             Err(e) => (false, e),
         };
         passed += usize::from(ok);
         println!("{} {}", if ok { "✓" } else { "✗" }, case.what);
-        println!("    expected {}, {got}", case.expect.as_u16());
+        println!(
+            "    expected {}{}, {got}",
+            case.expect.as_u16(),
+            if case.duplicate { " (duplicate)" } else { "" }
+        );
     }
 
     println!();

@@ -18,9 +18,15 @@
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `WEBHOOK_ADDR` | `127.0.0.1:3000` | address to listen on (`127.0.0.1:0` picks a free port; the bound address is logged) |
-//! | `WEBHOOK_SECRET` | a demo value, printed at start | the shared secret; a comma-separated list accepts any of them (rotation). Surrounding spaces are trimmed; an entry starting with `whsec_` is decoded as a Standard Webhooks secret (base64 after the prefix), any other is used as its UTF-8 bytes |
-//! | `WEBHOOK_SCHEME` | `native` | wire format, by [`Scheme::from_name`]: `native`, `native-body-only`, ... |
+//! | `WEBHOOK_SECRET` | a demo value, printed at start | the shared secret; a comma-separated list accepts any of them (rotation). Surrounding spaces are trimmed; each entry is read the way the scheme's own libraries read it ([`Scheme::parse_secret`]: `standard` decodes `whsec_<base64>`, the others use the text's bytes) |
+//! | `WEBHOOK_SCHEME` | `native` | wire format, by [`Scheme::from_name`]: `native`, `native-body-only`, `standard`, `github`, `stripe`, `slack`, `shopify` |
 //! | `WEBHOOK_TOLERANCE_SECS` | `300` | how old a signed timestamp may be, in seconds (clock skew into the future stays at 300 s) |
+//! | `WEBHOOK_PUBLIC_KEY` | unset | `standard` only, feature `ed25519`: `whpk_...` public key(s), comma-separated, whose `v1a` signatures are accepted too |
+//! | `WEBHOOK_REDIS_URL` | unset | deduplicate through Redis (feature `redis`) instead of in memory, so several receivers share one view |
+//!
+//! Every event is processed once: a redelivery of an event already handled
+//! is answered `200` with `X-Webhook-Duplicate: true` and logged (on stderr,
+//! with `duplicate=true`), not printed as a handled event.
 //!
 //! A configuration error exits with status 2 and a message on stderr. Ctrl-C
 //! or SIGTERM lets requests in flight finish, then exits with status 0.
@@ -51,9 +57,10 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use tower::ServiceBuilder;
 use tracing_subscriber::EnvFilter;
+use webhook_guard::idempotency::IdempotencyLayer;
 use webhook_guard::problem::Problem;
 use webhook_guard::replay::DEFAULT_TOLERANCE;
-use webhook_guard::{Scheme, Secret, SecretSet, Verified, Verifier, VerifyLayer};
+use webhook_guard::{Scheme, SecretSet, Verified, Verifier, VerifyLayer};
 
 /// The secret used when `WEBHOOK_SECRET` is unset. Public by design: never
 /// use it for real traffic.
@@ -71,6 +78,7 @@ struct Config {
     scheme: Scheme,
     tolerance: Option<Duration>,
     demo_secret: bool,
+    redis_url: Option<String>,
 }
 
 impl Config {
@@ -86,17 +94,18 @@ impl Config {
             format!("WEBHOOK_ADDR=`{addr_text}` is not an address like `127.0.0.1:3000`: {e}")
         })?;
 
+        let scheme = match var("WEBHOOK_SCHEME") {
+            Some(name) => Scheme::from_name(&name).map_err(|e| format!("WEBHOOK_SCHEME: {e}"))?,
+            None => Scheme::native(),
+        };
+        let scheme = with_public_keys(scheme, var("WEBHOOK_PUBLIC_KEY"))?;
+
         let (secrets, demo_secret) = match var("WEBHOOK_SECRET") {
-            Some(list) => (parse_secrets(&list)?, false),
+            Some(list) => (parse_secrets(&scheme, &list)?, false),
             None => (
                 SecretSet::single(DEMO_SECRET).map_err(|e| e.to_string())?,
                 true,
             ),
-        };
-
-        let scheme = match var("WEBHOOK_SCHEME") {
-            Some(name) => Scheme::from_name(&name).map_err(|e| format!("WEBHOOK_SCHEME: {e}"))?,
-            None => Scheme::native(),
         };
 
         let tolerance = match var("WEBHOOK_TOLERANCE_SECS") {
@@ -118,13 +127,40 @@ impl Config {
             scheme,
             tolerance,
             demo_secret,
+            redis_url: var("WEBHOOK_REDIS_URL").filter(|url| !url.trim().is_empty()),
         })
     }
 }
 
-/// Splits `WEBHOOK_SECRET` into a secret set. The messages name the entry by
-/// position, never by value.
-fn parse_secrets(list: &str) -> Result<SecretSet, String> {
+/// Adds the `WEBHOOK_PUBLIC_KEY` list to a Standard Webhooks scheme.
+#[cfg(feature = "ed25519")]
+fn with_public_keys(scheme: Scheme, keys: Option<String>) -> Result<Scheme, String> {
+    let Some(keys) = keys else { return Ok(scheme) };
+    let mut parsed = Vec::new();
+    for (index, key) in keys.split(',').enumerate() {
+        parsed.push(
+            webhook_guard::Ed25519PublicKey::from_whpk(key)
+                .map_err(|e| format!("WEBHOOK_PUBLIC_KEY: entry #{}: {e}", index + 1))?,
+        );
+    }
+    Ok(scheme.with_public_keys(parsed))
+}
+
+/// Without the `ed25519` feature, a public key is a configuration error.
+#[cfg(not(feature = "ed25519"))]
+fn with_public_keys(scheme: Scheme, keys: Option<String>) -> Result<Scheme, String> {
+    match keys {
+        Some(_) => Err("WEBHOOK_PUBLIC_KEY needs the `ed25519` feature: \
+                        cargo run --features ed25519 --example receiver"
+            .into()),
+        None => Ok(scheme),
+    }
+}
+
+/// Splits `WEBHOOK_SECRET` into a secret set, reading each entry the way
+/// the scheme's own libraries do. The messages name the entry by position,
+/// never by value.
+fn parse_secrets(scheme: &Scheme, list: &str) -> Result<SecretSet, String> {
     let mut secrets = Vec::new();
     for (index, entry) in list.split(',').enumerate() {
         let entry = entry.trim();
@@ -134,22 +170,35 @@ fn parse_secrets(list: &str) -> Result<SecretSet, String> {
                 index + 1
             ));
         }
-        let secret = if entry.starts_with(webhook_guard::secret::WHSEC_PREFIX) {
-            Secret::from_whsec(entry)
-                .map_err(|e| format!("WEBHOOK_SECRET: entry #{}: {e}", index + 1))?
-        } else {
-            Secret::from(entry)
-        };
+        let secret = scheme
+            .parse_secret(entry)
+            .map_err(|e| format!("WEBHOOK_SECRET: entry #{}: {e}", index + 1))?;
         secrets.push(secret);
     }
     SecretSet::new(secrets).map_err(|e| format!("WEBHOOK_SECRET: {e}"))
 }
 
+/// The deduplication layer: in memory, or shared through Redis.
+async fn idempotency(config: &Config) -> Result<IdempotencyLayer, String> {
+    match &config.redis_url {
+        #[cfg(feature = "redis")]
+        Some(url) => webhook_guard::idempotency::RedisStore::connect(url)
+            .await
+            .map(IdempotencyLayer::new)
+            .map_err(|e| format!("WEBHOOK_REDIS_URL: {e}")),
+        #[cfg(not(feature = "redis"))]
+        Some(_) => Err("WEBHOOK_REDIS_URL needs the `redis` feature: \
+                        cargo run --features redis --example receiver"
+            .into()),
+        None => Ok(IdempotencyLayer::in_memory()),
+    }
+}
+
 /// The application: the webhook route behind its layers.
 ///
-/// Layers run top to bottom. More capabilities (deduplication, typed events)
-/// slot in as further `.layer(..)` lines after verification.
-fn app(config: &Config) -> Router {
+/// Layers run top to bottom: verification first, then deduplication of the
+/// verified event id.
+fn app(config: &Config, idempotency: IdempotencyLayer) -> Router {
     let mut verify =
         VerifyLayer::from_verifier(Verifier::new(config.scheme.clone(), config.secrets.clone()));
     if let Some(tolerance) = config.tolerance {
@@ -157,7 +206,7 @@ fn app(config: &Config) -> Router {
     }
     Router::new()
         .route("/webhooks", post(on_webhook))
-        .layer(ServiceBuilder::new().layer(verify))
+        .layer(ServiceBuilder::new().layer(verify).layer(idempotency))
 }
 
 /// The line printed for each accepted request.
@@ -267,6 +316,14 @@ async fn main() -> ExitCode {
         );
     }
 
+    let idempotency = match idempotency(&config).await {
+        Ok(layer) => layer,
+        Err(message) => {
+            eprintln!("receiver: configuration error: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+
     let shutdown = match shutdown_signal() {
         Ok(shutdown) => shutdown,
         Err(e) => {
@@ -289,7 +346,7 @@ async fn main() -> ExitCode {
         "listening on http://{local}/webhooks"
     );
 
-    match axum::serve(listener, app(&config))
+    match axum::serve(listener, app(&config, idempotency))
         .with_graceful_shutdown(shutdown)
         .await
     {
