@@ -31,6 +31,15 @@
 //! |---|---|---|
 //! | [`Scheme::native`] (default) | `X-Webhook-Id`, `X-Webhook-Timestamp`, `X-Webhook-Signature: sha256=<hex>` | `{id}.{timestamp}.{body}` |
 //! | [`Scheme::native_body_only`] | `X-Webhook-Signature: sha256=<hex>` | `{body}`; replay window on the body's `timestamp` field |
+//! | [`Scheme::standard`] (Standard Webhooks, Svix) | `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<b64>` (also `svix-*`; `v1a` ed25519 with feature `ed25519`) | `{id}.{timestamp}.{body}` |
+//! | [`Scheme::github`] | `X-Hub-Signature-256: sha256=<hex>` | `{body}` (no timestamp) |
+//! | [`Scheme::stripe`] | `Stripe-Signature: t=<ts>,v1=<hex>` | `{t}.{body}` |
+//! | [`Scheme::slack`] | `X-Slack-Signature: v0=<hex>`, `X-Slack-Request-Timestamp` | `v0:{ts}:{body}` |
+//! | [`Scheme::shopify`] | `X-Shopify-Hmac-Sha256: <b64>` | `{body}` (no timestamp) |
+//!
+//! A signature header may carry several signatures (rotation on the sender);
+//! a [`SecretSet`] may hold several secrets (rotation on the receiver). Any
+//! match of any active secret passes.
 //!
 //! ## Modules
 //!
@@ -40,14 +49,18 @@
 //! - [`verify`]: [`VerifyLayer`], [`VerifyWebhook`], [`Verifier`], [`Verified`].
 //! - [`extract`]: axum extractors.
 //! - [`problem`]: RFC 9457 rejection bodies.
+//! - [`diagnose`]: why a request does not verify (body changed, secret read another way, clock off).
 //!
 //! ## Feature flags
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
+//! | `ed25519` | no | Standard Webhooks `v1a` signatures (`Ed25519PublicKey`, `Ed25519SigningKey`) |
 //! | `testing` | no | helpers for your own tests |
+//! | `cli` | no | the `webhook-guard` command (`listen`, `send`, `sign`, `verify`); adds nothing to the library |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod diagnose;
 pub mod error;
 pub mod extract;
 pub mod problem;
@@ -58,8 +71,16 @@ pub mod verify;
 
 pub use error::{ConfigError, VerifyError, VerifyErrorKind};
 pub use replay::{Clock, FixedClock, ReplayWindow, SystemClock};
+#[cfg(feature = "ed25519")]
+pub use scheme::{Ed25519PublicKey, Ed25519SigningKey};
 pub use scheme::{
-    IdSource, Message, Scheme, SchemeName, SignError, SignatureMatch, TimestampSource,
+    IdSource, Message, Scheme, SchemeName, SignError, SignatureAlgorithm, SignatureMatch,
+    TimestampSource,
 };
 pub use secret::{Secret, SecretSet};
 pub use verify::{ResponseFuture, Verified, Verifier, VerifyLayer, VerifyWebhook};
+
+/// The README's examples, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,8 +1,8 @@
 //! Wire formats: how a signature travels in headers and what bytes it covers.
 //!
 //! A [`Scheme`] is a value: pick one with a constructor such as
-//! [`Scheme::native`] or [`Scheme::native_body_only`]. Each scheme has
-//! [`sign`](Scheme::sign) and [`verify_signature`](Scheme::verify_signature)
+//! [`Scheme::native`], [`Scheme::standard`] or [`Scheme::github`]. Each scheme
+//! has [`sign`](Scheme::sign) and [`verify_signature`](Scheme::verify_signature)
 //! side by side, so a sender and a receiver built on this crate agree by
 //! construction. Both are pure: no I/O, no clock (the caller passes "now").
 //!
@@ -20,6 +20,91 @@
 //! assert_eq!(matched.id(), Some("evt_1"));
 //! assert_eq!(matched.timestamp(), Some(1_700_000_000));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # One layer per provider
+//!
+//! Every scheme plugs into the same [`VerifyLayer`](crate::VerifyLayer);
+//! only the constructor and the way the secret is read change. Key rotation
+//! works the same everywhere: put the old and the new secret in the
+//! [`SecretSet`] (optionally with [`Secret::expires_at`] on the old one) and
+//! watch [`Verified::secret_index`](crate::Verified::secret_index).
+//!
+//! **Standard Webhooks / Svix** — secrets are `whsec_<base64>`, so let the
+//! scheme decode them:
+//!
+//! ```
+//! use webhook_guard::{Scheme, SecretSet, VerifyLayer};
+//!
+//! let scheme = Scheme::standard();
+//! let secret = scheme.parse_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?;
+//! let layer = VerifyLayer::new(SecretSet::single(secret)?).scheme(scheme);
+//! # Ok::<(), webhook_guard::ConfigError>(())
+//! ```
+//!
+//! **GitHub** — no signed timestamp, so add the idempotency layer for
+//! replays; the event name is in `X-GitHub-Event`:
+//!
+//! ```
+//! use http::HeaderMap;
+//! use webhook_guard::{Scheme, SecretSet};
+//!
+//! // The example from GitHub's documentation.
+//! let secrets = SecretSet::single("It's a Secret to Everybody")?;
+//! let mut headers = HeaderMap::new();
+//! headers.insert(
+//!     "x-hub-signature-256",
+//!     "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17".parse()?,
+//! );
+//! let matched = Scheme::github().verify_signature(&secrets, &headers, b"Hello, World!", 0)?;
+//! assert_eq!(matched.timestamp(), None); // GitHub signs no timestamp
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! **Stripe** — the key is the `whsec_...` string itself, not decoded:
+//!
+//! ```
+//! use webhook_guard::{Scheme, SecretSet, VerifyLayer};
+//!
+//! let scheme = Scheme::stripe();
+//! let secret = scheme.parse_secret("whsec_test_secret")?; // the string's bytes
+//! let layer = VerifyLayer::new(SecretSet::single(secret)?).scheme(scheme);
+//! # Ok::<(), webhook_guard::ConfigError>(())
+//! ```
+//!
+//! **Slack** — the signing secret from the app's "Basic Information" page:
+//!
+//! ```
+//! use webhook_guard::{Scheme, SecretSet, VerifyLayer};
+//!
+//! let layer = VerifyLayer::new(SecretSet::single("8f742231b10e8888abcd99yyyzzz85a5")?)
+//!     .scheme(Scheme::slack());
+//! # Ok::<(), webhook_guard::ConfigError>(())
+//! ```
+//!
+//! **Shopify** — the app's client secret; no signed timestamp (use the
+//! idempotency layer):
+//!
+//! ```
+//! use webhook_guard::{Scheme, SecretSet, VerifyLayer};
+//!
+//! let layer = VerifyLayer::new(SecretSet::single("shpss_client_secret")?)
+//!     .scheme(Scheme::shopify());
+//! # Ok::<(), webhook_guard::ConfigError>(())
+//! ```
+//!
+//! **The platform's own body-only signatures** (`createHmac('sha256',
+//! secret).update(body).digest('hex')`) — widen the window to the sender's
+//! retry horizon, since the checked timestamp is the event's:
+//!
+//! ```
+//! use std::time::Duration;
+//! use webhook_guard::{Scheme, SecretSet, VerifyLayer};
+//!
+//! let layer = VerifyLayer::new(SecretSet::single("my-secret")?)
+//!     .scheme(Scheme::native_body_only())
+//!     .tolerance(Duration::from_secs(30 * 60));
+//! # Ok::<(), webhook_guard::ConfigError>(())
 //! ```
 
 mod github;
@@ -295,7 +380,9 @@ impl Scheme {
     /// The default: headers `X-Webhook-Id`, `X-Webhook-Timestamp` (unix
     /// seconds) and `X-Webhook-Signature: sha256=<hex>`, where the HMAC-SHA256
     /// covers `{id}.{timestamp}.{body}`. Id and timestamp are signed, so the
-    /// replay window and deduplication rest on authenticated data.
+    /// replay window and deduplication rest on authenticated data. The id is
+    /// 1 to 256 visible ASCII characters other than `.`, so the signed content
+    /// splits into its parts in exactly one way.
     pub fn native() -> Self {
         Self { kind: Kind::Native }
     }
@@ -330,7 +417,7 @@ impl Scheme {
     /// Secrets are usually handed out as `whsec_<base64>`: build them with
     /// [`Secret::from_whsec`] or [`Scheme::parse_secret`], which decode the
     /// base64. With the `ed25519` feature, `v1a,<base64>` signatures are
-    /// verified against [`with_public_keys`](Self::with_public_keys).
+    /// verified against the keys given to `Scheme::with_public_keys`.
     pub fn standard() -> Self {
         Self {
             kind: Kind::Standard(Box::default()),
@@ -666,8 +753,12 @@ pub(crate) fn informational_id(headers: &HeaderMap, name: &'static str) -> Optio
 }
 
 /// Checks an id before it is signed or accepted: 1 to 256 visible ASCII
-/// characters, so it cannot blur into the `.`-separated signed content's
-/// timestamp or smuggle bytes a log line would misrender.
+/// characters, so it cannot smuggle bytes a log line would misrender.
+///
+/// Dots are allowed here for Standard Webhooks compatibility (other senders'
+/// ids may contain them); the native scheme refuses them on top, because with
+/// a dotted id one signature over `{id}.{timestamp}.{body}` could stand for a
+/// second (id, timestamp, body) split.
 pub(crate) fn validate_id(id: &[u8]) -> Result<(), &'static str> {
     if id.is_empty() {
         return Err("the id is empty");

@@ -19,6 +19,20 @@ pub const NATIVE_SIGNATURE_HEADER: &str = "x-webhook-signature";
 /// Prefix of each native signature.
 pub const NATIVE_SIGNATURE_PREFIX: &str = "sha256=";
 
+/// Checks a native id: [`validate_id`], and no `.`.
+///
+/// The signed content is `{id}.{timestamp}.{body}`. A dot inside the id would
+/// let one signature stand for two messages: the signature of id
+/// `evt.1700000000`, timestamp `1700000001` and body `B` would also verify id
+/// `evt`, timestamp `1700000000` and body `1700000001.B`.
+fn validate_native_id(id: &[u8]) -> Result<(), &'static str> {
+    validate_id(id)?;
+    if id.contains(&b'.') {
+        return Err("the id must not contain `.`, which separates the signed parts");
+    }
+    Ok(())
+}
+
 fn tag_signed(key: &KeyedSecret, id: &[u8], ts: &[u8], body: &[u8]) -> Tag {
     hmac_tag(key, &[id, b".", ts, b".", body])
 }
@@ -40,7 +54,7 @@ pub(super) fn sign_signed(
     keys: &[&KeyedSecret],
     msg: &Message<'_>,
 ) -> Result<HeaderMap, SignError> {
-    validate_id(msg.id.as_bytes()).map_err(|reason| SignError::InvalidId { reason })?;
+    validate_native_id(msg.id.as_bytes()).map_err(|reason| SignError::InvalidId { reason })?;
     let ts = msg.timestamp.to_string();
     let mut headers = HeaderMap::with_capacity(3);
     let id = HeaderValue::from_str(msg.id).map_err(|_| SignError::InvalidId {
@@ -113,7 +127,7 @@ pub(super) fn verify_signed(
     now: i64,
 ) -> Result<SignatureMatch, VerifyError> {
     let id = required_header(headers, NATIVE_ID_HEADER)?;
-    validate_id(id).map_err(|why| VerifyError::malformed(NATIVE_ID_HEADER, why))?;
+    validate_native_id(id).map_err(|why| VerifyError::malformed(NATIVE_ID_HEADER, why))?;
     let ts_raw = required_header(headers, NATIVE_TIMESTAMP_HEADER)?;
     let timestamp = parse_unix_seconds(NATIVE_TIMESTAMP_HEADER, ts_raw)?;
     let ts_raw = ts_raw.trim_ascii();
@@ -122,7 +136,7 @@ pub(super) fn verify_signed(
         tag_signed(k, id, ts_raw, body)
     })?;
     Ok(SignatureMatch::hmac(
-        // validate_id guarantees visible ASCII.
+        // validate_native_id guarantees visible ASCII.
         Some(String::from_utf8_lossy(id).into_owned()),
         Some(timestamp),
         TimestampSource::SignedHeader,
@@ -225,7 +239,7 @@ fn parse_text_timestamp(text: &str) -> Result<i64, BodyTimestampError> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map(|t| t.unix_timestamp())
         .map_err(|e| {
-            BodyTimestampError::Invalid(format!("`{}` is not RFC 3339: {e}", truncate(text)))
+            BodyTimestampError::Invalid(format!("{:?} is not RFC 3339: {e}", truncate(text)))
         })
 }
 
@@ -239,6 +253,37 @@ fn truncate(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dot_in_the_id_is_refused_on_both_sides() {
+        let secrets = SecretSet::single("k").unwrap();
+        let keys: Vec<_> = secrets.active_at(0).map(|(_, k)| k).collect();
+        let msg = Message::new("evt.1700000000", 1_700_000_001, b"{}");
+        assert!(matches!(
+            sign_signed(&keys, &msg),
+            Err(SignError::InvalidId { .. })
+        ));
+
+        // The signed bytes `evt.1700000000.1700000001.{}` read either as id
+        // `evt.1700000000`, timestamp 1700000001, body `{}`, or as id `evt`,
+        // timestamp 1700000000, body `1700000001.{}`. Only the second reading
+        // is accepted ...
+        let tag = tag_signed(keys[0], b"evt", b"1700000000", b"1700000001.{}");
+        let mut headers = HeaderMap::new();
+        headers.insert(NATIVE_TIMESTAMP_HEADER, HeaderValue::from(1_700_000_001));
+        headers.insert(
+            NATIVE_SIGNATURE_HEADER,
+            signature_header(std::iter::once(tag)),
+        );
+        headers.insert(NATIVE_ID_HEADER, HeaderValue::from_static("evt.1700000000"));
+        let err = verify_signed(&secrets, &headers, b"{}", 0).unwrap_err();
+        assert_eq!(err.kind(), VerifyErrorKind::MalformedHeader);
+        assert!(err.to_string().contains("must not contain `.`"), "{err}");
+        // ... and it verifies.
+        headers.insert(NATIVE_ID_HEADER, HeaderValue::from_static("evt"));
+        headers.insert(NATIVE_TIMESTAMP_HEADER, HeaderValue::from(1_700_000_000));
+        assert!(verify_signed(&secrets, &headers, b"1700000001.{}", 0).is_ok());
+    }
 
     #[test]
     fn body_timestamp_forms() {
