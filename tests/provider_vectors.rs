@@ -1,9 +1,9 @@
 //! Known-answer tests from the providers' own published examples.
 //!
-//! Each vector lives in `tests/vectors/*.json` with a `source` naming the page
-//! it was copied from. For every vector, [`Scheme::sign`] must produce exactly
-//! the published headers, and the published headers must verify at the
-//! vector's own time.
+//! Each vector lives in `tests/vectors/providers/*.json` with a `source`
+//! naming the page it was copied from. For every vector, [`Scheme::sign`] must
+//! produce exactly the published headers, and the published headers must
+//! verify at the vector's own time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
@@ -59,7 +59,7 @@ impl Vector {
 }
 
 fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/providers")
 }
 
 fn load(file: &str) -> Vector {
