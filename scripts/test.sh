@@ -14,6 +14,7 @@ install_pkgs() {
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "installing for the tests: ${missing[*]}"
   install_pkgs "${missing[@]}"
