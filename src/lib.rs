@@ -47,6 +47,8 @@
 //! - [`scheme`]: the wire formats, with `sign` and `verify` side by side.
 //! - [`replay`]: [`Clock`] and [`ReplayWindow`].
 //! - [`verify`]: [`VerifyLayer`], [`VerifyWebhook`], [`Verifier`], [`Verified`].
+//! - [`idempotency`]: [`IdempotencyLayer`], each event processed once, with
+//!   [`MokaStore`] in process or `RedisStore` across machines.
 //! - [`extract`]: axum extractors.
 //! - [`problem`]: RFC 9457 rejection bodies.
 //! - [`diagnose`]: why a request does not verify (body changed, secret read another way, clock off).
@@ -57,12 +59,14 @@
 //! |---|---|---|
 //! | `ed25519` | no | Standard Webhooks `v1a` signatures (`Ed25519PublicKey`, `Ed25519SigningKey`) |
 //! | `testing` | no | helpers for your own tests |
+//! | `redis` | no | `idempotency::RedisStore`: one idempotency store shared by several receivers |
 //! | `cli` | no | the `webhook-guard` command (`listen`, `send`, `sign`, `verify`); adds nothing to the library |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod diagnose;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod problem;
 pub mod replay;
 pub mod scheme;
@@ -70,6 +74,7 @@ pub mod secret;
 pub mod verify;
 
 pub use error::{ConfigError, VerifyError, VerifyErrorKind};
+pub use idempotency::{IdempotencyLayer, IdempotencyStore, MokaStore};
 pub use replay::{Clock, FixedClock, ReplayWindow, SystemClock};
 #[cfg(feature = "ed25519")]
 pub use scheme::{Ed25519PublicKey, Ed25519SigningKey};

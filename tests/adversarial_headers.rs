@@ -15,7 +15,7 @@
 //! inside a signature is refused as malformed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+mod signers_support;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE};
@@ -1443,7 +1443,7 @@ fn shopify_table() {
 /// kind, never a panic and never a pass.
 #[test]
 fn random_header_values_are_rejected_without_panic() {
-    let mut rng = support::Rng::from_env("random_header_values_are_rejected_without_panic");
+    let mut rng = signers_support::Rng::from_env("random_header_values_are_rejected_without_panic");
     let schemes: &[(&str, &[&str])] = &[
         (
             "native",

@@ -8,7 +8,7 @@
 //! neither side says yes to everything.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+mod signers_support;
 
 use std::collections::BTreeMap;
 
@@ -17,7 +17,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::json;
-use support::{Rng, now};
+use signers_support::{Rng, now};
 use webhook_guard::{Message, Scheme, SecretSet, Verifier, VerifyErrorKind};
 
 /// Random cases per scheme and direction.
@@ -150,7 +150,7 @@ fn python_batch(requests: &[serde_json::Value]) -> Vec<String> {
         input.extend_from_slice(r.to_string().as_bytes());
         input.push(b'\n');
     }
-    let out = support::python(PYTHON_SIGNER, &input);
+    let out = signers_support::python(PYTHON_SIGNER, &input);
     let lines: Vec<String> = out.lines().map(str::to_owned).collect();
     assert_eq!(lines.len(), requests.len());
     lines

@@ -7,7 +7,7 @@
 //! message here is signed at the current time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
+mod signers_support;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -15,7 +15,7 @@ use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::{HeaderMap, HeaderValue};
 use sha2::Sha256;
-use support::{Rng, now};
+use signers_support::{Rng, now};
 use webhook_guard::{Message, Scheme, Secret, SecretSet, Verifier, VerifyErrorKind};
 
 /// Random cases per direction and library.
@@ -443,10 +443,10 @@ mod ed25519 {
     /// `cryptography` package and node's `crypto` module.
     fn independent_implementations() -> Vec<&'static str> {
         let mut found = Vec::new();
-        if support::python_has("cryptography") {
+        if signers_support::python_has("cryptography") {
             found.push("python-cryptography");
         }
-        if support::node_available() {
+        if signers_support::node_available() {
             found.push("node-crypto");
         }
         assert!(
@@ -503,8 +503,8 @@ process.stdout.write(out.join('\n') + '\n');
     fn run_batch(implementation: &str, lines: &[String]) -> Vec<String> {
         let input = lines.join("\n") + "\n";
         let out = match implementation {
-            "python-cryptography" => support::python(PYTHON_ED25519, input.as_bytes()),
-            "node-crypto" => support::run("node", &["-e", NODE_ED25519], input.as_bytes()),
+            "python-cryptography" => signers_support::python(PYTHON_ED25519, input.as_bytes()),
+            "node-crypto" => signers_support::run("node", &["-e", NODE_ED25519], input.as_bytes()),
             other => unreachable!("{other}"),
         };
         let out: Vec<String> = out.lines().map(str::to_owned).collect();
