@@ -152,7 +152,10 @@ pub(super) fn verify(
     let value = required_text(headers, sig_name)?;
     let mut hmac_candidates: Vec<Tag> = Vec::with_capacity(1);
     let mut ed_candidates: Vec<[u8; 64]> = Vec::new();
-    for token in value.split_ascii_whitespace() {
+    // Signatures are separated by spaces; runs of spaces are tolerated as the
+    // `standardwebhooks` and `svix` libraries skip the empty pieces. Tabs and
+    // other whitespace are not separators there, and are not here either.
+    for token in value.split(' ').filter(|t| !t.is_empty()) {
         let Some((version, b64)) = token.split_once(',') else {
             return Err(VerifyError::malformed(
                 sig_name,

@@ -39,8 +39,9 @@ pub(super) fn verify(
     let value = required_text(headers, NAME)?;
     let mut ts_raw: Option<&str> = None;
     let mut candidates = Vec::with_capacity(1);
+    // Items are not trimmed: like Stripe's own libraries, a key such as
+    // ` v1` (after `, `) is not `v1` and is ignored.
     for item in value.split(',') {
-        let item = item.trim();
         if item.is_empty() {
             continue;
         }
