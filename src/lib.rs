@@ -49,14 +49,20 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod error;
+pub mod event;
 pub mod extract;
 pub mod problem;
 pub mod replay;
 pub mod scheme;
 pub mod secret;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 pub mod verify;
 
 pub use error::{ConfigError, VerifyError, VerifyErrorKind};
+pub use event::{Envelope, Event};
+pub use extract::{VerifiedBytes, Webhook, WebhookRejection};
 pub use replay::{Clock, FixedClock, ReplayWindow, SystemClock};
 pub use scheme::{
     IdSource, Message, Scheme, SchemeName, SignError, SignatureMatch, TimestampSource,
