@@ -920,6 +920,17 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
     }
 }
 
+const BUFFERED_DATA_PREFIX: &str = "invalid `data` for `";
+
+/// Splits the message of a payload error found on the slow path into the
+/// JSON path inside the body and the bare message, so the extractor can
+/// report the path as if the payload had been read in place.
+pub(crate) fn split_buffered_data_error(message: &str) -> Option<(&str, &str)> {
+    let rest = message.strip_prefix(BUFFERED_DATA_PREFIX)?;
+    let (_kind, rest) = rest.split_once("` at `")?;
+    rest.split_once("`: ")
+}
+
 impl Kind {
     /// The slow path for bodies that put `data` before `event`: the payload
     /// was buffered, so name the path inside `data` in the message.
@@ -934,7 +945,7 @@ impl Kind {
                     format!("data{sep}{path}")
                 };
                 format!(
-                    "invalid `data` for `{}` at `{path}`: {}",
+                    "{BUFFERED_DATA_PREFIX}{}` at `{path}`: {}",
                     kind.name(),
                     e.inner()
                 )

@@ -256,9 +256,16 @@ impl<E: DeserializeOwned> Webhook<E> {
 }
 
 fn classify(err: serde_path_to_error::Error<serde_json::Error>) -> WebhookRejection {
-    let path = err.path().to_string();
+    let mut path = err.path().to_string();
     let inner = err.into_inner();
-    let message = bare_message(&inner);
+    let mut message = bare_message(&inner);
+    // A payload that came before its `event` tag was checked after the
+    // object ended; its error message carries the path inside the body.
+    if path == "." {
+        if let Some((inner_path, bare)) = crate::event::split_buffered_data_error(&message) {
+            (path, message) = (inner_path.to_owned(), bare.to_owned());
+        }
+    }
     let (line, column) = (inner.line(), inner.column());
     match inner.classify() {
         serde_json::error::Category::Data => WebhookRejection::InvalidPayload(InvalidPayload {

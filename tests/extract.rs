@@ -247,3 +247,18 @@ async fn forged_requests_never_reach_the_extractor() {
     let p = problem(res).await;
     assert!(!p.to_string().contains(SECRET));
 }
+
+#[tokio::test]
+async fn paths_are_reported_when_data_comes_before_event() {
+    let base = serve().await;
+    let body = br#"{"data":{"kpiId":"k","value":"high","threshold":1},"event":"kpi.alert"}"#;
+    let res = post_signed(&base, "/typed", body).await;
+    assert_eq!(res.status(), 422);
+    let p = problem(res).await;
+    assert_eq!(p["path"], "data.value", "{p}");
+    assert_eq!(
+        p["detail"],
+        "the webhook payload does not have the expected shape at `data.value`: \
+         invalid type: string \"high\", expected f64",
+    );
+}
