@@ -173,10 +173,9 @@ fn shape_errors_name_what_is_wrong() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("missing field `timestamp`"), "{err}");
-    let err = serde_json::from_str::<Envelope>(
-        r#"{"event":"x","timestamp":"yesterday","tenantId":"t"}"#,
-    )
-    .unwrap_err();
+    let err =
+        serde_json::from_str::<Envelope>(r#"{"event":"x","timestamp":"yesterday","tenantId":"t"}"#)
+            .unwrap_err();
     assert!(err.is_data(), "{err}");
 }
 
@@ -204,12 +203,18 @@ fn senders_build_events_with_constructors() {
         KpiComputed::new("k", 1.0).with_unit("%").into(),
         KpiAlert::new("k", 2.0, 1.0).with_severity("warning").into(),
         AnalysisCompleted::new("a").with_insights_count(3u64).into(),
-        DashboardReady::new("d").with_url("https://example.com").into(),
+        DashboardReady::new("d")
+            .with_url("https://example.com")
+            .into(),
         Event::unknown("custom.thing", json!({"a": 1})),
     ];
     for event in events {
         let text = serde_json::to_string(&event).unwrap();
-        assert_eq!(serde_json::from_str::<Event>(&text).unwrap(), event, "{text}");
+        assert_eq!(
+            serde_json::from_str::<Event>(&text).unwrap(),
+            event,
+            "{text}"
+        );
     }
 }
 
