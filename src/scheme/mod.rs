@@ -150,6 +150,13 @@ pub enum SignError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The timestamp cannot be carried by the wire format (a negative unix
+    /// time, which receivers refuse as malformed).
+    #[error("invalid message timestamp {timestamp}: unix seconds must not be negative")]
+    InvalidTimestamp {
+        /// The message's timestamp.
+        timestamp: i64,
+    },
     /// No secret in the set is active at the message's timestamp.
     #[error("no secret in the set is active at timestamp {timestamp}")]
     NoActiveSecret {

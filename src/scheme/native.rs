@@ -53,6 +53,12 @@ pub(super) fn sign_signed(
     msg: &Message<'_>,
 ) -> Result<HeaderMap, SignError> {
     validate_id(msg.id.as_bytes()).map_err(|reason| SignError::InvalidId { reason })?;
+    // The receiver reads the timestamp header as ASCII digits only.
+    if msg.timestamp < 0 {
+        return Err(SignError::InvalidTimestamp {
+            timestamp: msg.timestamp,
+        });
+    }
     let ts = msg.timestamp.to_string();
     let mut headers = HeaderMap::with_capacity(3);
     let id = HeaderValue::from_str(msg.id).map_err(|_| SignError::InvalidId {
@@ -290,6 +296,23 @@ fn truncate(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn negative_timestamps_are_not_signed() {
+        let secrets = SecretSet::single("s").unwrap();
+        let err = crate::Scheme::native()
+            .sign(&secrets, &Message::new("evt_1", -5, b"{}"))
+            .unwrap_err();
+        assert_eq!(err, SignError::InvalidTimestamp { timestamp: -5 });
+        let headers = crate::Scheme::native()
+            .sign(&secrets, &Message::new("evt_1", 0, b"{}"))
+            .unwrap();
+        assert!(
+            crate::Scheme::native()
+                .verify_signature(&secrets, &headers, b"{}", 0)
+                .is_ok()
+        );
+    }
 
     #[test]
     fn body_timestamp_forms() {
