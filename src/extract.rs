@@ -242,17 +242,29 @@ impl<E: DeserializeOwned> Webhook<E> {
     /// fit `E`.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, WebhookRejection> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
-        let value = serde_path_to_error::deserialize(&mut de).map_err(classify)?;
-        // Bytes after the value: a syntax error.
-        de.end().map_err(|e| {
-            WebhookRejection::InvalidJson(InvalidJson {
-                message: bare_message(&e),
-                line: e.line(),
-                column: e.column(),
-            })
+        let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+            let rejection = classify(err);
+            // A shape error may come before a syntax error further on: only
+            // valid JSON gets a 422. Checked on this error path only.
+            if matches!(rejection, WebhookRejection::InvalidPayload(_)) {
+                if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                    return invalid_json(&e);
+                }
+            }
+            rejection
         })?;
+        // Bytes after the value: a syntax error.
+        de.end().map_err(|e| invalid_json(&e))?;
         Ok(Self(value))
     }
+}
+
+fn invalid_json(err: &serde_json::Error) -> WebhookRejection {
+    WebhookRejection::InvalidJson(InvalidJson {
+        message: bare_message(err),
+        line: err.line(),
+        column: err.column(),
+    })
 }
 
 fn classify(err: serde_path_to_error::Error<serde_json::Error>) -> WebhookRejection {

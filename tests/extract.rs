@@ -160,6 +160,11 @@ async fn syntax_errors_are_400_with_position() {
         (b"{\"event\" \"x\"}", "expected `:`"),
         (b"{\"event\":\"x\"} trailing", "trailing characters"),
         (b"", "EOF while parsing"),
+        // A shape error comes first, but the body is not JSON at all: 400.
+        (
+            br#"{"event":"kpi.alert","data":0{"kpiId":"k"}}"#,
+            "expected `,` or `}`",
+        ),
     ] {
         let res = post_signed(&base, "/typed", body).await;
         assert_eq!(res.status(), 400, "{body:?}");
