@@ -38,14 +38,20 @@
 //! - [`scheme`]: the wire formats, with `sign` and `verify` side by side.
 //! - [`replay`]: [`Clock`] and [`ReplayWindow`].
 //! - [`verify`]: [`VerifyLayer`], [`VerifyWebhook`], [`Verifier`], [`Verified`].
-//! - [`extract`]: axum extractors.
+//! - [`event`]: the platform's events as types: [`Envelope`], [`Event`]
+//!   (with [`Event::Unknown`] so a new event type never fails a delivery).
+//! - [`extract`]: axum extractors: [`Webhook<E>`](Webhook) (typed body,
+//!   400/422 problem rejections naming the JSON path), [`Verified`],
+//!   [`VerifiedBytes`].
+//! - `testing` (feature `testing`): signed requests for your own tests in one
+//!   line, and a fixed clock.
 //! - [`problem`]: RFC 9457 rejection bodies.
 //!
 //! ## Feature flags
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `testing` | no | helpers for your own tests |
+//! | `testing` | no | `testing`: signed requests for any scheme in one line, [`FixedClock`] |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod error;
