@@ -244,10 +244,11 @@ impl<E: DeserializeOwned> Webhook<E> {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let value = serde_path_to_error::deserialize(&mut de).map_err(|err| {
             let rejection = classify(err);
-            // A shape error may come before a syntax error further on: only
-            // valid JSON gets a 422. Checked on this error path only.
+            // A shape error may come before a syntax error further on (or
+            // invalid UTF-8, or a lone surrogate escape): only JSON that
+            // parses as a whole gets a 422. Checked on this error path only.
             if matches!(rejection, WebhookRejection::InvalidPayload(_)) {
-                if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+                if let Err(e) = serde_json::from_slice::<serde_json::Value>(bytes) {
                     return invalid_json(&e);
                 }
             }
