@@ -875,7 +875,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
                     if !matches!(data, DataState::Absent) {
                         return Err(de::Error::duplicate_field("data"));
                     }
-                    data = match &mut tag {
+                    data = match &tag {
                         Some(Tag::Known(kind)) => {
                             DataState::Parsed(map.next_value_seed(PayloadSeed(*kind))?)
                         }
