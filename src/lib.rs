@@ -49,7 +49,13 @@
 //! - [`verify`]: [`VerifyLayer`], [`VerifyWebhook`], [`Verifier`], [`Verified`].
 //! - [`idempotency`]: [`IdempotencyLayer`], each event processed once, with
 //!   [`MokaStore`] in process or `RedisStore` across machines.
-//! - [`extract`]: axum extractors.
+//! - [`event`]: the platform's events as types: [`Envelope`], [`Event`]
+//!   (with [`Event::Unknown`] so a new event type never fails a delivery).
+//! - [`extract`]: axum extractors: [`Webhook<E>`](Webhook) (typed body,
+//!   400/422 problem rejections naming the JSON path), [`Verified`],
+//!   [`VerifiedBytes`].
+//! - `testing` (feature `testing`): signed requests for your own tests in one
+//!   line, and a fixed clock.
 //! - [`problem`]: RFC 9457 rejection bodies.
 //! - [`diagnose`]: why a request does not verify (body changed, secret read another way, clock off).
 //!
@@ -58,22 +64,28 @@
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `ed25519` | no | Standard Webhooks `v1a` signatures (`Ed25519PublicKey`, `Ed25519SigningKey`) |
-//! | `testing` | no | helpers for your own tests |
 //! | `redis` | no | `idempotency::RedisStore`: one idempotency store shared by several receivers |
 //! | `cli` | no | the `webhook-guard` command (`listen`, `send`, `sign`, `verify`); adds nothing to the library |
+//! | `testing` | no | `testing`: signed requests for any scheme in one line, [`FixedClock`] |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod diagnose;
 pub mod error;
+pub mod event;
 pub mod extract;
 pub mod idempotency;
 pub mod problem;
 pub mod replay;
 pub mod scheme;
 pub mod secret;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 pub mod verify;
 
 pub use error::{ConfigError, VerifyError, VerifyErrorKind};
+pub use event::{Envelope, Event};
+pub use extract::{VerifiedBytes, Webhook, WebhookRejection};
 pub use idempotency::{IdempotencyLayer, IdempotencyStore, MokaStore};
 pub use replay::{Clock, FixedClock, ReplayWindow, SystemClock};
 #[cfg(feature = "ed25519")]

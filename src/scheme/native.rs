@@ -286,6 +286,23 @@ mod tests {
     }
 
     #[test]
+    fn negative_timestamps_are_not_signed() {
+        let secrets = SecretSet::single("s").unwrap();
+        let err = crate::Scheme::native()
+            .sign(&secrets, &Message::new("evt_1", -5, b"{}"))
+            .unwrap_err();
+        assert_eq!(err, SignError::InvalidTimestamp { timestamp: -5 });
+        let headers = crate::Scheme::native()
+            .sign(&secrets, &Message::new("evt_1", 0, b"{}"))
+            .unwrap();
+        assert!(
+            crate::Scheme::native()
+                .verify_signature(&secrets, &headers, b"{}", 0)
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn body_timestamp_forms() {
         assert_eq!(
             body_timestamp(br#"{"timestamp":"2025-01-15T10:30:00Z"}"#).unwrap(),
