@@ -40,12 +40,15 @@
 //! - [`verify`]: [`VerifyLayer`], [`VerifyWebhook`], [`Verifier`], [`Verified`].
 //! - [`extract`]: axum extractors.
 //! - [`problem`]: RFC 9457 rejection bodies.
+//! - `sender` (feature `sender`): the sending side, signed with the same core.
 //!
 //! ## Feature flags
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `testing` | no | helpers for your own tests |
+//! | `sender` | no | `sender`: sign, deliver, retry, dead-letter and replay outgoing webhooks (in-memory store) |
+//! | `sqlite` | no | the sender's durable SQLite store (implies `sender`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod error;
@@ -54,6 +57,9 @@ pub mod problem;
 pub mod replay;
 pub mod scheme;
 pub mod secret;
+#[cfg(feature = "sender")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sender")))]
+pub mod sender;
 pub mod verify;
 
 pub use error::{ConfigError, VerifyError, VerifyErrorKind};
