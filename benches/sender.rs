@@ -1,1 +1,2 @@
+//! Placeholder, replaced by the sender benchmark.
 fn main() {}

@@ -280,6 +280,21 @@ pub struct DeliveryAttempt {
 }
 
 impl DeliveryAttempt {
+    /// A successful attempt record with nothing measured yet; set the
+    /// fields that apply (a store's own tests build records this way).
+    pub fn new(delivery_id: impl Into<String>, attempt: u32, started_at_ms: i64) -> Self {
+        Self {
+            delivery_id: delivery_id.into(),
+            attempt,
+            started_at_ms,
+            duration_ms: 0,
+            status_code: None,
+            error_class: None,
+            error: None,
+            response_body: None,
+        }
+    }
+
     /// Whether the attempt got a 2xx.
     pub fn succeeded(&self) -> bool {
         self.error_class.is_none()
