@@ -50,8 +50,14 @@ async fn contract<S: DeliveryStore + Clone>(store: S) {
     let d1 = NewDelivery::new(e1.id(), "dst_a", 1_000);
     let mut d2 = NewDelivery::new(e2.id(), "dst_a", 1_000);
     d2.next_attempt_at_ms = 5_000;
-    store.enqueue(&e1, 1_000, std::slice::from_ref(&d1)).await.unwrap();
-    store.enqueue(&e2, 1_000, std::slice::from_ref(&d2)).await.unwrap();
+    store
+        .enqueue(&e1, 1_000, std::slice::from_ref(&d1))
+        .await
+        .unwrap();
+    store
+        .enqueue(&e2, 1_000, std::slice::from_ref(&d2))
+        .await
+        .unwrap();
     assert!(matches!(
         store.enqueue(&e1, 1_000, &[]).await,
         Err(SenderError::DuplicateEvent { .. })
