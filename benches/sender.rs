@@ -1,14 +1,18 @@
 //! Sender throughput and latency against a local axum receiver.
 //!
-//! `sender_sqlite` publishes a batch of events (persisted in SQLite) and
-//! waits until the receiver has every one; `plain_reqwest_loop` POSTs the
+//! `sender_sqlite_publish_1` publishes a batch of events (persisted in
+//! SQLite) from one task, one after the other, and waits until the receiver
+//! has every one; `sender_sqlite_publish_16` publishes the same batch from 16
+//! concurrent tasks (as request handlers of a platform would), whose commits
+//! the store groups; `plain_reqwest_loop` POSTs the
 //! same bodies one after the other with reqwest; `plain_reqwest_16` keeps 16
 //! POSTs in flight, as the sender does. Throughput is in deliveries
 //! (elements) per second. After the throughput group, publish-to-receive
 //! latency percentiles are printed for a paced and a burst load.
 //!
 //! `cargo bench --features sqlite --bench sender -- --warm-up-time 1 --measurement-time 3`
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// criterion's macros generate undocumented functions.
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -131,7 +135,7 @@ fn throughput(c: &mut Criterion) {
         });
     });
 
-    group.bench_function("sender_sqlite", |b| {
+    group.bench_function("sender_sqlite_publish_1", |b| {
         b.iter(|| {
             rig.rt.block_on(async {
                 let target = rig.rx.count.load(Ordering::Acquire) + BATCH;
@@ -139,6 +143,25 @@ fn throughput(c: &mut Criterion) {
                     let e = OutgoingEvent::from_json("ingestion.completed", BODY).unwrap();
                     rig.sender.publish(e).await.unwrap();
                 }
+                wait_for(&rig.rx.count, target).await;
+            });
+        });
+    });
+
+    group.bench_function("sender_sqlite_publish_16", |b| {
+        b.iter(|| {
+            rig.rt.block_on(async {
+                let target = rig.rx.count.load(Ordering::Acquire) + BATCH;
+                futures_util::stream::iter(0..BATCH)
+                    .map(|_| {
+                        let e = OutgoingEvent::from_json("ingestion.completed", BODY).unwrap();
+                        rig.sender.publish(e)
+                    })
+                    .buffer_unordered(16)
+                    .for_each(|r| async move {
+                        r.unwrap();
+                    })
+                    .await;
                 wait_for(&rig.rx.count, target).await;
             });
         });

@@ -227,17 +227,14 @@ async fn sqlite_schema_is_versioned_and_data_survives_reopening() {
 }
 
 fn rusqlite_version(path: &std::path::Path) -> (i64, String) {
-    // Read the pragmas with the sqlite3 file format itself: the header's
-    // user_version is at byte 60 (big endian), and WAL files exist beside it.
-    let bytes = std::fs::read(path).unwrap();
-    let v = i64::from(u32::from_be_bytes(bytes[60..64].try_into().unwrap()));
-    // Bytes 18 and 19 are 2 for WAL mode.
-    let mode = if bytes[18] == 2 && bytes[19] == 2 {
-        "wal"
-    } else {
-        "rollback"
-    };
-    (v, mode.to_owned())
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let version = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    let mode = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    (version, mode)
 }
 
 /// Restart: pending deliveries resume and a scheduled retry keeps its due

@@ -3,7 +3,7 @@
 use crate::error::ConfigError;
 
 /// A storage backend failed (I/O, a corrupt row, a lost connection).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("delivery store failed: {message}")]
 pub struct StoreError {
     message: String,

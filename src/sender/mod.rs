@@ -122,7 +122,10 @@ pub(crate) struct Settings {
     breaker_threshold: u32,
     breaker_cooldown_ms: i64,
     response_body_limit: usize,
+    destination_cache: Duration,
 }
+
+type DestinationCache = Option<(std::time::Instant, Arc<Vec<Destination>>)>;
 
 pub(crate) struct Inner<S> {
     store: S,
@@ -134,6 +137,43 @@ pub(crate) struct Inner<S> {
     circuits: Mutex<std::collections::HashMap<String, worker::Circuit>>,
     gates: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
     observer: Option<AttemptObserver>,
+    destinations: Mutex<DestinationCache>,
+}
+
+impl<S: DeliveryStore> Inner<S> {
+    /// Every destination, read from the store at most once per
+    /// `destination_cache` period (changes made through this sender are
+    /// seen at once).
+    pub(crate) async fn all_destinations(&self) -> Result<Arc<Vec<Destination>>, StoreError> {
+        let ttl = self.config.destination_cache;
+        if !ttl.is_zero() {
+            let cached = self.destinations.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, list)) = cached.as_ref() {
+                if at.elapsed() < ttl {
+                    return Ok(Arc::clone(list));
+                }
+            }
+        }
+        let list = Arc::new(self.store.destinations().await?);
+        *self.destinations.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), Arc::clone(&list)));
+        Ok(list)
+    }
+
+    /// One destination, from the cache when it is there.
+    pub(crate) async fn find_destination(
+        &self,
+        id: &str,
+    ) -> Result<Option<Destination>, StoreError> {
+        if let Some(d) = self.all_destinations().await?.iter().find(|d| d.id == id) {
+            return Ok(Some(d.clone()));
+        }
+        self.store.destination(id).await
+    }
+
+    pub(crate) fn forget_destinations(&self) {
+        *self.destinations.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
 }
 
 /// Publishes events and delivers them. Cheap to clone (shared state).
@@ -256,6 +296,15 @@ impl<S: DeliveryStore> SenderBuilder<S> {
         self
     }
 
+    /// How long the destination list is cached between store reads (default
+    /// 1 s; zero reads the store every time). Changes made through this
+    /// sender apply at once; changes made by another process sharing the
+    /// store apply within this period.
+    pub fn destination_cache(mut self, ttl: Duration) -> Self {
+        self.config.destination_cache = ttl;
+        self
+    }
+
     /// How many bytes of each answer's body are kept (default 1 KiB).
     pub fn response_body_limit(mut self, bytes: usize) -> Self {
         self.config.response_body_limit = bytes;
@@ -337,6 +386,7 @@ impl<S: DeliveryStore> SenderBuilder<S> {
                 circuits: Mutex::default(),
                 gates: Mutex::default(),
                 observer: self.observer,
+                destinations: Mutex::new(None),
             }),
         })
     }
@@ -415,6 +465,7 @@ impl<S: DeliveryStore> Sender<S> {
                 breaker_threshold: 5,
                 breaker_cooldown_ms: 30_000,
                 response_body_limit: 1024,
+                destination_cache: Duration::from_secs(1),
             },
         }
     }
@@ -516,6 +567,7 @@ impl<S: DeliveryStore> Sender<S> {
             secrets: new.secrets,
         };
         self.inner.store.save_destination(&destination).await?;
+        self.inner.forget_destinations();
         Ok(destination)
     }
 
@@ -555,6 +607,7 @@ impl<S: DeliveryStore> Sender<S> {
         let mut d = self.destination(id).await?;
         change(&mut d);
         self.inner.store.save_destination(&d).await?;
+        self.inner.forget_destinations();
         self.inner.wake.notify_one();
         Ok(d)
     }
@@ -603,6 +656,7 @@ impl<S: DeliveryStore> Sender<S> {
             .store
             .delete_destination(id, self.now(), "the destination was deleted")
             .await?;
+        self.inner.forget_destinations();
         if existed {
             Ok(())
         } else {
@@ -663,8 +717,7 @@ impl<S: DeliveryStore> Sender<S> {
         let now = self.now();
         let news: Vec<NewDelivery> = self
             .inner
-            .store
-            .destinations()
+            .all_destinations()
             .await?
             .iter()
             .filter(|d| d.enabled && d.events.matches(event.event_type()))

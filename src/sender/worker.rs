@@ -162,7 +162,7 @@ pub(crate) async fn dispatch<S: DeliveryStore>(
 
 async fn run_delivery<S: DeliveryStore>(inner: &Inner<S>, delivery: Delivery) {
     let now = inner.clock.now_ms();
-    let destination = match inner.store.destination(&delivery.destination_id).await {
+    let destination = match inner.find_destination(&delivery.destination_id).await {
         Ok(Some(d)) => d,
         Ok(None) => {
             let reason = "the destination was deleted";
@@ -229,6 +229,7 @@ async fn run_delivery<S: DeliveryStore>(inner: &Inner<S>, delivery: Delivery) {
         if let Err(e) = inner.store.save_destination(&disabled).await {
             tracing::error!(error = %e, "disabling the destination failed");
         }
+        inner.forget_destinations();
         tracing::warn!(destination = %destination.id, "410 Gone: destination disabled");
         metrics::counter!(metric_names::DEAD_LETTERED).increment(1);
         NextStep::DeadLetter(reason)

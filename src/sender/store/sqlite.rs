@@ -8,7 +8,6 @@
 //! sign): protect the file as you would the secrets.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -79,10 +78,23 @@ CREATE TABLE attempts (
 CREATE INDEX attempts_delivery ON attempts(delivery_id, rowid);
 ";
 
+/// Work for the store thread: runs inside the current group's transaction
+/// and returns what to do once the group is committed (or not).
+type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
+type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// Most jobs committed in one transaction.
+const MAX_GROUP: usize = 256;
+
 /// Delivery state in one SQLite file. Cheap to clone (shared connection).
+///
+/// One thread owns the connection. Calls queue up for it, and whatever has
+/// queued while a transaction ran is committed together in the next one
+/// (group commit), each call in its own savepoint so a failing call rolls
+/// back alone. A call returns only after its transaction has committed.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    jobs: std::sync::mpsc::Sender<Job>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -98,7 +110,7 @@ fn db_err(e: rusqlite::Error) -> StoreError {
 impl SqliteStore {
     /// Opens (or creates) the database at `path`, switches it to WAL mode
     /// with `synchronous = NORMAL` (a process crash loses nothing; a power
-    /// loss may lose the last commits; see [`durable`](Self::durable)) and
+    /// loss may lose the last commits; see [`open_durable`](Self::open_durable)) and
     /// migrates the schema.
     ///
     /// # Errors
@@ -107,7 +119,18 @@ impl SqliteStore {
     /// written by a newer schema version.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(db_err)?;
-        Self::setup(conn)
+        Self::setup(conn, "NORMAL")
+    }
+
+    /// As [`open`](Self::open), with `synchronous = FULL`: each commit
+    /// survives a power loss too, at the cost of an fsync per commit group.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn open_durable(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let conn = Connection::open(path).map_err(db_err)?;
+        Self::setup(conn, "FULL")
     }
 
     /// A private in-memory database (for tests that want SQL semantics).
@@ -116,15 +139,15 @@ impl SqliteStore {
     ///
     /// A [`StoreError`] when SQLite cannot start.
     pub fn open_in_memory() -> Result<Self, StoreError> {
-        Self::setup(Connection::open_in_memory().map_err(db_err)?)
+        Self::setup(Connection::open_in_memory().map_err(db_err)?, "NORMAL")
     }
 
-    fn setup(mut conn: Connection) -> Result<Self, StoreError> {
+    fn setup(mut conn: Connection, synchronous: &str) -> Result<Self, StoreError> {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(db_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
+        conn.pragma_update(None, "synchronous", synchronous)
             .map_err(db_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(db_err)?;
@@ -145,43 +168,86 @@ impl SqliteStore {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(db_err)?;
         tx.commit().map_err(db_err)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
-    }
-
-    /// Switches to `synchronous = FULL`: each commit survives a power loss,
-    /// at the cost of an fsync per commit.
-    ///
-    /// # Errors
-    ///
-    /// A [`StoreError`] when SQLite refuses the setting.
-    pub fn durable(self) -> Result<Self, StoreError> {
-        self.lock()
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(db_err)?;
-        Ok(self)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("webhook-guard-sqlite".into())
+            .spawn(move || run_store_thread(&conn, &queue))
+            .map_err(|e| StoreError::new(format!("cannot start the store thread: {e}")))?;
+        Ok(Self { jobs })
     }
 
     async fn call<T, E>(
         &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| E::from(StoreError::new(format!("the store task failed: {e}"))))?
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn: &Connection| -> Finish {
+            let result = match run_cached(conn, "SAVEPOINT job") {
+                Ok(()) => {
+                    let result = f(conn);
+                    let undo = if result.is_err() {
+                        run_cached(conn, "ROLLBACK TO job")
+                            .and_then(|()| run_cached(conn, "RELEASE job"))
+                    } else {
+                        run_cached(conn, "RELEASE job")
+                    };
+                    match undo {
+                        Ok(()) => result,
+                        Err(e) => Err(E::from(db_err(e))),
+                    }
+                }
+                Err(e) => Err(E::from(db_err(e))),
+            };
+            Box::new(move |commit: Result<(), StoreError>| {
+                let _ = reply.send(match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(E::from(e)),
+                });
+            })
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| E::from(StoreError::new("the store thread has stopped")))?;
+        answer
+            .await
+            .map_err(|_| E::from(StoreError::new("the store thread dropped the call")))?
+    }
+}
+
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// Runs queued jobs in groups, one transaction per group, until every
+/// handle to the store is dropped.
+fn run_store_thread(conn: &Connection, queue: &std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        // Without BEGIN (another process holds the lock past the busy
+        // timeout), each job's savepoint is its own transaction.
+        let grouped = run_cached(conn, "BEGIN IMMEDIATE").is_ok();
+        let finishes: Vec<Finish> = group.into_iter().map(|job| job(conn)).collect();
+        let commit = if grouped {
+            run_cached(conn, "COMMIT").map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                db_err(e)
+            })
+        } else {
+            Ok(())
+        };
+        for finish in finishes {
+            finish(commit.clone());
+        }
     }
 }
 
@@ -295,22 +361,45 @@ fn load_delivery(conn: &Connection, id: &str) -> Result<Option<Delivery>, StoreE
     .map_err(db_err)
 }
 
-fn insert_delivery(conn: &Connection, new: &NewDelivery) -> Result<Delivery, StoreError> {
-    conn.execute(
+fn insert_delivery(
+    conn: &Connection,
+    new: &NewDelivery,
+    event_type: &str,
+    body: &Bytes,
+) -> Result<Delivery, StoreError> {
+    conn.prepare_cached(
         "INSERT INTO deliveries (id, event_id, destination_id, status, next_attempt_at_ms, \
          created_at_ms, updated_at_ms, replay_of) VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5, ?6)",
-        params![
-            new.id,
-            new.event_id,
-            new.destination_id,
-            new.next_attempt_at_ms,
-            new.created_at_ms,
-            new.replay_of
-        ],
     )
+    .map_err(db_err)?
+    .execute(params![
+        new.id,
+        new.event_id,
+        new.destination_id,
+        new.next_attempt_at_ms,
+        new.created_at_ms,
+        new.replay_of
+    ])
     .map_err(db_err)?;
-    load_delivery(conn, &new.id)?
-        .ok_or_else(|| StoreError::new("an inserted delivery could not be read back"))
+    Ok(Delivery {
+        id: new.id.clone(),
+        seq: conn.last_insert_rowid(),
+        event_id: new.event_id.clone(),
+        event_type: event_type.to_owned(),
+        destination_id: new.destination_id.clone(),
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        next_attempt_at_ms: Some(new.next_attempt_at_ms),
+        lease_until_ms: None,
+        created_at_ms: new.created_at_ms,
+        updated_at_ms: new.created_at_ms,
+        delivered_at_ms: None,
+        dead_lettered_at_ms: None,
+        last_error: None,
+        replay_of: new.replay_of.clone(),
+        replayed_as: None,
+        body: body.clone(),
+    })
 }
 
 fn dead_letter_pending(
@@ -337,7 +426,7 @@ impl DeliveryStore for SqliteStore {
         let secrets = encode_secrets(&d.secrets)?;
         let events = serde_json::to_string(&d.events)
             .map_err(|e| StoreError::new(format!("encoding the event filter: {e}")))?;
-        self.call(move |conn| {
+        self.call(move |conn: &Connection| {
             conn.execute(
                 "INSERT INTO destinations (id, url, scheme, events, enabled, disabled_reason, \
                  created_at_ms, secrets, position) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
@@ -364,7 +453,7 @@ impl DeliveryStore for SqliteStore {
 
     async fn destination(&self, id: &str) -> Result<Option<Destination>, StoreError> {
         let id = id.to_owned();
-        self.call(move |conn| {
+        self.call(move |conn: &Connection| {
             conn.query_row(
                 &format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = ?1"),
                 [id],
@@ -379,7 +468,7 @@ impl DeliveryStore for SqliteStore {
     }
 
     async fn destinations(&self) -> Result<Vec<Destination>, StoreError> {
-        self.call(|conn| {
+        self.call(|conn: &Connection| {
             let mut stmt = conn
                 .prepare_cached(&format!(
                     "SELECT {DESTINATION_COLUMNS} FROM destinations ORDER BY position"
@@ -402,13 +491,11 @@ impl DeliveryStore for SqliteStore {
         reason: &str,
     ) -> Result<bool, StoreError> {
         let (id, reason) = (id.to_owned(), reason.to_owned());
-        self.call(move |conn| {
-            let tx = conn.transaction().map_err(db_err)?;
-            let n = tx
+        self.call(move |conn: &Connection| {
+            let n = conn
                 .execute("DELETE FROM destinations WHERE id = ?1", [&id])
                 .map_err(db_err)?;
-            dead_letter_pending(&tx, "destination_id", &id, now_ms, &reason)?;
-            tx.commit().map_err(db_err)?;
+            dead_letter_pending(conn, "destination_id", &id, now_ms, &reason)?;
             Ok(n > 0)
         })
         .await
@@ -422,16 +509,15 @@ impl DeliveryStore for SqliteStore {
     ) -> Result<Vec<Delivery>, SenderError> {
         let event = event.clone();
         let deliveries = deliveries.to_vec();
-        self.call(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_err)?;
-            let inserted = tx
-                .execute(
+        self.call(move |conn: &Connection| {
+            let body = event.body_bytes();
+            let inserted = conn
+                .prepare_cached(
                     "INSERT INTO events (id, event_type, body, created_at_ms) VALUES (?1, ?2, ?3, ?4) \
                      ON CONFLICT(id) DO NOTHING",
-                    params![event.id(), event.event_type(), event.body(), created_at_ms],
                 )
+                .map_err(db_err)?
+                .execute(params![event.id(), event.event_type(), event.body(), created_at_ms])
                 .map_err(db_err)?;
             if inserted == 0 {
                 return Err(SenderError::DuplicateEvent {
@@ -440,9 +526,8 @@ impl DeliveryStore for SqliteStore {
             }
             let mut out = Vec::with_capacity(deliveries.len());
             for new in &deliveries {
-                out.push(insert_delivery(&tx, new)?);
+                out.push(insert_delivery(conn, new, event.event_type(), &body)?);
             }
-            tx.commit().map_err(db_err)?;
             Ok(out)
         })
         .await
@@ -454,11 +539,8 @@ impl DeliveryStore for SqliteStore {
         new: &NewDelivery,
     ) -> Result<Option<Delivery>, StoreError> {
         let (original, new) = (original.to_owned(), new.clone());
-        self.call(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_err)?;
-            let status: Option<String> = tx
+        self.call(move |conn: &Connection| {
+            let status: Option<String> = conn
                 .query_row(
                     "SELECT status FROM deliveries WHERE id = ?1",
                     [&original],
@@ -474,16 +556,22 @@ impl DeliveryStore for SqliteStore {
             if status == DeliveryStatus::Replayed.as_str() {
                 return Ok(None);
             }
-            let created = insert_delivery(&tx, &new)?;
+            let (event_type, body): (String, Vec<u8>) = conn
+                .query_row(
+                    "SELECT event_type, body FROM events WHERE id = ?1",
+                    [&new.event_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(db_err)?;
+            let created = insert_delivery(conn, &new, &event_type, &Bytes::from(body))?;
             if status == DeliveryStatus::DeadLettered.as_str() {
-                tx.execute(
+                conn.execute(
                     "UPDATE deliveries SET status = 'replayed', replayed_as = ?2, updated_at_ms = ?3 \
                      WHERE id = ?1",
                     params![original, created.id, new.created_at_ms],
                 )
                 .map_err(db_err)?;
             }
-            tx.commit().map_err(db_err)?;
             Ok(Some(created))
         })
         .await
@@ -496,12 +584,9 @@ impl DeliveryStore for SqliteStore {
         lease_until_ms: i64,
     ) -> Result<Vec<Delivery>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.call(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_err)?;
+        self.call(move |conn: &Connection| {
             let seqs: Vec<i64> = {
-                let mut stmt = tx
+                let mut stmt = conn
                     .prepare_cached(
                         "UPDATE deliveries SET lease_until_ms = ?3 WHERE seq IN (
                            SELECT d.seq FROM deliveries d JOIN destinations t ON t.id = d.destination_id
@@ -519,14 +604,13 @@ impl DeliveryStore for SqliteStore {
             };
             let mut out = Vec::with_capacity(seqs.len());
             {
-                let mut stmt = tx
+                let mut stmt = conn
                     .prepare_cached(&format!("{DELIVERY_SELECT} WHERE d.seq = ?1"))
                     .map_err(db_err)?;
                 for seq in seqs {
                     out.push(stmt.query_row([seq], delivery_from_row).map_err(db_err)?);
                 }
             }
-            tx.commit().map_err(db_err)?;
             out.sort_by_key(|d| (d.next_attempt_at_ms, d.seq));
             Ok(out)
         })
@@ -539,14 +623,11 @@ impl DeliveryStore for SqliteStore {
         next: &NextStep,
     ) -> Result<(), StoreError> {
         let (a, next) = (attempt.clone(), next.clone());
-        self.call(move |conn| {
+        self.call(move |conn: &Connection| {
             let now = a
                 .started_at_ms
                 .saturating_add(i64::try_from(a.duration_ms).unwrap_or(i64::MAX));
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(db_err)?;
-            tx.prepare_cached(
+            conn.prepare_cached(
                 "INSERT INTO attempts (delivery_id, attempt, started_at_ms, duration_ms, \
                  status_code, error_class, error, response_body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
@@ -569,7 +650,7 @@ impl DeliveryStore for SqliteStore {
                     ("dead_lettered", None, None, Some(now), Some(reason.clone()))
                 }
             };
-            tx.prepare_cached(
+            conn.prepare_cached(
                 "UPDATE deliveries SET status = ?2, attempts = MAX(attempts, ?3), \
                  next_attempt_at_ms = ?4, lease_until_ms = NULL, updated_at_ms = ?5, \
                  delivered_at_ms = COALESCE(?6, delivered_at_ms), \
@@ -588,7 +669,6 @@ impl DeliveryStore for SqliteStore {
                 error
             ])
             .map_err(db_err)?;
-            tx.commit().map_err(db_err)?;
             Ok(())
         })
         .await
@@ -596,7 +676,7 @@ impl DeliveryStore for SqliteStore {
 
     async fn reschedule(&self, delivery_id: &str, at_ms: i64) -> Result<(), StoreError> {
         let id = delivery_id.to_owned();
-        self.call(move |conn| {
+        self.call(move |conn: &Connection| {
             conn.prepare_cached(
                 "UPDATE deliveries SET lease_until_ms = NULL, next_attempt_at_ms = ?2 \
                  WHERE id = ?1 AND status = 'pending'",
@@ -616,7 +696,7 @@ impl DeliveryStore for SqliteStore {
         reason: &str,
     ) -> Result<(), StoreError> {
         let (id, reason) = (delivery_id.to_owned(), reason.to_owned());
-        self.call(move |conn| {
+        self.call(move |conn: &Connection| {
             dead_letter_pending(conn, "id", &id, now_ms, &reason)?;
             Ok(())
         })
@@ -625,12 +705,13 @@ impl DeliveryStore for SqliteStore {
 
     async fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
         let id = id.to_owned();
-        self.call(move |conn| load_delivery(conn, &id)).await
+        self.call(move |conn: &Connection| load_delivery(conn, &id))
+            .await
     }
 
     async fn deliveries(&self, query: &DeliveryQuery) -> Result<Page<Delivery>, StoreError> {
         let q = query.clone();
-        self.call(move |conn| {
+        self.call(move |conn: &Connection| {
             let mut clauses = Vec::new();
             let mut args: Vec<Value> = Vec::new();
             let mut push = |clause: &str, v: Value| {
@@ -687,7 +768,7 @@ impl DeliveryStore for SqliteStore {
 
     async fn attempts(&self, delivery_id: &str) -> Result<Vec<DeliveryAttempt>, StoreError> {
         let id = delivery_id.to_owned();
-        self.call(move |conn| {
+        self.call(move |conn: &Connection| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT delivery_id, attempt, started_at_ms, duration_ms, status_code, \
