@@ -138,6 +138,11 @@ pub(crate) struct Inner<S> {
     gates: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
     observer: Option<AttemptObserver>,
     destinations: Mutex<DestinationCache>,
+    /// Attempt slots of the running workers.
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Hands freshly published, already leased deliveries to the running
+    /// workers (saves a claim).
+    direct: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Delivery>>>,
 }
 
 impl<S: DeliveryStore> Inner<S> {
@@ -375,6 +380,7 @@ impl<S: DeliveryStore> SenderBuilder<S> {
             self.lease
                 .unwrap_or(self.connect_timeout + self.timeout + Duration::from_secs(30)),
         );
+        let max_in_flight = config.max_in_flight;
         Ok(Sender {
             inner: Arc::new(Inner {
                 store: self.store,
@@ -387,6 +393,8 @@ impl<S: DeliveryStore> SenderBuilder<S> {
                 gates: Mutex::default(),
                 observer: self.observer,
                 destinations: Mutex::new(None),
+                slots: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
+                direct: Mutex::new(None),
             }),
         })
     }
@@ -478,7 +486,9 @@ impl<S: DeliveryStore> Sender<S> {
     /// Starts the delivery workers on the current tokio runtime.
     pub fn start(&self) -> SenderHandle {
         let (stop, rx) = watch::channel(false);
-        let task = tokio::spawn(worker::dispatch(Arc::clone(&self.inner), rx));
+        let (direct, inbox) = tokio::sync::mpsc::unbounded_channel();
+        *self.inner.direct.lock().unwrap_or_else(|e| e.into_inner()) = Some(direct);
+        let task = tokio::spawn(worker::dispatch(Arc::clone(&self.inner), rx, inbox));
         SenderHandle { stop, task }
     }
 
@@ -715,7 +725,7 @@ impl<S: DeliveryStore> Sender<S> {
     ) -> Result<Vec<Delivery>, SenderError> {
         let event = event.into();
         let now = self.now();
-        let news: Vec<NewDelivery> = self
+        let mut news: Vec<NewDelivery> = self
             .inner
             .all_destinations()
             .await?
@@ -723,9 +733,31 @@ impl<S: DeliveryStore> Sender<S> {
             .filter(|d| d.enabled && d.events.matches(event.event_type()))
             .map(|d| NewDelivery::new(event.id(), &d.id, now))
             .collect();
+        // With workers running here and idle slots, lease the deliveries in
+        // the same transaction and hand them over: no claim needed. Should
+        // they sit past the lease, a claim picks them up again.
+        let direct = self
+            .inner
+            .direct
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .filter(|tx| !tx.is_closed() && self.inner.slots.available_permits() >= news.len());
+        if direct.is_some() {
+            let lease = now.saturating_add(self.inner.config.lease_ms);
+            for n in &mut news {
+                n.lease_until_ms = Some(lease);
+            }
+        }
         let out = self.inner.store.enqueue(&event, now, &news).await?;
-        if !out.is_empty() {
-            self.inner.wake.notify_one();
+        match direct {
+            Some(tx) => {
+                for d in &out {
+                    let _ = tx.send(d.clone());
+                }
+            }
+            None if !out.is_empty() => self.inner.wake.notify_one(),
+            None => {}
         }
         Ok(out)
     }

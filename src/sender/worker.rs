@@ -100,17 +100,51 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Runs until `stop` flips to true, then waits for in-flight attempts.
+/// Whether the handle asked to stop, or was dropped.
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
+}
+
+fn spawn_delivery<S: DeliveryStore>(
+    tasks: &mut JoinSet<()>,
+    inner: &Arc<Inner<S>>,
+    delivery: Delivery,
+    slot: OwnedSemaphorePermit,
+) {
+    let inner = Arc::clone(inner);
+    tasks.spawn(async move {
+        let span = tracing::info_span!(
+            "webhook.delivery",
+            delivery_id = %delivery.id,
+            event_id = %delivery.event_id,
+            destination = %delivery.destination_id,
+        );
+        run_delivery(&inner, delivery).instrument(span).await;
+        drop(slot);
+    });
+}
+
+/// Runs until the handle says stop (or is dropped), then waits for the
+/// attempts in flight. Deliveries come from two places: claims of due ones
+/// from the store, and freshly published ones that `publish` leased and
+/// handed over directly.
 pub(crate) async fn dispatch<S: DeliveryStore>(
     inner: Arc<Inner<S>>,
     mut stop: watch::Receiver<bool>,
+    mut inbox: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
 ) {
-    let slots = Arc::new(Semaphore::new(inner.config.max_in_flight));
+    let slots = Arc::clone(&inner.slots);
     let mut tasks = JoinSet::new();
-    loop {
+    'run: loop {
         while tasks.try_join_next().is_some() {}
-        if *stop.borrow() {
+        if stopping(&stop) {
             break;
+        }
+        while let Ok(delivery) = inbox.try_recv() {
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                break 'run;
+            };
+            spawn_delivery(&mut tasks, &inner, delivery, slot);
         }
         let free = slots.available_permits().min(inner.config.batch_size);
         if free == 0 {
@@ -134,6 +168,12 @@ pub(crate) async fn dispatch<S: DeliveryStore>(
         };
         if batch.is_empty() {
             tokio::select! {
+                Some(delivery) = inbox.recv() => {
+                    let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                        break 'run;
+                    };
+                    spawn_delivery(&mut tasks, &inner, delivery, slot);
+                }
                 () = inner.wake.notified() => {}
                 () = tokio::time::sleep(inner.config.poll_interval) => {}
                 _ = stop.changed() => {}
@@ -142,19 +182,18 @@ pub(crate) async fn dispatch<S: DeliveryStore>(
         }
         for delivery in batch {
             let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-                break;
+                break 'run;
             };
-            let inner = Arc::clone(&inner);
-            tasks.spawn(async move {
-                let span = tracing::info_span!(
-                    "webhook.delivery",
-                    delivery_id = %delivery.id,
-                    event_id = %delivery.event_id,
-                    destination = %delivery.destination_id,
-                );
-                run_delivery(&inner, delivery).instrument(span).await;
-                drop(slot);
-            });
+            spawn_delivery(&mut tasks, &inner, delivery, slot);
+        }
+    }
+    // Hand nothing more over; release what was handed over but not started.
+    *inner.direct.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    inbox.close();
+    while let Ok(delivery) = inbox.try_recv() {
+        let now = inner.clock.now_ms();
+        if let Err(e) = inner.store.reschedule(&delivery.id, now).await {
+            tracing::error!(error = %e, "releasing a delivery failed; its lease will expire");
         }
     }
     while tasks.join_next().await.is_some() {}

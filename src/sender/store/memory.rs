@@ -39,7 +39,7 @@ impl State {
             status: DeliveryStatus::Pending,
             attempts: 0,
             next_attempt_at_ms: Some(new.next_attempt_at_ms),
-            lease_until_ms: None,
+            lease_until_ms: new.lease_until_ms,
             created_at_ms: new.created_at_ms,
             updated_at_ms: new.created_at_ms,
             delivered_at_ms: None,

@@ -43,6 +43,9 @@ pub struct NewDelivery {
     pub next_attempt_at_ms: i64,
     /// The delivery this one replays or resends.
     pub replay_of: Option<String>,
+    /// Created already leased until this time, unix ms: the sender hands it
+    /// to its own workers at once instead of waiting for a claim.
+    pub lease_until_ms: Option<i64>,
 }
 
 impl NewDelivery {
@@ -55,6 +58,7 @@ impl NewDelivery {
             created_at_ms: now_ms,
             next_attempt_at_ms: now_ms,
             replay_of: None,
+            lease_until_ms: None,
         }
     }
 }

@@ -431,7 +431,8 @@ fn insert_delivery(
 ) -> Result<Delivery, StoreError> {
     conn.prepare_cached(
         "INSERT INTO deliveries (id, event_id, destination_id, status, next_attempt_at_ms, \
-         created_at_ms, updated_at_ms, replay_of) VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5, ?6)",
+         created_at_ms, updated_at_ms, replay_of, lease_until_ms) \
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5, ?6, ?7)",
     )
     .map_err(db_err)?
     .execute(params![
@@ -440,7 +441,8 @@ fn insert_delivery(
         new.destination_id,
         new.next_attempt_at_ms,
         new.created_at_ms,
-        new.replay_of
+        new.replay_of,
+        new.lease_until_ms
     ])
     .map_err(db_err)?;
     Ok(Delivery {
@@ -452,7 +454,7 @@ fn insert_delivery(
         status: DeliveryStatus::Pending,
         attempts: 0,
         next_attempt_at_ms: Some(new.next_attempt_at_ms),
-        lease_until_ms: None,
+        lease_until_ms: new.lease_until_ms,
         created_at_ms: new.created_at_ms,
         updated_at_ms: new.created_at_ms,
         delivered_at_ms: None,
