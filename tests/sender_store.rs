@@ -107,13 +107,25 @@ async fn contract<S: DeliveryStore + Clone>(store: S) {
     let d = store.delivery(&d1.id).await.unwrap().unwrap();
     assert_eq!(d.status, DeliveryStatus::Delivered);
     assert_eq!(d.delivered_at_ms, Some(5_005));
+    // A late worker's failure after another delivered it changes nothing
+    // but the history.
+    store
+        .record_attempt(&attempt(&d1.id, 2, 5_100, false), &NextStep::RetryAt(6_000))
+        .await
+        .unwrap();
+    let d = store.delivery(&d1.id).await.unwrap().unwrap();
+    assert_eq!(
+        (d.status, d.next_attempt_at_ms),
+        (DeliveryStatus::Delivered, None)
+    );
+    assert_eq!(store.attempts(&d1.id).await.unwrap().len(), 3);
     let dead = store.delivery(&d2.id).await.unwrap().unwrap();
     assert_eq!(dead.status, DeliveryStatus::DeadLettered);
     assert_eq!(dead.last_error.as_deref(), Some("gave up"));
     let attempts = store.attempts(&d1.id).await.unwrap();
     assert_eq!(
         attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(),
-        [1, 2]
+        [1, 2, 2]
     );
     assert_eq!(
         attempts[0].error.as_deref(),

@@ -233,6 +233,11 @@ impl DeliveryStore for MemoryStore {
         let d = s.get_mut(&attempt.delivery_id).ok_or_else(|| {
             StoreError::new(format!("delivery `{}` is not stored", attempt.delivery_id))
         })?;
+        if d.status != DeliveryStatus::Pending {
+            // A worker whose lease expired finished late: keep its attempt in
+            // the history, but the delivery has moved on without it.
+            return Ok(());
+        }
         d.attempts = d.attempts.max(attempt.attempt);
         d.lease_until_ms = None;
         d.updated_at_ms = now;

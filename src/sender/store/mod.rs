@@ -138,6 +138,8 @@ pub trait DeliveryStore: Send + Sync + 'static {
 
     /// Appends the attempt to the history and moves its delivery on
     /// (delivered, retry at a time, or dead letter), releasing the lease.
+    /// A delivery that is no longer pending (another worker finished it
+    /// after this one's lease expired) only gains the attempt.
     fn record_attempt(
         &self,
         attempt: &DeliveryAttempt,

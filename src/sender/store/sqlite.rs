@@ -719,7 +719,7 @@ impl DeliveryStore for SqliteStore {
                  next_attempt_at_ms = ?4, lease_until_ms = NULL, updated_at_ms = ?5, \
                  delivered_at_ms = COALESCE(?6, delivered_at_ms), \
                  dead_lettered_at_ms = COALESCE(?7, dead_lettered_at_ms), last_error = ?8 \
-                 WHERE id = ?1",
+                 WHERE id = ?1 AND status = 'pending'",
             )
             .map_err(db_err)?
             .execute(params![
