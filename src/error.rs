@@ -79,7 +79,7 @@ impl VerifyErrorKind {
     /// A short human title for the problem response.
     pub const fn title(self) -> &'static str {
         match self {
-            Self::MissingHeader => "Webhook signature header missing",
+            Self::MissingHeader => "Webhook header missing",
             Self::MalformedHeader => "Webhook header malformed",
             Self::InvalidSignature => "Webhook signature invalid",
             Self::TimestampTooOld => "Webhook timestamp too old",

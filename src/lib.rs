@@ -31,6 +31,15 @@
 //! |---|---|---|
 //! | [`Scheme::native`] (default) | `X-Webhook-Id`, `X-Webhook-Timestamp`, `X-Webhook-Signature: sha256=<hex>` | `{id}.{timestamp}.{body}` |
 //! | [`Scheme::native_body_only`] | `X-Webhook-Signature: sha256=<hex>` | `{body}`; replay window on the body's `timestamp` field |
+//! | [`Scheme::standard`] (Standard Webhooks, Svix) | `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<b64>` (also `svix-*`; `v1a` ed25519 with feature `ed25519`) | `{id}.{timestamp}.{body}` |
+//! | [`Scheme::github`] | `X-Hub-Signature-256: sha256=<hex>` | `{body}` (no timestamp) |
+//! | [`Scheme::stripe`] | `Stripe-Signature: t=<ts>,v1=<hex>` | `{t}.{body}` |
+//! | [`Scheme::slack`] | `X-Slack-Signature: v0=<hex>`, `X-Slack-Request-Timestamp` | `v0:{ts}:{body}` |
+//! | [`Scheme::shopify`] | `X-Shopify-Hmac-Sha256: <b64>` | `{body}` (no timestamp) |
+//!
+//! A signature header may carry several signatures (rotation on the sender);
+//! a [`SecretSet`] may hold several secrets (rotation on the receiver). Any
+//! match of any active secret passes.
 //!
 //! ## Modules
 //!
@@ -38,21 +47,29 @@
 //! - [`scheme`]: the wire formats, with `sign` and `verify` side by side.
 //! - [`replay`]: [`Clock`] and [`ReplayWindow`].
 //! - [`verify`]: [`VerifyLayer`], [`VerifyWebhook`], [`Verifier`], [`Verified`].
+//! - [`idempotency`]: [`IdempotencyLayer`], each event processed once, with
+//!   [`MokaStore`] in process or `RedisStore` across machines.
 //! - [`extract`]: axum extractors.
 //! - [`problem`]: RFC 9457 rejection bodies.
+//! - [`diagnose`]: why a request does not verify (body changed, secret read another way, clock off).
 //! - `sender` (feature `sender`): the sending side, signed with the same core.
 //!
 //! ## Feature flags
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
+//! | `ed25519` | no | Standard Webhooks `v1a` signatures (`Ed25519PublicKey`, `Ed25519SigningKey`) |
 //! | `testing` | no | helpers for your own tests |
+//! | `redis` | no | `idempotency::RedisStore`: one idempotency store shared by several receivers |
+//! | `cli` | no | the `webhook-guard` command (`listen`, `send`, `sign`, `verify`); adds nothing to the library |
 //! | `sender` | no | `sender`: sign, deliver, retry, dead-letter and replay outgoing webhooks (in-memory store) |
 //! | `sqlite` | no | the sender's durable SQLite store (implies `sender`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod diagnose;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod problem;
 pub mod replay;
 pub mod scheme;
@@ -63,9 +80,18 @@ pub mod sender;
 pub mod verify;
 
 pub use error::{ConfigError, VerifyError, VerifyErrorKind};
+pub use idempotency::{IdempotencyLayer, IdempotencyStore, MokaStore};
 pub use replay::{Clock, FixedClock, ReplayWindow, SystemClock};
+#[cfg(feature = "ed25519")]
+pub use scheme::{Ed25519PublicKey, Ed25519SigningKey};
 pub use scheme::{
-    IdSource, Message, Scheme, SchemeName, SignError, SignatureMatch, TimestampSource,
+    IdSource, Message, Scheme, SchemeName, SignError, SignatureAlgorithm, SignatureMatch,
+    TimestampSource,
 };
 pub use secret::{Secret, SecretSet};
 pub use verify::{ResponseFuture, Verified, Verifier, VerifyLayer, VerifyWebhook};
+
+/// The README's examples, compiled as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

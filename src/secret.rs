@@ -72,7 +72,10 @@ impl Secret {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
             .map_err(|e| ConfigError::InvalidSecret {
-                reason: format!("a `whsec_` secret must be base64 after the prefix: {e}"),
+                reason: format!(
+                    "a `whsec_` secret must be base64 after the prefix: {}",
+                    describe_base64_error(&e)
+                ),
             })?;
         if bytes.is_empty() {
             return Err(ConfigError::InvalidSecret {
@@ -112,6 +115,23 @@ impl Secret {
 
     pub(crate) fn is_active_at(&self, now: i64) -> bool {
         self.not_after.is_none_or(|t| now < t)
+    }
+}
+
+/// Says where base64 decoding failed without quoting the offending byte,
+/// which would be a byte of the secret.
+fn describe_base64_error(e: &base64::DecodeError) -> String {
+    use base64::DecodeError as E;
+    match e {
+        E::InvalidByte(offset, _) => format!("character {} is not base64", offset + 1),
+        E::InvalidLength(len) => format!("{len} base64 characters cannot encode whole bytes"),
+        E::InvalidLastSymbol(offset, _) => {
+            format!(
+                "the last character (number {}) is not valid there",
+                offset + 1
+            )
+        }
+        E::InvalidPadding => "the `=` padding is wrong".to_owned(),
     }
 }
 
@@ -273,6 +293,10 @@ mod tests {
         let s = Secret::from_whsec("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         assert_eq!(s.expose_bytes().len(), 24);
         assert!(Secret::from_whsec("whsec_!!!").is_err());
+        // The error says where, never what: `Q` is byte 81 of the secret.
+        let err = Secret::from_whsec("whsec_AAAAQ!").unwrap_err().to_string();
+        assert!(err.contains("character 6 is not base64"), "{err}");
+        assert!(!err.contains("33") && !err.contains('!'), "{err}");
         assert!(Secret::from_whsec("whsec_").is_err());
     }
 

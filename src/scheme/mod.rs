@@ -1,8 +1,8 @@
 //! Wire formats: how a signature travels in headers and what bytes it covers.
 //!
 //! A [`Scheme`] is a value: pick one with a constructor such as
-//! [`Scheme::native`] or [`Scheme::native_body_only`]. Each scheme has
-//! [`sign`](Scheme::sign) and [`verify_signature`](Scheme::verify_signature)
+//! [`Scheme::native`], [`Scheme::standard`] or [`Scheme::github`]. Each scheme
+//! has [`sign`](Scheme::sign) and [`verify_signature`](Scheme::verify_signature)
 //! side by side, so a sender and a receiver built on this crate agree by
 //! construction. Both are pure: no I/O, no clock (the caller passes "now").
 //!
@@ -21,19 +21,121 @@
 //! assert_eq!(matched.timestamp(), Some(1_700_000_000));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # One layer per provider
+//!
+//! Every scheme plugs into the same [`VerifyLayer`](crate::VerifyLayer);
+//! only the constructor and the way the secret is read change. Key rotation
+//! works the same everywhere: put the old and the new secret in the
+//! [`SecretSet`] (optionally with [`Secret::expires_at`] on the old one) and
+//! watch [`Verified::secret_index`](crate::Verified::secret_index).
+//!
+//! **Standard Webhooks / Svix** — secrets are `whsec_<base64>`, so let the
+//! scheme decode them:
+//!
+//! ```
+//! use webhook_guard::{Scheme, SecretSet, VerifyLayer};
+//!
+//! let scheme = Scheme::standard();
+//! let secret = scheme.parse_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?;
+//! let layer = VerifyLayer::new(SecretSet::single(secret)?).scheme(scheme);
+//! # Ok::<(), webhook_guard::ConfigError>(())
+//! ```
+//!
+//! **GitHub** — no signed timestamp, so add the idempotency layer for
+//! replays; the event name is in `X-GitHub-Event`:
+//!
+//! ```
+//! use http::HeaderMap;
+//! use webhook_guard::{Scheme, SecretSet};
+//!
+//! // The example from GitHub's documentation.
+//! let secrets = SecretSet::single("It's a Secret to Everybody")?;
+//! let mut headers = HeaderMap::new();
+//! headers.insert(
+//!     "x-hub-signature-256",
+//!     "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17".parse()?,
+//! );
+//! let matched = Scheme::github().verify_signature(&secrets, &headers, b"Hello, World!", 0)?;
+//! assert_eq!(matched.timestamp(), None); // GitHub signs no timestamp
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! **Stripe** — the key is the `whsec_...` string itself, not decoded:
+//!
+//! ```
+//! use webhook_guard::{Scheme, SecretSet, VerifyLayer};
+//!
+//! let scheme = Scheme::stripe();
+//! let secret = scheme.parse_secret("whsec_test_secret")?; // the string's bytes
+//! let layer = VerifyLayer::new(SecretSet::single(secret)?).scheme(scheme);
+//! # Ok::<(), webhook_guard::ConfigError>(())
+//! ```
+//!
+//! **Slack** — the signing secret from the app's "Basic Information" page:
+//!
+//! ```
+//! use webhook_guard::{Scheme, SecretSet, VerifyLayer};
+//!
+//! let layer = VerifyLayer::new(SecretSet::single("8f742231b10e8888abcd99yyyzzz85a5")?)
+//!     .scheme(Scheme::slack());
+//! # Ok::<(), webhook_guard::ConfigError>(())
+//! ```
+//!
+//! **Shopify** — the app's client secret; no signed timestamp (use the
+//! idempotency layer):
+//!
+//! ```
+//! use webhook_guard::{Scheme, SecretSet, VerifyLayer};
+//!
+//! let layer = VerifyLayer::new(SecretSet::single("shpss_client_secret")?)
+//!     .scheme(Scheme::shopify());
+//! # Ok::<(), webhook_guard::ConfigError>(())
+//! ```
+//!
+//! **The platform's own body-only signatures** (`createHmac('sha256',
+//! secret).update(body).digest('hex')`) — widen the window to the sender's
+//! retry horizon, since the checked timestamp is the event's:
+//!
+//! ```
+//! use std::time::Duration;
+//! use webhook_guard::{Scheme, SecretSet, VerifyLayer};
+//!
+//! let layer = VerifyLayer::new(SecretSet::single("my-secret")?)
+//!     .scheme(Scheme::native_body_only())
+//!     .tolerance(Duration::from_secs(30 * 60));
+//! # Ok::<(), webhook_guard::ConfigError>(())
+//! ```
 
+mod github;
 mod native;
+mod shopify;
+mod slack;
+mod standard;
+mod stripe;
 
 use std::fmt;
 
+use hmac::Mac;
 use http::HeaderMap;
+use subtle::ConstantTimeEq;
 
 use crate::error::{ConfigError, VerifyError};
-use crate::secret::SecretSet;
+use crate::secret::{HmacSha256, KeyedSecret, Secret, SecretSet};
 
+pub use github::{GITHUB_DELIVERY_HEADER, GITHUB_EVENT_HEADER, GITHUB_SIGNATURE_HEADER};
 pub use native::{
     NATIVE_ID_HEADER, NATIVE_SIGNATURE_HEADER, NATIVE_SIGNATURE_PREFIX, NATIVE_TIMESTAMP_HEADER,
 };
+pub use shopify::{SHOPIFY_EVENT_ID_HEADER, SHOPIFY_SIGNATURE_HEADER, SHOPIFY_TOPIC_HEADER};
+pub use slack::{SLACK_SIGNATURE_HEADER, SLACK_TIMESTAMP_HEADER};
+#[cfg(feature = "ed25519")]
+pub use standard::{Ed25519PublicKey, Ed25519SigningKey, WHPK_PREFIX, WHSK_PREFIX};
+pub use standard::{
+    STANDARD_ID_HEADER, STANDARD_SIGNATURE_HEADER, STANDARD_TIMESTAMP_HEADER, SVIX_ID_HEADER,
+    SVIX_SIGNATURE_HEADER, SVIX_TIMESTAMP_HEADER,
+};
+pub use stripe::STRIPE_SIGNATURE_HEADER;
 
 /// Most signatures accepted in one signature header; more is refused as
 /// malformed so a request cannot make the receiver compare without bound.
@@ -47,6 +149,17 @@ pub enum SchemeName {
     Native,
     /// `X-Webhook-Signature: sha256=<hex>` over the raw body only.
     NativeBodyOnly,
+    /// Standard Webhooks / Svix: `webhook-signature: v1,<base64>` over
+    /// `{id}.{timestamp}.{body}`.
+    Standard,
+    /// GitHub: `X-Hub-Signature-256: sha256=<hex>` over the body.
+    GitHub,
+    /// Stripe: `Stripe-Signature: t=<ts>,v1=<hex>` over `{t}.{body}`.
+    Stripe,
+    /// Slack: `X-Slack-Signature: v0=<hex>` over `v0:{ts}:{body}`.
+    Slack,
+    /// Shopify: `X-Shopify-Hmac-Sha256: <base64>` over the body.
+    Shopify,
 }
 
 impl SchemeName {
@@ -55,6 +168,11 @@ impl SchemeName {
         match self {
             Self::Native => "native",
             Self::NativeBodyOnly => "native-body-only",
+            Self::Standard => "standard",
+            Self::GitHub => "github",
+            Self::Stripe => "stripe",
+            Self::Slack => "slack",
+            Self::Shopify => "shopify",
         }
     }
 }
@@ -69,12 +187,12 @@ impl fmt::Display for SchemeName {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TimestampSource {
-    /// A signed header (native signed mode and most provider schemes).
+    /// A signed header (native signed mode, Standard Webhooks, Stripe, Slack).
     SignedHeader,
     /// The signed body's own `timestamp` field (native body-only mode).
     SignedBody,
-    /// The request carried no signed timestamp: only idempotency protects
-    /// against replays.
+    /// The request carried no signed timestamp (GitHub, Shopify): only the
+    /// idempotency layer protects against replays.
     None,
 }
 
@@ -85,8 +203,18 @@ pub enum IdSource {
     /// An id header that the signature covers.
     SignedHeader,
     /// No signed id: the id is `sha256:` followed by the hex SHA-256 of the
-    /// signed content, so an attacker cannot vary it.
+    /// signed body, so an attacker cannot vary it.
     ContentHash,
+}
+
+/// The algorithm of the signature that matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SignatureAlgorithm {
+    /// HMAC-SHA256 with a shared secret.
+    HmacSha256,
+    /// Ed25519 with a public key (Standard Webhooks `v1a`).
+    Ed25519,
 }
 
 /// The message a sender signs.
@@ -118,9 +246,27 @@ pub struct SignatureMatch {
     pub(crate) timestamp: Option<i64>,
     pub(crate) timestamp_source: TimestampSource,
     pub(crate) secret_index: usize,
+    pub(crate) algorithm: SignatureAlgorithm,
+    pub(crate) delivery_id: Option<String>,
 }
 
 impl SignatureMatch {
+    fn hmac(
+        id: Option<String>,
+        timestamp: Option<i64>,
+        timestamp_source: TimestampSource,
+        secret_index: usize,
+    ) -> Self {
+        Self {
+            id,
+            timestamp,
+            timestamp_source,
+            secret_index,
+            algorithm: SignatureAlgorithm::HmacSha256,
+            delivery_id: None,
+        }
+    }
+
     /// The signed id, when the scheme carries one.
     pub fn id(&self) -> Option<&str> {
         self.id.as_deref()
@@ -133,9 +279,20 @@ impl SignatureMatch {
     pub fn timestamp_source(&self) -> TimestampSource {
         self.timestamp_source
     }
-    /// Index in the [`SecretSet`] of the secret that matched.
+    /// Index of the key that matched: in the [`SecretSet`] for HMAC
+    /// signatures, in the scheme's public keys for Ed25519 ones.
     pub fn secret_index(&self) -> usize {
         self.secret_index
+    }
+    /// The algorithm of the signature that matched.
+    pub fn algorithm(&self) -> SignatureAlgorithm {
+        self.algorithm
+    }
+    /// The provider's own delivery id (`X-GitHub-Delivery`,
+    /// `X-Shopify-Event-Id`) when the scheme has no signed id. **Not
+    /// signed**: good for logs and support tickets, never for deduplication.
+    pub fn delivery_id(&self) -> Option<&str> {
+        self.delivery_id.as_deref()
     }
 }
 
@@ -150,24 +307,63 @@ pub enum SignError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// No secret in the set is active at the message's timestamp.
+    /// No secret in the set (and no signing key) is active at the message's
+    /// timestamp.
     #[error("no secret in the set is active at timestamp {timestamp}")]
     NoActiveSecret {
         /// The message's timestamp.
         timestamp: i64,
     },
+    /// The timestamp cannot be carried by the wire format (negative).
+    #[error("timestamp {timestamp} cannot be signed: unix seconds must not be negative")]
+    InvalidTimestamp {
+        /// The message's timestamp.
+        timestamp: i64,
+    },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 enum Kind {
     Native,
     NativeBodyOnly { require_timestamp: bool },
+    Standard(Box<standard::StandardKeys>),
+    GitHub,
+    Stripe,
+    Slack,
+    Shopify,
 }
 
 /// A webhook wire format. Cheap to clone.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// | constructor | headers | signed content | timestamp | id |
+/// |---|---|---|---|---|
+/// | [`native`](Self::native) | `X-Webhook-Id`, `X-Webhook-Timestamp`, `X-Webhook-Signature: sha256=<hex>` | `{id}.{ts}.{body}` | signed header | signed header |
+/// | [`native_body_only`](Self::native_body_only) | `X-Webhook-Signature: sha256=<hex>` | `{body}` | body `timestamp` field | body hash |
+/// | [`standard`](Self::standard) | `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<b64>` (or `svix-*`) | `{id}.{ts}.{body}` | signed header | signed header |
+/// | [`github`](Self::github) | `X-Hub-Signature-256: sha256=<hex>` | `{body}` | none | body hash |
+/// | [`stripe`](Self::stripe) | `Stripe-Signature: t=<ts>,v1=<hex>` | `{t}.{body}` | signed header | body hash |
+/// | [`slack`](Self::slack) | `X-Slack-Signature: v0=<hex>`, `X-Slack-Request-Timestamp` | `v0:{ts}:{body}` | signed header | body hash |
+/// | [`shopify`](Self::shopify) | `X-Shopify-Hmac-Sha256: <b64>` | `{body}` | none | body hash |
+#[derive(Clone)]
 pub struct Scheme {
     kind: Kind,
+}
+
+impl fmt::Debug for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Scheme");
+        d.field("name", &self.name());
+        match &self.kind {
+            Kind::NativeBodyOnly { require_timestamp } => {
+                d.field("require_timestamp", require_timestamp);
+            }
+            Kind::Standard(keys) => {
+                d.field("keys", keys);
+            }
+            _ => {}
+        }
+        d.finish()
+    }
 }
 
 impl Default for Scheme {
@@ -177,13 +373,16 @@ impl Default for Scheme {
 }
 
 /// The names [`Scheme::from_name`] accepts.
-pub const SCHEME_NAMES: &str = "native, native-body-only";
+pub const SCHEME_NAMES: &str =
+    "native, native-body-only, standard (alias svix), github, stripe, slack, shopify";
 
 impl Scheme {
     /// The default: headers `X-Webhook-Id`, `X-Webhook-Timestamp` (unix
     /// seconds) and `X-Webhook-Signature: sha256=<hex>`, where the HMAC-SHA256
     /// covers `{id}.{timestamp}.{body}`. Id and timestamp are signed, so the
-    /// replay window and deduplication rest on authenticated data.
+    /// replay window and deduplication rest on authenticated data. The id is
+    /// 1 to 256 visible ASCII characters other than `.`, so the signed content
+    /// splits into its parts in exactly one way.
     pub fn native() -> Self {
         Self { kind: Kind::Native }
     }
@@ -209,6 +408,62 @@ impl Scheme {
         }
     }
 
+    /// [Standard Webhooks](https://www.standardwebhooks.com/) (and Svix):
+    /// `webhook-id`, `webhook-timestamp` and `webhook-signature: v1,<base64>`
+    /// (several, space separated), where the HMAC-SHA256 covers
+    /// `{id}.{timestamp}.{body}`. The `svix-id`, `svix-timestamp` and
+    /// `svix-signature` headers are accepted too.
+    ///
+    /// Secrets are usually handed out as `whsec_<base64>`: build them with
+    /// [`Secret::from_whsec`] or [`Scheme::parse_secret`], which decode the
+    /// base64. With the `ed25519` feature, `v1a,<base64>` signatures are
+    /// verified against the keys given to `Scheme::with_public_keys`.
+    pub fn standard() -> Self {
+        Self {
+            kind: Kind::Standard(Box::default()),
+        }
+    }
+
+    /// GitHub: `X-Hub-Signature-256: sha256=<hex>` over the raw body.
+    ///
+    /// GitHub signs **no timestamp**, so no replay window applies: a captured
+    /// delivery stays valid forever. Put the idempotency layer after the
+    /// verify layer; the dedup id is the SHA-256 of the signed body (the
+    /// `X-GitHub-Delivery` header is not signed and is only reported as
+    /// [`Verified::delivery_id`](crate::Verified::delivery_id)). The event
+    /// name is in the unsigned `X-GitHub-Event` header.
+    pub fn github() -> Self {
+        Self { kind: Kind::GitHub }
+    }
+
+    /// Stripe: `Stripe-Signature: t=<unix seconds>,v1=<hex>[,v1=<hex>...]`,
+    /// where the HMAC-SHA256 covers `{t}.{body}`. Every `v1` is tried; other
+    /// schemes such as `v0` are ignored. The key is the bytes of the secret
+    /// string as shown in the dashboard (`whsec_...` is **not** decoded).
+    pub fn stripe() -> Self {
+        Self { kind: Kind::Stripe }
+    }
+
+    /// Slack: `X-Slack-Signature: v0=<hex>` over `v0:{timestamp}:{body}`, with
+    /// the timestamp in `X-Slack-Request-Timestamp`. The key is the signing
+    /// secret string's bytes.
+    pub fn slack() -> Self {
+        Self { kind: Kind::Slack }
+    }
+
+    /// Shopify: `X-Shopify-Hmac-Sha256: <base64>` over the raw body, keyed with
+    /// the app's client secret string.
+    ///
+    /// Shopify signs **no timestamp**: rely on the idempotency layer for
+    /// replays. The dedup id is the SHA-256 of the signed body;
+    /// `X-Shopify-Event-Id` is unsigned and only reported as
+    /// [`Verified::delivery_id`](crate::Verified::delivery_id).
+    pub fn shopify() -> Self {
+        Self {
+            kind: Kind::Shopify,
+        }
+    }
+
     /// Body-only mode: accept bodies that carry no `timestamp` field (or are
     /// not JSON). Such requests then have no replay protection except
     /// idempotency. A timestamp that *is* present is still checked. Has no
@@ -230,6 +485,11 @@ impl Scheme {
         match name.trim().to_ascii_lowercase().as_str() {
             "native" => Ok(Self::native()),
             "native-body-only" | "native_body_only" | "body-only" => Ok(Self::native_body_only()),
+            "standard" | "standard-webhooks" | "standardwebhooks" | "svix" => Ok(Self::standard()),
+            "github" => Ok(Self::github()),
+            "stripe" => Ok(Self::stripe()),
+            "slack" => Ok(Self::slack()),
+            "shopify" => Ok(Self::shopify()),
             _ => Err(ConfigError::UnknownScheme {
                 name: name.to_owned(),
                 known: SCHEME_NAMES,
@@ -242,37 +502,83 @@ impl Scheme {
         match self.kind {
             Kind::Native => SchemeName::Native,
             Kind::NativeBodyOnly { .. } => SchemeName::NativeBodyOnly,
+            Kind::Standard(_) => SchemeName::Standard,
+            Kind::GitHub => SchemeName::GitHub,
+            Kind::Stripe => SchemeName::Stripe,
+            Kind::Slack => SchemeName::Slack,
+            Kind::Shopify => SchemeName::Shopify,
         }
     }
 
     /// Where the deduplication id of a verified request comes from.
     pub fn id_source(&self) -> IdSource {
         match self.kind {
-            Kind::Native => IdSource::SignedHeader,
-            Kind::NativeBodyOnly { .. } => IdSource::ContentHash,
+            Kind::Native | Kind::Standard(_) => IdSource::SignedHeader,
+            _ => IdSource::ContentHash,
+        }
+    }
+
+    /// Whether requests of this scheme carry a signed timestamp, so that the
+    /// replay window applies (body-only mode: when the body has one).
+    pub fn has_signed_timestamp(&self) -> bool {
+        !matches!(self.kind, Kind::GitHub | Kind::Shopify)
+    }
+
+    /// Turns a secret as a platform hands it out into key bytes, the way this
+    /// scheme's own libraries do: Standard Webhooks decodes `whsec_<base64>`;
+    /// every other scheme uses the string's bytes as they are.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSecret`] when a Standard Webhooks secret is not
+    /// valid base64, or any secret is empty.
+    pub fn parse_secret(&self, text: &str) -> Result<Secret, ConfigError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(ConfigError::InvalidSecret {
+                reason: "the secret is empty".into(),
+            });
+        }
+        match self.kind {
+            Kind::Standard(_) => Secret::from_whsec(text),
+            _ => Ok(Secret::from(text)),
         }
     }
 
     /// Signs `msg` with every secret of `secrets` that is active at the
     /// message's timestamp, and returns the headers to send with the body.
     ///
-    /// Several active secrets (a rotation in progress) give several
-    /// signatures in one header; a receiver holding either secret accepts.
+    /// Native and Standard Webhooks carry several signatures in one header, so
+    /// during a rotation both the old and the new secret sign and a receiver
+    /// holding either accepts. GitHub, Stripe (one `v1` per secret), Slack and
+    /// Shopify follow their providers' formats; GitHub, Slack and Shopify
+    /// carry one signature, made with the first active secret.
     ///
     /// # Errors
     ///
-    /// [`SignError`] when the id cannot be carried by the wire format or no
-    /// secret is active.
+    /// [`SignError`] when the id or timestamp cannot be carried by the wire
+    /// format or no secret is active.
     pub fn sign(&self, secrets: &SecretSet, msg: &Message<'_>) -> Result<HeaderMap, SignError> {
         let keys: Vec<_> = secrets.active_at(msg.timestamp).map(|(_, k)| k).collect();
-        if keys.is_empty() {
+        let has_signing_key = matches!(&self.kind, Kind::Standard(k) if k.can_sign());
+        if keys.is_empty() && !has_signing_key {
             return Err(SignError::NoActiveSecret {
                 timestamp: msg.timestamp,
             });
         }
-        match self.kind {
+        if msg.timestamp < 0 {
+            return Err(SignError::InvalidTimestamp {
+                timestamp: msg.timestamp,
+            });
+        }
+        match &self.kind {
             Kind::Native => native::sign_signed(&keys, msg),
             Kind::NativeBodyOnly { .. } => Ok(native::sign_body_only(&keys, msg)),
+            Kind::Standard(std_keys) => standard::sign(std_keys, &keys, msg),
+            Kind::GitHub => Ok(github::sign(keys[0], msg)),
+            Kind::Stripe => Ok(stripe::sign(&keys, msg)),
+            Kind::Slack => Ok(slack::sign(keys[0], msg)),
+            Kind::Shopify => Ok(shopify::sign(keys[0], msg)),
         }
     }
 
@@ -292,16 +598,114 @@ impl Scheme {
         body: &[u8],
         now: i64,
     ) -> Result<SignatureMatch, VerifyError> {
-        match self.kind {
+        match &self.kind {
             Kind::Native => native::verify_signed(secrets, headers, body, now),
             Kind::NativeBodyOnly { require_timestamp } => {
-                native::verify_body_only(secrets, headers, body, now, require_timestamp)
+                native::verify_body_only(secrets, headers, body, now, *require_timestamp)
             }
+            Kind::Standard(keys) => standard::verify(keys, secrets, headers, body, now),
+            Kind::GitHub => github::verify(secrets, headers, body, now),
+            Kind::Stripe => stripe::verify(secrets, headers, body, now),
+            Kind::Slack => slack::verify(secrets, headers, body, now),
+            Kind::Shopify => shopify::verify(secrets, headers, body, now),
         }
     }
 }
 
-/// Reads a header that must appear at most once.
+/// An HMAC-SHA256 tag.
+pub(crate) type Tag = [u8; 32];
+
+/// HMAC-SHA256 over the concatenation of `parts`, from the precomputed key
+/// state, without building the concatenation.
+pub(crate) fn hmac_tag(key: &KeyedSecret, parts: &[&[u8]]) -> Tag {
+    let mut mac: HmacSha256 = key.hmac.clone();
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// Compares every candidate with every active secret's tag, each comparison
+/// in constant time; returns the matching secret's index.
+pub(crate) fn find_match(
+    secrets: &SecretSet,
+    now: i64,
+    candidates: &[Tag],
+    tag_of: impl Fn(&KeyedSecret) -> Tag,
+) -> Result<usize, VerifyError> {
+    let mut active = 0;
+    for (index, key) in secrets.active_at(now) {
+        active += 1;
+        let expected = tag_of(key);
+        let mut hit = subtle::Choice::from(0);
+        for candidate in candidates {
+            hit |= expected.ct_eq(candidate);
+        }
+        if bool::from(hit) {
+            return Ok(index);
+        }
+    }
+    Err(VerifyError::invalid_signature(candidates.len(), active))
+}
+
+/// Decodes 64 hex digits into a tag.
+pub(crate) fn decode_hex_tag(
+    header: &'static str,
+    what: &str,
+    hex_part: &str,
+) -> Result<Tag, VerifyError> {
+    if hex_part.len() != 64 {
+        return Err(VerifyError::malformed(
+            header,
+            format!(
+                "a {what} signature must be 64 hex digits, found {} characters",
+                hex_part.len()
+            ),
+        ));
+    }
+    let mut tag = [0u8; 32];
+    hex::decode_to_slice(hex_part, &mut tag).map_err(|_| {
+        VerifyError::malformed(
+            header,
+            format!("a {what} signature contains non-hex characters"),
+        )
+    })?;
+    Ok(tag)
+}
+
+/// Decodes standard base64 into exactly `N` bytes.
+pub(crate) fn decode_b64_exact<const N: usize>(
+    header: &'static str,
+    what: &str,
+    b64: &str,
+) -> Result<[u8; N], VerifyError> {
+    use base64::Engine as _;
+    // Base64 of N bytes is at most 4 * ceil(N / 3) characters: refuse longer
+    // input before decoding anything.
+    if b64.len() > N.div_ceil(3) * 4 {
+        return Err(VerifyError::malformed(
+            header,
+            format!("a {what} signature must decode to {N} bytes; it is too long"),
+        ));
+    }
+    let mut out = [0u8; N];
+    let mut buf = [0u8; 128];
+    let n = base64::engine::general_purpose::STANDARD
+        .decode_slice(b64.as_bytes(), &mut buf)
+        .map_err(|_| {
+            VerifyError::malformed(header, format!("a {what} signature is not valid base64"))
+        })?;
+    if n != N {
+        return Err(VerifyError::malformed(
+            header,
+            format!("a {what} signature must decode to {N} bytes, found {n}"),
+        ));
+    }
+    out.copy_from_slice(&buf[..N]);
+    Ok(out)
+}
+
+/// Reads a header that must appear at most once, as visible ASCII text.
 ///
 /// `Ok(None)` when absent; an error when duplicated (two values make the
 /// signed content ambiguous).
@@ -330,9 +734,31 @@ pub(crate) fn required_header<'h>(
     single_header(headers, name)?.ok_or_else(|| VerifyError::missing_header(name))
 }
 
+/// Reads a header that must be present exactly once, as text.
+pub(crate) fn required_text<'h>(
+    headers: &'h HeaderMap,
+    name: &'static str,
+) -> Result<&'h str, VerifyError> {
+    let raw = required_header(headers, name)?;
+    std::str::from_utf8(raw)
+        .map(str::trim)
+        .map_err(|_| VerifyError::malformed(name, "the value is not UTF-8"))
+}
+
+/// An unsigned, informational id header, kept only when it is sane.
+pub(crate) fn informational_id(headers: &HeaderMap, name: &'static str) -> Option<String> {
+    let value = headers.get(name)?.as_bytes();
+    validate_id(value).ok()?;
+    String::from_utf8(value.to_vec()).ok()
+}
+
 /// Checks an id before it is signed or accepted: 1 to 256 visible ASCII
-/// characters, so it cannot blur into the `.`-separated signed content's
-/// timestamp or smuggle bytes a log line would misrender.
+/// characters, so it cannot smuggle bytes a log line would misrender.
+///
+/// Dots are allowed here for Standard Webhooks compatibility (other senders'
+/// ids may contain them); the native scheme refuses them on top, because with
+/// a dotted id one signature over `{id}.{timestamp}.{body}` could stand for a
+/// second (id, timestamp, body) split.
 pub(crate) fn validate_id(id: &[u8]) -> Result<(), &'static str> {
     if id.is_empty() {
         return Err("the id is empty");

@@ -1,16 +1,14 @@
 //! The `native` scheme: `X-Webhook-Signature: sha256=<hex>`.
 
-use hmac::Mac;
 use http::{HeaderMap, HeaderValue};
-use subtle::ConstantTimeEq;
 
 use super::{
-    MAX_SIGNATURES_PER_HEADER, Message, SignError, SignatureMatch, TimestampSource,
-    required_header, validate_id,
+    MAX_SIGNATURES_PER_HEADER, Message, SignError, SignatureMatch, Tag, TimestampSource,
+    decode_hex_tag, find_match, hmac_tag, required_header, validate_id,
 };
 use crate::error::{VerifyError, VerifyErrorKind};
 use crate::replay::parse_unix_seconds;
-use crate::secret::{HmacSha256, KeyedSecret, SecretSet};
+use crate::secret::{KeyedSecret, SecretSet};
 
 /// Header carrying the event id (native signed mode).
 pub const NATIVE_ID_HEADER: &str = "x-webhook-id";
@@ -21,22 +19,26 @@ pub const NATIVE_SIGNATURE_HEADER: &str = "x-webhook-signature";
 /// Prefix of each native signature.
 pub const NATIVE_SIGNATURE_PREFIX: &str = "sha256=";
 
-type Tag = [u8; 32];
+/// Checks a native id: [`validate_id`], and no `.`.
+///
+/// The signed content is `{id}.{timestamp}.{body}`. A dot inside the id would
+/// let one signature stand for two messages: the signature of id
+/// `evt.1700000000`, timestamp `1700000001` and body `B` would also verify id
+/// `evt`, timestamp `1700000000` and body `1700000001.B`.
+fn validate_native_id(id: &[u8]) -> Result<(), &'static str> {
+    validate_id(id)?;
+    if id.contains(&b'.') {
+        return Err("the id must not contain `.`, which separates the signed parts");
+    }
+    Ok(())
+}
 
 fn tag_signed(key: &KeyedSecret, id: &[u8], ts: &[u8], body: &[u8]) -> Tag {
-    let mut mac: HmacSha256 = key.hmac.clone();
-    mac.update(id);
-    mac.update(b".");
-    mac.update(ts);
-    mac.update(b".");
-    mac.update(body);
-    mac.finalize().into_bytes().into()
+    hmac_tag(key, &[id, b".", ts, b".", body])
 }
 
 fn tag_body(key: &KeyedSecret, body: &[u8]) -> Tag {
-    let mut mac: HmacSha256 = key.hmac.clone();
-    mac.update(body);
-    mac.finalize().into_bytes().into()
+    hmac_tag(key, &[body])
 }
 
 fn signature_header(tags: impl Iterator<Item = Tag>) -> HeaderValue {
@@ -52,7 +54,7 @@ pub(super) fn sign_signed(
     keys: &[&KeyedSecret],
     msg: &Message<'_>,
 ) -> Result<HeaderMap, SignError> {
-    validate_id(msg.id.as_bytes()).map_err(|reason| SignError::InvalidId { reason })?;
+    validate_native_id(msg.id.as_bytes()).map_err(|reason| SignError::InvalidId { reason })?;
     let ts = msg.timestamp.to_string();
     let mut headers = HeaderMap::with_capacity(3);
     let id = HeaderValue::from_str(msg.id).map_err(|_| SignError::InvalidId {
@@ -108,19 +110,7 @@ pub(crate) fn parse_signatures(headers: &HeaderMap) -> Result<Vec<Tag>, VerifyEr
                     format!("more than {MAX_SIGNATURES_PER_HEADER} signatures"),
                 ));
             }
-            let mut tag = [0u8; 32];
-            if hex_part.len() != 64 {
-                return Err(VerifyError::malformed(
-                    NAME,
-                    format!(
-                        "a `sha256=` signature must be 64 hex digits, found {} characters",
-                        hex_part.len()
-                    ),
-                ));
-            }
-            hex::decode_to_slice(hex_part, &mut tag).map_err(|_| {
-                VerifyError::malformed(NAME, "a `sha256=` signature contains non-hex characters")
-            })?;
+            let tag = decode_hex_tag(NAME, "`sha256=`", hex_part)?;
             tags.push(tag);
         }
     }
@@ -130,29 +120,6 @@ pub(crate) fn parse_signatures(headers: &HeaderMap) -> Result<Vec<Tag>, VerifyEr
     Ok(tags)
 }
 
-/// Compares every candidate with every active secret's tag in constant time
-/// per comparison; returns the matching secret's index.
-fn find_match(
-    secrets: &SecretSet,
-    now: i64,
-    candidates: &[Tag],
-    tag_of: impl Fn(&KeyedSecret) -> Tag,
-) -> Result<usize, VerifyError> {
-    let mut active = 0;
-    for (index, key) in secrets.active_at(now) {
-        active += 1;
-        let expected = tag_of(key);
-        let mut hit = subtle::Choice::from(0);
-        for candidate in candidates {
-            hit |= expected.ct_eq(candidate);
-        }
-        if bool::from(hit) {
-            return Ok(index);
-        }
-    }
-    Err(VerifyError::invalid_signature(candidates.len(), active))
-}
-
 pub(super) fn verify_signed(
     secrets: &SecretSet,
     headers: &HeaderMap,
@@ -160,7 +127,7 @@ pub(super) fn verify_signed(
     now: i64,
 ) -> Result<SignatureMatch, VerifyError> {
     let id = required_header(headers, NATIVE_ID_HEADER)?;
-    validate_id(id).map_err(|why| VerifyError::malformed(NATIVE_ID_HEADER, why))?;
+    validate_native_id(id).map_err(|why| VerifyError::malformed(NATIVE_ID_HEADER, why))?;
     let ts_raw = required_header(headers, NATIVE_TIMESTAMP_HEADER)?;
     let timestamp = parse_unix_seconds(NATIVE_TIMESTAMP_HEADER, ts_raw)?;
     let ts_raw = ts_raw.trim_ascii();
@@ -168,13 +135,13 @@ pub(super) fn verify_signed(
     let secret_index = find_match(secrets, now, &candidates, |k| {
         tag_signed(k, id, ts_raw, body)
     })?;
-    Ok(SignatureMatch {
-        // validate_id guarantees visible ASCII.
-        id: Some(String::from_utf8_lossy(id).into_owned()),
-        timestamp: Some(timestamp),
-        timestamp_source: TimestampSource::SignedHeader,
+    Ok(SignatureMatch::hmac(
+        // validate_native_id guarantees visible ASCII.
+        Some(String::from_utf8_lossy(id).into_owned()),
+        Some(timestamp),
+        TimestampSource::SignedHeader,
         secret_index,
-    })
+    ))
 }
 
 pub(super) fn verify_body_only(
@@ -206,16 +173,12 @@ pub(super) fn verify_body_only(
         }
         Err(BodyTimestampError::Absent(_)) => None,
     };
-    Ok(SignatureMatch {
-        id: None,
-        timestamp,
-        timestamp_source: if timestamp.is_some() {
-            TimestampSource::SignedBody
-        } else {
-            TimestampSource::None
-        },
-        secret_index,
-    })
+    let source = if timestamp.is_some() {
+        TimestampSource::SignedBody
+    } else {
+        TimestampSource::None
+    };
+    Ok(SignatureMatch::hmac(None, timestamp, source, secret_index))
 }
 
 #[derive(Debug)]
@@ -276,7 +239,7 @@ fn parse_text_timestamp(text: &str) -> Result<i64, BodyTimestampError> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map(|t| t.unix_timestamp())
         .map_err(|e| {
-            BodyTimestampError::Invalid(format!("`{}` is not RFC 3339: {e}", truncate(text)))
+            BodyTimestampError::Invalid(format!("{:?} is not RFC 3339: {e}", truncate(text)))
         })
 }
 
@@ -290,6 +253,37 @@ fn truncate(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dot_in_the_id_is_refused_on_both_sides() {
+        let secrets = SecretSet::single("k").unwrap();
+        let keys: Vec<_> = secrets.active_at(0).map(|(_, k)| k).collect();
+        let msg = Message::new("evt.1700000000", 1_700_000_001, b"{}");
+        assert!(matches!(
+            sign_signed(&keys, &msg),
+            Err(SignError::InvalidId { .. })
+        ));
+
+        // The signed bytes `evt.1700000000.1700000001.{}` read either as id
+        // `evt.1700000000`, timestamp 1700000001, body `{}`, or as id `evt`,
+        // timestamp 1700000000, body `1700000001.{}`. Only the second reading
+        // is accepted ...
+        let tag = tag_signed(keys[0], b"evt", b"1700000000", b"1700000001.{}");
+        let mut headers = HeaderMap::new();
+        headers.insert(NATIVE_TIMESTAMP_HEADER, HeaderValue::from(1_700_000_001));
+        headers.insert(
+            NATIVE_SIGNATURE_HEADER,
+            signature_header(std::iter::once(tag)),
+        );
+        headers.insert(NATIVE_ID_HEADER, HeaderValue::from_static("evt.1700000000"));
+        let err = verify_signed(&secrets, &headers, b"{}", 0).unwrap_err();
+        assert_eq!(err.kind(), VerifyErrorKind::MalformedHeader);
+        assert!(err.to_string().contains("must not contain `.`"), "{err}");
+        // ... and it verifies.
+        headers.insert(NATIVE_ID_HEADER, HeaderValue::from_static("evt"));
+        headers.insert(NATIVE_TIMESTAMP_HEADER, HeaderValue::from(1_700_000_000));
+        assert!(verify_signed(&secrets, &headers, b"1700000001.{}", 0).is_ok());
+    }
 
     #[test]
     fn body_timestamp_forms() {

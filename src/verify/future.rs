@@ -23,7 +23,7 @@ enum Buffer {
 }
 
 impl Buffer {
-    fn push(&mut self, mut data: Bytes, hint: usize) {
+    fn push(&mut self, data: Bytes, hint: usize) {
         if data.is_empty() {
             return;
         }
@@ -36,7 +36,7 @@ impl Buffer {
                 Buffer::Many(buf)
             }
             Buffer::Many(mut buf) => {
-                buf.extend_from_slice(&data.split_off(0));
+                buf.extend_from_slice(&data);
                 Buffer::Many(buf)
             }
         };

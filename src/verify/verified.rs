@@ -7,7 +7,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::VerifyError;
 use crate::replay::ReplayWindow;
-use crate::scheme::{IdSource, Scheme, SchemeName, SignatureMatch, TimestampSource};
+use crate::scheme::{
+    IdSource, Scheme, SchemeName, SignatureAlgorithm, SignatureMatch, TimestampSource,
+};
 use crate::secret::SecretSet;
 
 /// Proof that a request passed verification, with what was learned from it.
@@ -82,6 +84,20 @@ impl Verified {
         self.inner.matched.secret_index
     }
 
+    /// The algorithm of the signature that matched (HMAC-SHA256, or Ed25519
+    /// for Standard Webhooks `v1a`).
+    pub fn algorithm(&self) -> SignatureAlgorithm {
+        self.inner.matched.algorithm
+    }
+
+    /// The provider's own delivery id (`X-GitHub-Delivery`,
+    /// `X-Shopify-Event-Id`) for schemes without a signed id. **Not signed**:
+    /// for logs and support tickets only; [`id`](Self::id) is the one to
+    /// deduplicate on.
+    pub fn delivery_id(&self) -> Option<&str> {
+        self.inner.matched.delivery_id.as_deref()
+    }
+
     /// The raw body bytes exactly as verified.
     pub fn body(&self) -> &Bytes {
         &self.inner.body
@@ -97,6 +113,8 @@ impl fmt::Debug for Verified {
             .field("timestamp_source", &self.inner.matched.timestamp_source)
             .field("scheme", &self.inner.scheme)
             .field("secret_index", &self.inner.matched.secret_index)
+            .field("algorithm", &self.inner.matched.algorithm)
+            .field("delivery_id", &self.inner.matched.delivery_id)
             .field("body_len", &self.inner.body.len())
             .finish()
     }

@@ -1,0 +1,1063 @@
+//! Why a webhook does not verify: the normal checks, then the likely cause.
+//!
+//! [`diagnose`] runs exactly what [`Verifier`](crate::Verifier) runs (the
+//! signature against every active secret, then the replay window) and, when
+//! that fails, looks for the reason a person would otherwise hunt for by hand:
+//!
+//! - which header the scheme needs is missing, and whether the headers of
+//!   **another** scheme are there instead ("this looks like a GitHub
+//!   delivery");
+//! - whether the timestamp is outside the window, by how much, and whether it
+//!   was sent in milliseconds (or micro-, nanoseconds) instead of seconds;
+//! - whether the signature **would** match after a common change to the body
+//!   between signing and checking: a trailing newline added or removed, LF and
+//!   CRLF line endings swapped, the JSON re-serialized (compact, pretty with
+//!   two spaces, or `", "`/`": "` separated), a UTF-8 byte order mark added or
+//!   removed — and pairs of these;
+//! - whether it would match with the secret read another way: base64-decoded
+//!   instead of raw bytes (or the reverse), with the `whsec_` prefix kept or
+//!   stripped, hex-decoded.
+//!
+//! The diagnosis never contains a secret or an expected signature: only
+//! header names, counts, timestamps and the names of the changes that make
+//! the signature match.
+//!
+//! ```
+//! use webhook_guard::diagnose::{BodyChange, Finding, diagnose};
+//! use webhook_guard::{Message, Scheme, SecretSet};
+//!
+//! let secrets = SecretSet::single("my-secret")?;
+//! let scheme = Scheme::native();
+//! let signed = br#"{"event":"kpi.alert","data":{"value":97.5}}"#;
+//! let headers = scheme.sign(&secrets, &Message::new("evt_1", 1_700_000_000, signed))?;
+//!
+//! // Untouched, it verifies.
+//! assert!(diagnose(&scheme, &secrets, &headers, signed, 1_700_000_010).is_verified());
+//!
+//! // A proxy pretty-printed the JSON on the way: the diagnosis says so.
+//! let received = b"{\n  \"event\": \"kpi.alert\",\n  \"data\": {\n    \"value\": 97.5\n  }\n}";
+//! let diagnosis = diagnose(&scheme, &secrets, &headers, received, 1_700_000_010);
+//! assert!(!diagnosis.is_verified());
+//! assert!(diagnosis.findings().contains(&Finding::BodyChanged {
+//!     changes: vec![BodyChange::JsonReformattedFromCompact],
+//! }));
+//! assert!(!diagnosis.to_string().contains("my-secret"));
+//!
+//! // Milliseconds instead of seconds are named as such.
+//! let headers = scheme.sign(&secrets, &Message::new("evt_2", 1_700_000_000_000, signed))?;
+//! let diagnosis = diagnose(&scheme, &secrets, &headers, signed, 1_700_000_010);
+//! assert!(diagnosis.to_string().contains("milliseconds"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::fmt;
+
+use base64::Engine as _;
+use http::HeaderMap;
+
+use crate::error::{VerifyError, VerifyErrorKind};
+use crate::replay::{FixedClock, ReplayWindow};
+use crate::scheme::{
+    GITHUB_SIGNATURE_HEADER, NATIVE_ID_HEADER, NATIVE_SIGNATURE_HEADER, NATIVE_TIMESTAMP_HEADER,
+    SHOPIFY_SIGNATURE_HEADER, SLACK_SIGNATURE_HEADER, SLACK_TIMESTAMP_HEADER, STANDARD_ID_HEADER,
+    STANDARD_SIGNATURE_HEADER, STANDARD_TIMESTAMP_HEADER, STRIPE_SIGNATURE_HEADER, SVIX_ID_HEADER,
+    SVIX_SIGNATURE_HEADER, SVIX_TIMESTAMP_HEADER, Scheme, SchemeName, SignatureMatch,
+};
+use crate::secret::{Secret, SecretSet, WHSEC_PREFIX};
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Diagnoses a request with the default replay window (300 s each way) at
+/// `now` (unix seconds).
+///
+/// See the [module docs](self) for what is checked.
+pub fn diagnose(
+    scheme: &Scheme,
+    secrets: &SecretSet,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Diagnosis {
+    let window = ReplayWindow::new().clock(FixedClock::at(now));
+    diagnose_with_window(scheme, secrets, headers, body, &window)
+}
+
+/// Diagnoses a request against `window` (its tolerance, future skew and
+/// clock).
+pub fn diagnose_with_window(
+    scheme: &Scheme,
+    secrets: &SecretSet,
+    headers: &HeaderMap,
+    body: &[u8],
+    window: &ReplayWindow,
+) -> Diagnosis {
+    let now = window.now_unix();
+    let result = scheme
+        .verify_signature(secrets, headers, body, now)
+        .and_then(|matched| match matched.timestamp() {
+            Some(ts) => window.check_at(ts, now).map(|()| matched),
+            None => Ok(matched),
+        });
+    let mut diagnosis = Diagnosis {
+        scheme: scheme.name(),
+        now,
+        result,
+        findings: Vec::new(),
+    };
+    let Err(err) = &diagnosis.result else {
+        return diagnosis;
+    };
+    let kind = err.kind();
+    let findings = &mut diagnosis.findings;
+
+    if kind == VerifyErrorKind::MissingHeader {
+        for header in missing_headers(scheme.name(), headers) {
+            findings.push(Finding::MissingHeader { header });
+        }
+    }
+    findings.extend(other_schemes(scheme.name(), secrets, headers, body, now));
+
+    let signature = scheme.verify_signature(secrets, headers, body, now);
+    let signature_ok = signature_matches(&signature);
+    let claimed = match &signature {
+        Ok(matched) => matched.timestamp(),
+        Err(_) => claimed_timestamp(scheme.name(), headers, body),
+    };
+    if let Some(timestamp) = claimed {
+        if window.check_at(timestamp, now).is_err() {
+            findings.push(Finding::TimestampOutsideWindow {
+                timestamp,
+                now,
+                tolerance: window.tolerance_value().as_secs(),
+                future_skew: window.future_skew_value().as_secs(),
+                unit: TimestampUnit::guess(timestamp, now),
+                signature_verified: signature_ok,
+            });
+        }
+    }
+
+    if kind == VerifyErrorKind::InvalidSignature {
+        let verifies = |candidate: &[u8]| {
+            signature_matches(&scheme.verify_signature(secrets, headers, candidate, now))
+        };
+        if let Some(changes) = find_body_changes(body, verifies) {
+            findings.push(Finding::BodyChanged { changes });
+        } else if let Some(encoding) = find_secret_encoding(scheme, secrets, headers, body, now) {
+            findings.push(Finding::SecretEncoding { encoding });
+        } else {
+            findings.push(Finding::NoCauseFound);
+        }
+    }
+    diagnosis
+}
+
+/// The outcome of [`diagnose`]: the verification result and, on failure,
+/// what was found about the cause.
+#[derive(Debug, Clone)]
+pub struct Diagnosis {
+    scheme: SchemeName,
+    now: i64,
+    result: Result<SignatureMatch, VerifyError>,
+    findings: Vec<Finding>,
+}
+
+impl Diagnosis {
+    /// Whether the request passes verification (signature and replay window).
+    pub fn is_verified(&self) -> bool {
+        self.result.is_ok()
+    }
+
+    /// What matched, when the request passes.
+    pub fn signature_match(&self) -> Option<&SignatureMatch> {
+        self.result.as_ref().ok()
+    }
+
+    /// The error a receiver would answer with, when the request fails.
+    pub fn error(&self) -> Option<&VerifyError> {
+        self.result.as_ref().err()
+    }
+
+    /// What was found about the cause of a failure, most specific first.
+    /// Empty when the request passes.
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    /// The scheme the request was checked with.
+    pub fn scheme(&self) -> SchemeName {
+        self.scheme
+    }
+
+    /// The time the request was checked at (unix seconds).
+    pub fn now(&self) -> i64 {
+        self.now
+    }
+}
+
+impl fmt::Display for Diagnosis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.result {
+            Ok(m) => {
+                write!(
+                    f,
+                    "verified with the `{}` scheme: secret #{} matched",
+                    self.scheme,
+                    m.secret_index()
+                )?;
+                if let Some(id) = m.id() {
+                    write!(f, "; id `{id}`")?;
+                }
+                if let Some(ts) = m.timestamp() {
+                    write!(f, "; timestamp {ts} ({})", describe_offset(ts, self.now))?;
+                }
+                Ok(())
+            }
+            Err(err) => {
+                write!(
+                    f,
+                    "not verified with the `{}` scheme ({}): {err}",
+                    self.scheme,
+                    err.kind()
+                )?;
+                for finding in &self.findings {
+                    write!(f, "\n- {finding}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// One thing learned about why a request does not verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Finding {
+    /// A header the scheme needs is absent.
+    MissingHeader {
+        /// The header's name (lower case).
+        header: &'static str,
+    },
+    /// The request carries the signature header of another scheme.
+    LooksLikeOtherScheme {
+        /// The scheme the headers belong to.
+        scheme: SchemeName,
+        /// The provider's name, such as `GitHub`.
+        provider: &'static str,
+        /// The header that gave it away.
+        header: &'static str,
+        /// Whether the request verifies with that scheme and the same secrets.
+        verifies: bool,
+    },
+    /// The timestamp is outside the replay window.
+    TimestampOutsideWindow {
+        /// The timestamp as sent.
+        timestamp: i64,
+        /// The time of the check (unix seconds).
+        now: i64,
+        /// How old a timestamp may be, in seconds.
+        tolerance: u64,
+        /// How far in the future a timestamp may be, in seconds.
+        future_skew: u64,
+        /// The unit the value appears to be in.
+        unit: TimestampUnit,
+        /// Whether the signature itself is valid (then only the time is wrong).
+        signature_verified: bool,
+    },
+    /// The signature matches the body after undoing these changes, in order:
+    /// the body was changed between signing and checking.
+    BodyChanged {
+        /// What happened to the body after it was signed.
+        changes: Vec<BodyChange>,
+    },
+    /// The signature matches when the secret is read another way.
+    SecretEncoding {
+        /// How the sender reads the secret.
+        encoding: SecretEncoding,
+    },
+    /// The signature matches neither the body with any common change nor the
+    /// secret read any other way.
+    NoCauseFound,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingHeader { header } => write!(f, "the `{header}` header is missing"),
+            Self::LooksLikeOtherScheme {
+                scheme,
+                provider,
+                header,
+                verifies,
+            } => {
+                write!(
+                    f,
+                    "this looks like a {provider} delivery (it carries `{header}`): use the `{scheme}` scheme"
+                )?;
+                if *verifies {
+                    f.write_str("; the request verifies with it")?;
+                }
+                Ok(())
+            }
+            Self::TimestampOutsideWindow {
+                timestamp,
+                now,
+                tolerance,
+                future_skew,
+                unit,
+                signature_verified,
+            } => {
+                if *unit == TimestampUnit::Seconds {
+                    let age = i128::from(*now) - i128::from(*timestamp);
+                    let limit = if age >= 0 { tolerance } else { future_skew };
+                    write!(
+                        f,
+                        "the timestamp {timestamp} is {}; the window allows {limit} s: \
+                         check the sender's and this machine's clocks, or whether the request is a late retry or a replay",
+                        describe_offset(*timestamp, *now)
+                    )?;
+                } else {
+                    let divisor = unit.per_second();
+                    let seconds = i128::from(*timestamp) / divisor;
+                    let off = i128::from(*now) - seconds;
+                    write!(
+                        f,
+                        "the timestamp {timestamp} looks like {unit} (as seconds it would be {seconds}, {} s {} now): \
+                         the sender must send unix time in whole seconds",
+                        off.abs(),
+                        if off >= 0 { "before" } else { "after" }
+                    )?;
+                }
+                if !signature_verified {
+                    f.write_str(" (the signature does not verify either)")?;
+                }
+                Ok(())
+            }
+            Self::BodyChanged { changes } => {
+                f.write_str("the signature matches the body as it was before it was changed: ")?;
+                for (i, change) in changes.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", and ")?;
+                    }
+                    write!(f, "{change}")?;
+                }
+                f.write_str(
+                    "; verify the raw bytes exactly as received, before any parsing or re-encoding",
+                )
+            }
+            Self::SecretEncoding { encoding } => write!(
+                f,
+                "the signature matches with the secret {encoding}: the sender reads the secret differently from this receiver"
+            ),
+            Self::NoCauseFound => f.write_str(
+                "the signature matches no common change to the body and no other reading of the secret: \
+                 most likely the secret differs from the sender's (a rotated, test-mode or other endpoint's secret), \
+                 or the body was changed in another way",
+            ),
+        }
+    }
+}
+
+/// The unit a timestamp appears to be in, judged by how close it lands to now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimestampUnit {
+    /// Unix seconds, as every scheme expects.
+    Seconds,
+    /// Unix milliseconds (JavaScript's `Date.now()`).
+    Milliseconds,
+    /// Unix microseconds.
+    Microseconds,
+    /// Unix nanoseconds.
+    Nanoseconds,
+}
+
+impl TimestampUnit {
+    /// The unit `timestamp` is most likely in, given `now` in seconds: a
+    /// sub-second unit when the value divided accordingly lands within a
+    /// year of now, or else when it has that unit's number of digits for any
+    /// date between 1973 and 5138 (13 digits for milliseconds, 16 for
+    /// microseconds, 19 for nanoseconds, give or take one).
+    pub fn guess(timestamp: i64, now: i64) -> Self {
+        let near = |divisor: i128| {
+            (i128::from(timestamp) / divisor - i128::from(now)).abs() <= 366 * 86_400
+        };
+        if near(1) {
+            return Self::Seconds;
+        }
+        for unit in [Self::Milliseconds, Self::Microseconds, Self::Nanoseconds] {
+            if near(unit.per_second()) {
+                return unit;
+            }
+        }
+        match timestamp.checked_ilog10().map(|log| log + 1) {
+            Some(12..=14) => Self::Milliseconds,
+            Some(15..=17) => Self::Microseconds,
+            Some(18..=19) => Self::Nanoseconds,
+            _ => Self::Seconds,
+        }
+    }
+
+    fn per_second(self) -> i128 {
+        match self {
+            Self::Seconds => 1,
+            Self::Milliseconds => 1_000,
+            Self::Microseconds => 1_000_000,
+            Self::Nanoseconds => 1_000_000_000,
+        }
+    }
+}
+
+impl fmt::Display for TimestampUnit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Seconds => "seconds",
+            Self::Milliseconds => "milliseconds",
+            Self::Microseconds => "microseconds",
+            Self::Nanoseconds => "nanoseconds",
+        })
+    }
+}
+
+/// A change made to a body after it was signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BodyChange {
+    /// A trailing newline was added (an editor, `echo`, a logging proxy).
+    TrailingNewlineAdded,
+    /// The trailing newline was removed (a framework that trims bodies).
+    TrailingNewlineRemoved,
+    /// LF line endings became CRLF (a Windows tool or a text-mode transfer).
+    LfBecameCrlf,
+    /// CRLF line endings became LF.
+    CrlfBecameLf,
+    /// Compact JSON was re-serialized in another layout (pretty-printed,
+    /// spaced): the sender signed the compact form.
+    JsonReformattedFromCompact,
+    /// JSON pretty-printed with two spaces was re-serialized: the sender
+    /// signed the pretty form.
+    JsonReformattedFromPretty,
+    /// JSON with `", "` and `": "` separators (Python's `json.dumps`
+    /// default) was re-serialized: the sender signed that form.
+    JsonReformattedFromSpaced,
+    /// A UTF-8 byte order mark was added in front.
+    BomAdded,
+    /// The UTF-8 byte order mark in front was removed.
+    BomRemoved,
+}
+
+impl BodyChange {
+    /// Every change that is tried, in the order tried.
+    pub const ALL: [Self; 9] = [
+        Self::TrailingNewlineAdded,
+        Self::TrailingNewlineRemoved,
+        Self::LfBecameCrlf,
+        Self::CrlfBecameLf,
+        Self::JsonReformattedFromCompact,
+        Self::JsonReformattedFromPretty,
+        Self::JsonReformattedFromSpaced,
+        Self::BomAdded,
+        Self::BomRemoved,
+    ];
+
+    /// The body as it was before this change, if the change can have
+    /// happened to `received` (`None` otherwise).
+    pub fn undo(self, received: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            Self::TrailingNewlineAdded => received
+                .strip_suffix(b"\r\n")
+                .or_else(|| received.strip_suffix(b"\n"))
+                .map(<[u8]>::to_vec),
+            Self::TrailingNewlineRemoved => {
+                (!received.ends_with(b"\n")).then(|| [received, b"\n"].concat())
+            }
+            Self::LfBecameCrlf => contains(received, b"\r\n").then(|| replace_crlf(received)),
+            Self::CrlfBecameLf => (received.contains(&b'\n') && !received.contains(&b'\r'))
+                .then(|| replace_lf(received)),
+            Self::JsonReformattedFromCompact => reformat_json(received, JsonLayout::Compact),
+            Self::JsonReformattedFromPretty => reformat_json(received, JsonLayout::Pretty),
+            Self::JsonReformattedFromSpaced => reformat_json(received, JsonLayout::Spaced),
+            Self::BomAdded => received.strip_prefix(UTF8_BOM).map(<[u8]>::to_vec),
+            Self::BomRemoved => {
+                (!received.starts_with(UTF8_BOM)).then(|| [UTF8_BOM, received].concat())
+            }
+        }
+        .filter(|before| before != received)
+    }
+}
+
+impl fmt::Display for BodyChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::TrailingNewlineAdded => "a trailing newline was added after signing",
+            Self::TrailingNewlineRemoved => "the trailing newline was removed after signing",
+            Self::LfBecameCrlf => "LF line endings were turned into CRLF after signing",
+            Self::CrlfBecameLf => "CRLF line endings were turned into LF after signing",
+            Self::JsonReformattedFromCompact => {
+                "the JSON was signed compact and re-serialized in another layout after signing"
+            }
+            Self::JsonReformattedFromPretty => {
+                "the JSON was signed pretty-printed (2 spaces) and re-serialized in another layout after signing"
+            }
+            Self::JsonReformattedFromSpaced => {
+                "the JSON was signed with `, ` and `: ` separators (Python's json.dumps) and re-serialized after signing"
+            }
+            Self::BomAdded => "a UTF-8 byte order mark was added in front after signing",
+            Self::BomRemoved => "the UTF-8 byte order mark in front was removed after signing",
+        })
+    }
+}
+
+/// A way of reading a secret other than the one in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SecretEncoding {
+    /// The secret text base64-decoded (after any `whsec_` prefix), as
+    /// Standard Webhooks and Svix do, where this receiver uses its raw text.
+    Base64Decoded,
+    /// The text after the `whsec_` prefix used as raw bytes.
+    WhsecPrefixStripped,
+    /// The `whsec_<base64>` text itself used as raw bytes (as Stripe does),
+    /// where this receiver decodes it.
+    WhsecTextAsBytes,
+    /// The base64 text without a prefix used as raw bytes, where this
+    /// receiver decodes it.
+    Base64TextAsBytes,
+    /// The secret text hex-decoded, where this receiver uses its raw text.
+    HexDecoded,
+    /// The hex text used as raw bytes, where this receiver decodes it.
+    HexTextAsBytes,
+}
+
+impl SecretEncoding {
+    /// Every reading that is tried, in the order tried.
+    pub const ALL: [Self; 6] = [
+        Self::Base64Decoded,
+        Self::WhsecPrefixStripped,
+        Self::WhsecTextAsBytes,
+        Self::Base64TextAsBytes,
+        Self::HexDecoded,
+        Self::HexTextAsBytes,
+    ];
+
+    /// The key bytes this reading gives for `secret`'s bytes, if it applies
+    /// and differs from them.
+    fn reread(self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let b64 = &base64::engine::general_purpose::STANDARD;
+        let text = std::str::from_utf8(bytes).ok().map(str::trim);
+        match self {
+            Self::Base64Decoded => {
+                let text = text?;
+                let encoded = text.strip_prefix(WHSEC_PREFIX).unwrap_or(text);
+                b64.decode(encoded).ok()
+            }
+            Self::WhsecPrefixStripped => text?
+                .strip_prefix(WHSEC_PREFIX)
+                .map(|rest| rest.as_bytes().to_vec()),
+            Self::WhsecTextAsBytes => {
+                Some(format!("{WHSEC_PREFIX}{}", b64.encode(bytes)).into_bytes())
+            }
+            Self::Base64TextAsBytes => Some(b64.encode(bytes).into_bytes()),
+            Self::HexDecoded => hex::decode(text?).ok(),
+            Self::HexTextAsBytes => Some(hex::encode(bytes).into_bytes()),
+        }
+        .filter(|key| !key.is_empty() && key != bytes)
+    }
+}
+
+impl fmt::Display for SecretEncoding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Base64Decoded => {
+                "base64-decoded (after the `whsec_` prefix) instead of used as raw bytes"
+            }
+            Self::WhsecPrefixStripped => "used as raw bytes with the `whsec_` prefix stripped",
+            Self::WhsecTextAsBytes => {
+                "used as the raw bytes of its `whsec_...` text instead of base64-decoded"
+            }
+            Self::Base64TextAsBytes => {
+                "used as the raw bytes of its base64 text (no `whsec_` prefix) instead of decoded"
+            }
+            Self::HexDecoded => "hex-decoded instead of used as raw bytes",
+            Self::HexTextAsBytes => "used as the raw bytes of its hex text instead of hex-decoded",
+        })
+    }
+}
+
+/// Whether a verification result means the signature matched (body-only mode
+/// checks the body's timestamp only after the signature).
+fn signature_matches(result: &Result<SignatureMatch, VerifyError>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(e) => e.kind() == VerifyErrorKind::MissingTimestamp,
+    }
+}
+
+fn find_body_changes(body: &[u8], verifies: impl Fn(&[u8]) -> bool) -> Option<Vec<BodyChange>> {
+    for change in BodyChange::ALL {
+        if let Some(before) = change.undo(body) {
+            if verifies(&before) {
+                return Some(vec![change]);
+            }
+        }
+    }
+    // Two changes in a row: the last one made is undone first.
+    for last in BodyChange::ALL {
+        let Some(middle) = last.undo(body) else {
+            continue;
+        };
+        for first in BodyChange::ALL {
+            if first == last {
+                continue;
+            }
+            if let Some(before) = first.undo(&middle) {
+                if before != body && verifies(&before) {
+                    return Some(vec![first, last]);
+                }
+            }
+        }
+    }
+    None
+}
+
+fn find_secret_encoding(
+    scheme: &Scheme,
+    secrets: &SecretSet,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Option<SecretEncoding> {
+    for encoding in SecretEncoding::ALL {
+        for secret in secrets.iter() {
+            let Some(key) = encoding.reread(secret.expose_bytes()) else {
+                continue;
+            };
+            let Ok(set) = SecretSet::single(Secret::new(key)) else {
+                continue;
+            };
+            if signature_matches(&scheme.verify_signature(&set, headers, body, now)) {
+                return Some(encoding);
+            }
+        }
+    }
+    None
+}
+
+/// The headers `scheme` needs that `headers` lacks.
+fn missing_headers(scheme: SchemeName, headers: &HeaderMap) -> Vec<&'static str> {
+    let needed: &[&'static str] = match scheme {
+        SchemeName::Native => &[
+            NATIVE_ID_HEADER,
+            NATIVE_TIMESTAMP_HEADER,
+            NATIVE_SIGNATURE_HEADER,
+        ],
+        SchemeName::NativeBodyOnly => &[NATIVE_SIGNATURE_HEADER],
+        SchemeName::Standard if headers.contains_key(SVIX_SIGNATURE_HEADER) => {
+            &[SVIX_ID_HEADER, SVIX_TIMESTAMP_HEADER, SVIX_SIGNATURE_HEADER]
+        }
+        SchemeName::Standard => &[
+            STANDARD_ID_HEADER,
+            STANDARD_TIMESTAMP_HEADER,
+            STANDARD_SIGNATURE_HEADER,
+        ],
+        SchemeName::GitHub => &[GITHUB_SIGNATURE_HEADER],
+        SchemeName::Stripe => &[STRIPE_SIGNATURE_HEADER],
+        SchemeName::Slack => &[SLACK_TIMESTAMP_HEADER, SLACK_SIGNATURE_HEADER],
+        SchemeName::Shopify => &[SHOPIFY_SIGNATURE_HEADER],
+    };
+    needed
+        .iter()
+        .copied()
+        .filter(|h| !headers.contains_key(*h))
+        .collect()
+}
+
+/// Schemes other than `current` whose signature header the request carries.
+fn other_schemes(
+    current: SchemeName,
+    secrets: &SecretSet,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Vec<Finding> {
+    let signature_headers: [(&'static str, SchemeName, &'static str); 7] = [
+        (
+            STANDARD_SIGNATURE_HEADER,
+            SchemeName::Standard,
+            "Standard Webhooks",
+        ),
+        (SVIX_SIGNATURE_HEADER, SchemeName::Standard, "Svix"),
+        (GITHUB_SIGNATURE_HEADER, SchemeName::GitHub, "GitHub"),
+        (STRIPE_SIGNATURE_HEADER, SchemeName::Stripe, "Stripe"),
+        (SLACK_SIGNATURE_HEADER, SchemeName::Slack, "Slack"),
+        (SHOPIFY_SIGNATURE_HEADER, SchemeName::Shopify, "Shopify"),
+        (NATIVE_SIGNATURE_HEADER, SchemeName::Native, "webhook-guard"),
+    ];
+    let mut found = Vec::new();
+    for (header, name, provider) in signature_headers {
+        if !headers.contains_key(header) {
+            continue;
+        }
+        // The two native modes share their signature header: signed mode
+        // also needs its id and timestamp headers.
+        let (name, provider) = match name {
+            SchemeName::Native
+                if !(headers.contains_key(NATIVE_ID_HEADER)
+                    && headers.contains_key(NATIVE_TIMESTAMP_HEADER)) =>
+            {
+                (SchemeName::NativeBodyOnly, "body-only native")
+            }
+            SchemeName::Native => (SchemeName::Native, "signed native"),
+            other => (other, provider),
+        };
+        if name == current
+            || found.iter().any(
+                |f| matches!(f, Finding::LooksLikeOtherScheme { scheme, .. } if *scheme == name),
+            )
+        {
+            continue;
+        }
+        let verifies =
+            signature_matches(&scheme_by_name(name).verify_signature(secrets, headers, body, now));
+        let native_family = matches!(name, SchemeName::Native | SchemeName::NativeBodyOnly)
+            && matches!(current, SchemeName::Native | SchemeName::NativeBodyOnly);
+        if native_family && !verifies {
+            continue;
+        }
+        found.push(Finding::LooksLikeOtherScheme {
+            scheme: name,
+            provider,
+            header,
+            verifies,
+        });
+    }
+    found
+}
+
+fn scheme_by_name(name: SchemeName) -> Scheme {
+    match name {
+        SchemeName::NativeBodyOnly => Scheme::native_body_only(),
+        SchemeName::Standard => Scheme::standard(),
+        SchemeName::GitHub => Scheme::github(),
+        SchemeName::Stripe => Scheme::stripe(),
+        SchemeName::Slack => Scheme::slack(),
+        SchemeName::Shopify => Scheme::shopify(),
+        SchemeName::Native => Scheme::native(),
+    }
+}
+
+/// The timestamp the request claims, read without trusting the signature.
+fn claimed_timestamp(scheme: SchemeName, headers: &HeaderMap, body: &[u8]) -> Option<i64> {
+    let header_seconds = |name: &str| -> Option<i64> {
+        let text = headers.get(name)?.to_str().ok()?.trim();
+        digits(text)
+    };
+    match scheme {
+        SchemeName::Native => header_seconds(NATIVE_TIMESTAMP_HEADER),
+        SchemeName::Standard => header_seconds(STANDARD_TIMESTAMP_HEADER)
+            .or_else(|| header_seconds(SVIX_TIMESTAMP_HEADER)),
+        SchemeName::Slack => header_seconds(SLACK_TIMESTAMP_HEADER),
+        SchemeName::Stripe => {
+            let value = headers.get(STRIPE_SIGNATURE_HEADER)?.to_str().ok()?;
+            value
+                .split(',')
+                .find_map(|item| item.trim().strip_prefix("t="))
+                .and_then(digits)
+        }
+        SchemeName::NativeBodyOnly => {
+            let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+            match value.get("timestamp")? {
+                serde_json::Value::Number(n) => n.as_i64(),
+                serde_json::Value::String(s) => digits(s).or_else(|| {
+                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                        .ok()
+                        .map(|t| t.unix_timestamp())
+                }),
+                _ => None,
+            }
+        }
+        SchemeName::GitHub | SchemeName::Shopify => None,
+    }
+}
+
+fn digits(text: &str) -> Option<i64> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// "412 s in the past", "3 s in the future", "now".
+fn describe_offset(timestamp: i64, now: i64) -> String {
+    let age = i128::from(now) - i128::from(timestamp);
+    match age {
+        0 => "now".to_owned(),
+        a if a > 0 => format!("{a} s in the past"),
+        a => format!("{} s in the future", -a),
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn replace_crlf(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'\r' && body.get(i + 1) == Some(&b'\n') {
+            out.push(b'\n');
+            i += 2;
+        } else {
+            out.push(body[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn replace_lf(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + body.len() / 16);
+    for &b in body {
+        if b == b'\n' {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum JsonLayout {
+    /// No whitespace at all (`JSON.stringify(x)`, `serde_json::to_vec`).
+    Compact,
+    /// Two-space indentation (`JSON.stringify(x, null, 2)`,
+    /// `serde_json::to_vec_pretty`, `json.dumps(x, indent=2)`).
+    Pretty,
+    /// One line with `", "` and `": "` (`json.dumps(x)` in Python).
+    Spaced,
+}
+
+/// Lays out valid JSON anew without touching its tokens: key order, number
+/// spelling and string escapes stay exactly as they were. `None` when the
+/// body is not JSON.
+fn reformat_json(body: &[u8], layout: JsonLayout) -> Option<Vec<u8>> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).ok()?;
+    let mut out = Vec::with_capacity(body.len() + body.len() / 2);
+    let newline = |out: &mut Vec<u8>, depth: usize| {
+        out.push(b'\n');
+        out.extend(std::iter::repeat_n(b' ', depth * 2));
+    };
+    let mut depth = 0usize;
+    let mut just_opened = false;
+    let mut i = 0;
+    while i < body.len() {
+        let b = body[i];
+        match b {
+            b' ' | b'\t' | b'\n' | b'\r' => {}
+            b'{' | b'[' => {
+                if just_opened && layout == JsonLayout::Pretty {
+                    newline(&mut out, depth);
+                }
+                out.push(b);
+                depth += 1;
+                just_opened = true;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if !just_opened && layout == JsonLayout::Pretty {
+                    newline(&mut out, depth);
+                }
+                just_opened = false;
+                out.push(b);
+            }
+            b',' => {
+                out.push(b',');
+                match layout {
+                    JsonLayout::Pretty => newline(&mut out, depth),
+                    JsonLayout::Spaced => out.push(b' '),
+                    JsonLayout::Compact => {}
+                }
+            }
+            b':' => {
+                out.push(b':');
+                if layout != JsonLayout::Compact {
+                    out.push(b' ');
+                }
+            }
+            _ => {
+                if just_opened && layout == JsonLayout::Pretty {
+                    newline(&mut out, depth);
+                }
+                just_opened = false;
+                if b == b'"' {
+                    let start = i;
+                    i += 1;
+                    while i < body.len() {
+                        match body[i] {
+                            b'\\' => i += 2,
+                            b'"' => break,
+                            _ => i += 1,
+                        }
+                    }
+                    let end = (i + 1).min(body.len());
+                    out.extend_from_slice(&body[start..end]);
+                } else {
+                    out.push(b);
+                }
+            }
+        }
+        i += 1;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Message;
+
+    const NOW: i64 = 1_700_000_000;
+
+    #[test]
+    fn reformat_matches_serde_json_layouts() {
+        let value = serde_json::json!({
+            "a": [1, 2, {"b": null, "c": "x,y: \"z\""}],
+            "d": {},
+            "e": [],
+            "f": [[]],
+        });
+        let compact = serde_json::to_vec(&value).unwrap();
+        let pretty = serde_json::to_vec_pretty(&value).unwrap();
+        assert_eq!(reformat_json(&compact, JsonLayout::Pretty).unwrap(), pretty);
+        assert_eq!(
+            reformat_json(&pretty, JsonLayout::Compact).unwrap(),
+            compact
+        );
+        assert_eq!(
+            reformat_json(br#"{"a":[1,{"b":"c"}]}"#, JsonLayout::Spaced).unwrap(),
+            br#"{"a": [1, {"b": "c"}]}"#
+        );
+        assert!(reformat_json(b"not json", JsonLayout::Compact).is_none());
+    }
+
+    #[test]
+    fn pairs_of_changes_are_found() {
+        let secrets = SecretSet::single("s").unwrap();
+        let scheme = Scheme::github();
+        let signed = b"line one\nline two\n";
+        let headers = scheme
+            .sign(&secrets, &Message::new("d", NOW, signed))
+            .unwrap();
+        let received = [UTF8_BOM, &replace_lf(signed)].concat();
+        let d = diagnose(&scheme, &secrets, &headers, &received, NOW);
+        assert!(
+            d.findings().iter().any(|f| matches!(
+                f,
+                Finding::BodyChanged { changes } if changes.len() == 2
+                    && changes.contains(&BodyChange::BomAdded)
+                    && changes.contains(&BodyChange::LfBecameCrlf)
+            )),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn no_cause_with_a_different_secret() {
+        let scheme = Scheme::native();
+        let headers = scheme
+            .sign(
+                &SecretSet::single("k3y-of-the-sender").unwrap(),
+                &Message::new("e", NOW, b"{}"),
+            )
+            .unwrap();
+        let d = diagnose(
+            &scheme,
+            &SecretSet::single("k3y-of-the-receiver").unwrap(),
+            &headers,
+            b"{}",
+            NOW,
+        );
+        assert_eq!(d.findings(), &[Finding::NoCauseFound]);
+        let text = d.to_string();
+        assert!(!text.contains("k3y-of"), "{text}");
+        let signature = headers[NATIVE_SIGNATURE_HEADER].to_str().unwrap();
+        assert!(!text.contains(&signature[7..]), "{text}");
+    }
+
+    #[test]
+    fn native_modes_point_at_each_other_only_when_that_verifies() {
+        let secrets = SecretSet::single("s").unwrap();
+        let body = br#"{"timestamp":1700000000}"#;
+        let body_only = Scheme::native_body_only()
+            .sign(&secrets, &Message::new("e", NOW, body))
+            .unwrap();
+        let d = diagnose(&Scheme::native(), &secrets, &body_only, body, NOW);
+        assert!(
+            d.findings().contains(&Finding::LooksLikeOtherScheme {
+                scheme: SchemeName::NativeBodyOnly,
+                provider: "body-only native",
+                header: NATIVE_SIGNATURE_HEADER,
+                verifies: true,
+            }),
+            "{d}"
+        );
+        let signed = Scheme::native()
+            .sign(&secrets, &Message::new("e", NOW, body))
+            .unwrap();
+        let d = diagnose(&Scheme::native_body_only(), &secrets, &signed, body, NOW);
+        assert!(
+            d.findings().iter().any(|f| matches!(
+                f,
+                Finding::LooksLikeOtherScheme {
+                    scheme: SchemeName::Native,
+                    verifies: true,
+                    ..
+                }
+            )),
+            "{d}"
+        );
+        // A wrong secret: no advice to switch between the native modes.
+        let other = SecretSet::single("other").unwrap();
+        let d = diagnose(&Scheme::native_body_only(), &other, &signed, body, NOW);
+        assert!(
+            !d.findings()
+                .iter()
+                .any(|f| matches!(f, Finding::LooksLikeOtherScheme { .. })),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn unit_guess() {
+        assert_eq!(
+            TimestampUnit::guess(NOW - 5000, NOW),
+            TimestampUnit::Seconds
+        );
+        assert_eq!(
+            TimestampUnit::guess(NOW * 1000, NOW),
+            TimestampUnit::Milliseconds
+        );
+        assert_eq!(
+            TimestampUnit::guess(NOW * 1_000_000, NOW),
+            TimestampUnit::Microseconds
+        );
+        // Far from now, the number of digits decides.
+        assert_eq!(
+            TimestampUnit::guess(1_500_000_000_000, NOW),
+            TimestampUnit::Milliseconds
+        );
+        assert_eq!(
+            TimestampUnit::guess(1_000_000_000_000_000_000, NOW),
+            TimestampUnit::Nanoseconds
+        );
+        assert_eq!(
+            TimestampUnit::guess(i64::MAX, NOW),
+            TimestampUnit::Nanoseconds
+        );
+        assert_eq!(
+            TimestampUnit::guess(99_999_999_999, NOW),
+            TimestampUnit::Seconds
+        );
+        assert_eq!(TimestampUnit::guess(i64::MIN, NOW), TimestampUnit::Seconds);
+    }
+}

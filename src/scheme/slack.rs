@@ -1,0 +1,58 @@
+//! Slack: `X-Slack-Signature: v0=<hex>` over `v0:{timestamp}:{body}`.
+
+use http::{HeaderMap, HeaderValue};
+
+use super::{
+    Message, SignatureMatch, TimestampSource, decode_hex_tag, find_match, hmac_tag,
+    required_header, required_text,
+};
+use crate::error::VerifyError;
+use crate::replay::parse_unix_seconds;
+use crate::secret::{KeyedSecret, SecretSet};
+
+/// Header carrying Slack's signature.
+pub const SLACK_SIGNATURE_HEADER: &str = "x-slack-signature";
+/// Header carrying the signed request timestamp (unix seconds).
+pub const SLACK_TIMESTAMP_HEADER: &str = "x-slack-request-timestamp";
+
+pub(super) fn sign(key: &KeyedSecret, msg: &Message<'_>) -> HeaderMap {
+    let ts = msg.timestamp.to_string();
+    let tag = hmac_tag(key, &[b"v0:", ts.as_bytes(), b":", msg.body]);
+    let mut headers = HeaderMap::with_capacity(2);
+    headers.insert(SLACK_TIMESTAMP_HEADER, HeaderValue::from(msg.timestamp));
+    let value = format!("v0={}", hex::encode(tag));
+    headers.insert(
+        SLACK_SIGNATURE_HEADER,
+        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("")),
+    );
+    headers
+}
+
+pub(super) fn verify(
+    secrets: &SecretSet,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<SignatureMatch, VerifyError> {
+    const NAME: &str = SLACK_SIGNATURE_HEADER;
+    let ts_raw = required_header(headers, SLACK_TIMESTAMP_HEADER)?;
+    let timestamp = parse_unix_seconds(SLACK_TIMESTAMP_HEADER, ts_raw)?;
+    let ts_raw = ts_raw.trim_ascii();
+    let value = required_text(headers, NAME)?;
+    let Some(hex_part) = value.strip_prefix("v0=") else {
+        return Err(VerifyError::malformed(
+            NAME,
+            "expected `v0=` followed by 64 hex digits",
+        ));
+    };
+    let candidate = decode_hex_tag(NAME, "`v0=`", hex_part)?;
+    let index = find_match(secrets, now, &[candidate], |k| {
+        hmac_tag(k, &[b"v0:", ts_raw, b":", body])
+    })?;
+    Ok(SignatureMatch::hmac(
+        None,
+        Some(timestamp),
+        TimestampSource::SignedHeader,
+        index,
+    ))
+}

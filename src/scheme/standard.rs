@@ -1,0 +1,391 @@
+//! Standard Webhooks / Svix: `webhook-signature: v1,<base64> [v1a,<base64>]`
+//! over `{id}.{timestamp}.{body}`.
+
+use std::fmt;
+
+use base64::Engine as _;
+use http::{HeaderMap, HeaderValue};
+
+use super::{
+    MAX_SIGNATURES_PER_HEADER, Message, SignError, SignatureMatch, Tag, TimestampSource,
+    decode_b64_exact, find_match, hmac_tag, required_header, required_text, validate_id,
+};
+use crate::error::VerifyError;
+use crate::replay::parse_unix_seconds;
+use crate::secret::{KeyedSecret, SecretSet};
+
+/// Standard Webhooks id header.
+pub const STANDARD_ID_HEADER: &str = "webhook-id";
+/// Standard Webhooks timestamp header (unix seconds).
+pub const STANDARD_TIMESTAMP_HEADER: &str = "webhook-timestamp";
+/// Standard Webhooks signature header.
+pub const STANDARD_SIGNATURE_HEADER: &str = "webhook-signature";
+/// Svix's name for the id header.
+pub const SVIX_ID_HEADER: &str = "svix-id";
+/// Svix's name for the timestamp header.
+pub const SVIX_TIMESTAMP_HEADER: &str = "svix-timestamp";
+/// Svix's name for the signature header.
+pub const SVIX_SIGNATURE_HEADER: &str = "svix-signature";
+
+/// Asymmetric keys of a Standard Webhooks scheme (feature `ed25519`).
+#[derive(Clone, Default)]
+pub(super) struct StandardKeys {
+    #[cfg(feature = "ed25519")]
+    public: Vec<Ed25519PublicKey>,
+    #[cfg(feature = "ed25519")]
+    signing: Option<Ed25519SigningKey>,
+}
+
+impl StandardKeys {
+    pub(super) fn can_sign(&self) -> bool {
+        #[cfg(feature = "ed25519")]
+        {
+            self.signing.is_some()
+        }
+        #[cfg(not(feature = "ed25519"))]
+        {
+            false
+        }
+    }
+
+    fn public_key_count(&self) -> usize {
+        #[cfg(feature = "ed25519")]
+        {
+            self.public.len()
+        }
+        #[cfg(not(feature = "ed25519"))]
+        {
+            0
+        }
+    }
+}
+
+impl fmt::Debug for StandardKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StandardKeys")
+            .field("public_keys", &self.public_key_count())
+            .field("signing_key", &self.can_sign())
+            .finish()
+    }
+}
+
+pub(super) fn sign(
+    std_keys: &StandardKeys,
+    keys: &[&KeyedSecret],
+    msg: &Message<'_>,
+) -> Result<HeaderMap, SignError> {
+    validate_id(msg.id.as_bytes()).map_err(|reason| SignError::InvalidId { reason })?;
+    let id = HeaderValue::from_str(msg.id).map_err(|_| SignError::InvalidId {
+        reason: "the id cannot be carried in a header",
+    })?;
+    let ts = msg.timestamp.to_string();
+    let b64 = &base64::engine::general_purpose::STANDARD;
+    #[cfg_attr(not(feature = "ed25519"), allow(unused_mut))]
+    let mut signatures: Vec<String> = keys
+        .iter()
+        .map(|k| {
+            let tag = hmac_tag(k, &[msg.id.as_bytes(), b".", ts.as_bytes(), b".", msg.body]);
+            format!("v1,{}", b64.encode(tag))
+        })
+        .collect();
+    #[cfg(feature = "ed25519")]
+    if let Some(signing) = &std_keys.signing {
+        use ed25519_dalek::Signer as _;
+        let content = signed_content(msg.id.as_bytes(), ts.as_bytes(), msg.body);
+        let sig = signing.0.sign(&content);
+        signatures.push(format!("v1a,{}", b64.encode(sig.to_bytes())));
+    }
+    #[cfg(not(feature = "ed25519"))]
+    let _ = std_keys;
+    let mut headers = HeaderMap::with_capacity(3);
+    headers.insert(STANDARD_ID_HEADER, id);
+    headers.insert(STANDARD_TIMESTAMP_HEADER, HeaderValue::from(msg.timestamp));
+    headers.insert(
+        STANDARD_SIGNATURE_HEADER,
+        HeaderValue::from_str(&signatures.join(" "))
+            .unwrap_or_else(|_| HeaderValue::from_static("")),
+    );
+    Ok(headers)
+}
+
+#[cfg(feature = "ed25519")]
+fn signed_content(id: &[u8], ts: &[u8], body: &[u8]) -> Vec<u8> {
+    let mut content = Vec::with_capacity(id.len() + ts.len() + body.len() + 2);
+    content.extend_from_slice(id);
+    content.push(b'.');
+    content.extend_from_slice(ts);
+    content.push(b'.');
+    content.extend_from_slice(body);
+    content
+}
+
+/// Picks the header family: `webhook-*` when `webhook-signature` is present,
+/// else `svix-*` when `svix-signature` is.
+fn header_family(headers: &HeaderMap) -> (&'static str, &'static str, &'static str) {
+    if !headers.contains_key(STANDARD_SIGNATURE_HEADER)
+        && headers.contains_key(SVIX_SIGNATURE_HEADER)
+    {
+        (SVIX_ID_HEADER, SVIX_TIMESTAMP_HEADER, SVIX_SIGNATURE_HEADER)
+    } else {
+        (
+            STANDARD_ID_HEADER,
+            STANDARD_TIMESTAMP_HEADER,
+            STANDARD_SIGNATURE_HEADER,
+        )
+    }
+}
+
+pub(super) fn verify(
+    std_keys: &StandardKeys,
+    secrets: &SecretSet,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<SignatureMatch, VerifyError> {
+    let (id_name, ts_name, sig_name) = header_family(headers);
+    let id = required_header(headers, id_name)?;
+    validate_id(id).map_err(|why| VerifyError::malformed(id_name, why))?;
+    let ts_raw = required_header(headers, ts_name)?;
+    let timestamp = parse_unix_seconds(ts_name, ts_raw)?;
+    let ts_raw = ts_raw.trim_ascii();
+
+    let value = required_text(headers, sig_name)?;
+    let mut hmac_candidates: Vec<Tag> = Vec::with_capacity(1);
+    let mut ed_candidates: Vec<[u8; 64]> = Vec::new();
+    for token in value.split_ascii_whitespace() {
+        let Some((version, b64)) = token.split_once(',') else {
+            return Err(VerifyError::malformed(
+                sig_name,
+                "each signature must be `v1,<base64>` or `v1a,<base64>`, separated by spaces",
+            ));
+        };
+        if hmac_candidates.len() + ed_candidates.len() == MAX_SIGNATURES_PER_HEADER {
+            return Err(VerifyError::malformed(
+                sig_name,
+                format!("more than {MAX_SIGNATURES_PER_HEADER} signatures"),
+            ));
+        }
+        match version {
+            "v1" => hmac_candidates.push(decode_b64_exact::<32>(sig_name, "`v1`", b64)?),
+            "v1a" => ed_candidates.push(decode_b64_exact::<64>(sig_name, "`v1a`", b64)?),
+            // Unknown versions are skipped, as the specification asks.
+            _ => {}
+        }
+    }
+    if hmac_candidates.is_empty() && ed_candidates.is_empty() {
+        return Err(VerifyError::malformed(
+            sig_name,
+            "no `v1,` or `v1a,` signature in the header",
+        ));
+    }
+
+    let signed_id = Some(String::from_utf8_lossy(id).into_owned());
+    let hmac_result = if hmac_candidates.is_empty() {
+        None
+    } else {
+        Some(find_match(secrets, now, &hmac_candidates, |k| {
+            hmac_tag(k, &[id, b".", ts_raw, b".", body])
+        }))
+    };
+    if let Some(Ok(index)) = hmac_result {
+        return Ok(SignatureMatch::hmac(
+            signed_id,
+            Some(timestamp),
+            TimestampSource::SignedHeader,
+            index,
+        ));
+    }
+
+    #[cfg(feature = "ed25519")]
+    if !ed_candidates.is_empty() && !std_keys.public.is_empty() {
+        let content = signed_content(id, ts_raw, body);
+        for (index, key) in std_keys.public.iter().enumerate() {
+            for candidate in &ed_candidates {
+                let sig = ed25519_dalek::Signature::from_bytes(candidate);
+                if key.0.verify_strict(&content, &sig).is_ok() {
+                    let mut matched = SignatureMatch::hmac(
+                        signed_id,
+                        Some(timestamp),
+                        TimestampSource::SignedHeader,
+                        index,
+                    );
+                    matched.algorithm = super::SignatureAlgorithm::Ed25519;
+                    return Ok(matched);
+                }
+            }
+        }
+    }
+
+    if let Some(Err(err)) = hmac_result {
+        if ed_candidates.is_empty() {
+            return Err(err);
+        }
+    }
+    let public = std_keys.public_key_count();
+    Err(VerifyError::new(
+        crate::error::VerifyErrorKind::InvalidSignature,
+        if !ed_candidates.is_empty() && public == 0 && hmac_candidates.is_empty() {
+            format!(
+                "the request carries {} `v1a` (ed25519) signature(s) and no public key is configured; \
+                 add one with `Scheme::standard().with_public_keys(..)` (feature `ed25519`)",
+                ed_candidates.len()
+            )
+        } else {
+            format!(
+                "none of the {} `v1` and {} `v1a` signature(s) matches any active secret or any of the {public} public key(s)",
+                hmac_candidates.len(),
+                ed_candidates.len()
+            )
+        },
+    ))
+}
+
+#[cfg(feature = "ed25519")]
+mod ed25519_keys {
+    use std::fmt;
+
+    use base64::Engine as _;
+
+    use crate::error::ConfigError;
+    use crate::scheme::{Kind, Scheme};
+
+    /// Prefix of Standard Webhooks ed25519 public keys.
+    pub const WHPK_PREFIX: &str = "whpk_";
+    /// Prefix of Standard Webhooks ed25519 secret keys.
+    pub const WHSK_PREFIX: &str = "whsk_";
+
+    fn decode_32(text: &str, prefix: &str, what: &str) -> Result<[u8; 32], ConfigError> {
+        let b64 = text.trim();
+        let b64 = b64.strip_prefix(prefix).unwrap_or(b64);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| ConfigError::InvalidSecret {
+                reason: format!("a `{prefix}` {what} must be base64 after the prefix: {e}"),
+            })?;
+        <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| ConfigError::InvalidSecret {
+            reason: format!(
+                "a `{prefix}` {what} must be 32 bytes, found {}",
+                bytes.len()
+            ),
+        })
+    }
+
+    /// An ed25519 public key that verifies Standard Webhooks `v1a` signatures.
+    #[derive(Clone, PartialEq, Eq)]
+    pub struct Ed25519PublicKey(pub(super) ed25519_dalek::VerifyingKey);
+
+    impl Ed25519PublicKey {
+        /// Decodes `whpk_<base64 of the 32-byte key>` (the prefix is optional).
+        ///
+        /// # Errors
+        ///
+        /// [`ConfigError::InvalidSecret`] for bad base64, a wrong length or a
+        /// point that is not a valid public key.
+        pub fn from_whpk(text: &str) -> Result<Self, ConfigError> {
+            Self::from_bytes(&decode_32(text, WHPK_PREFIX, "public key")?)
+        }
+
+        /// A public key from its 32 bytes.
+        ///
+        /// # Errors
+        ///
+        /// [`ConfigError::InvalidSecret`] when the bytes are not a valid key.
+        pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, ConfigError> {
+            ed25519_dalek::VerifyingKey::from_bytes(bytes)
+                .map(Self)
+                .map_err(|_| ConfigError::InvalidSecret {
+                    reason: "the bytes are not a valid ed25519 public key".into(),
+                })
+        }
+
+        /// The key as `whpk_<base64>`.
+        pub fn to_whpk(&self) -> String {
+            format!(
+                "{WHPK_PREFIX}{}",
+                base64::engine::general_purpose::STANDARD.encode(self.0.as_bytes())
+            )
+        }
+    }
+
+    impl fmt::Debug for Ed25519PublicKey {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_tuple("Ed25519PublicKey")
+                .field(&self.to_whpk())
+                .finish()
+        }
+    }
+
+    /// An ed25519 secret key that signs Standard Webhooks `v1a` signatures.
+    /// `Debug` never shows it.
+    #[derive(Clone)]
+    pub struct Ed25519SigningKey(pub(super) ed25519_dalek::SigningKey);
+
+    impl Ed25519SigningKey {
+        /// Decodes `whsk_<base64 of the 32-byte seed>` (the prefix is optional).
+        ///
+        /// # Errors
+        ///
+        /// [`ConfigError::InvalidSecret`] for bad base64 or a wrong length.
+        pub fn from_whsk(text: &str) -> Result<Self, ConfigError> {
+            Ok(Self::from_seed(&decode_32(
+                text,
+                WHSK_PREFIX,
+                "secret key",
+            )?))
+        }
+
+        /// A signing key from its 32-byte seed.
+        pub fn from_seed(seed: &[u8; 32]) -> Self {
+            Self(ed25519_dalek::SigningKey::from_bytes(seed))
+        }
+
+        /// The matching public key, to hand to receivers.
+        pub fn public_key(&self) -> Ed25519PublicKey {
+            Ed25519PublicKey(self.0.verifying_key())
+        }
+
+        /// The key as `whsk_<base64>`. Handle with care.
+        pub fn expose_whsk(&self) -> String {
+            format!(
+                "{WHSK_PREFIX}{}",
+                base64::engine::general_purpose::STANDARD.encode(self.0.to_bytes())
+            )
+        }
+    }
+
+    impl fmt::Debug for Ed25519SigningKey {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("Ed25519SigningKey(..redacted..)")
+        }
+    }
+
+    impl Scheme {
+        /// Standard Webhooks: also accept `v1a` (ed25519) signatures made by
+        /// the secret key of any of these public keys. Several keys allow a
+        /// rotation; [`Verified::secret_index`](crate::Verified::secret_index)
+        /// is then the index among these keys. Has no effect on other schemes.
+        #[must_use]
+        pub fn with_public_keys(
+            mut self,
+            keys: impl IntoIterator<Item = Ed25519PublicKey>,
+        ) -> Self {
+            if let Kind::Standard(std_keys) = &mut self.kind {
+                std_keys.public.extend(keys);
+            }
+            self
+        }
+
+        /// Standard Webhooks: also sign with this ed25519 key (a `v1a`
+        /// signature beside any `v1` ones). Has no effect on other schemes.
+        #[must_use]
+        pub fn with_signing_key(mut self, key: Ed25519SigningKey) -> Self {
+            if let Kind::Standard(std_keys) = &mut self.kind {
+                std_keys.signing = Some(key);
+            }
+            self
+        }
+    }
+}
+
+#[cfg(feature = "ed25519")]
+pub use ed25519_keys::{Ed25519PublicKey, Ed25519SigningKey, WHPK_PREFIX, WHSK_PREFIX};

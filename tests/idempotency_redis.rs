@@ -1,0 +1,234 @@
+//! Idempotency with the Redis store: a real `redis-server` per test, started
+//! on a free loopback port (tests fail, never skip, if it cannot start).
+#![cfg(feature = "redis")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use support::redis_server::RedisServer;
+use support::{Calls, client, deliver, scenarios, serve};
+use webhook_guard::idempotency::{Begin, FailMode, IdempotencyLayer, IdempotencyStore, RedisStore};
+
+async fn store(redis: &RedisServer) -> RedisStore {
+    RedisStore::connect(&redis.url()).await.expect("connect")
+}
+
+async fn layer(redis: &RedisServer) -> IdempotencyLayer {
+    IdempotencyLayer::new(store(redis).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_call_the_handler_once() {
+    let redis = RedisServer::start();
+    scenarios::concurrent_deliveries_call_once(vec![layer(&redis).await]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_receiver_instances_call_the_handler_once() {
+    let redis = RedisServer::start();
+    // Two receivers with their own connections, as on two machines.
+    let a = layer(&redis).await;
+    let b = layer(&redis).await;
+    scenarios::concurrent_deliveries_call_once(vec![a, b]).await;
+}
+
+#[tokio::test]
+async fn failed_handler_is_retried_and_processed_once() {
+    let redis = RedisServer::start();
+    scenarios::failed_handler_is_retried(layer(&redis).await).await;
+}
+
+#[tokio::test]
+async fn done_ttl_expires() {
+    let redis = RedisServer::start();
+    scenarios::done_ttl_expires(layer(&redis).await).await;
+}
+
+#[tokio::test]
+async fn done_outlives_the_lease() {
+    let redis = RedisServer::start();
+    scenarios::done_outlives_the_lease(layer(&redis).await).await;
+}
+
+#[tokio::test]
+async fn lease_expires_after_a_crash() {
+    let redis = RedisServer::start();
+    scenarios::lease_expires_after_crash(layer(&redis).await).await;
+}
+
+#[tokio::test]
+async fn scopes_isolate() {
+    let redis = RedisServer::start();
+    scenarios::scopes_isolate(layer(&redis).await).await;
+}
+
+#[tokio::test]
+async fn panicking_handler_is_retried() {
+    let redis = RedisServer::start();
+    scenarios::panicking_handler_is_retried(layer(&redis).await).await;
+}
+
+#[tokio::test]
+async fn cancelled_delivery_is_retried() {
+    let redis = RedisServer::start();
+    scenarios::cancelled_delivery_is_retried(layer(&redis).await).await;
+}
+
+#[tokio::test]
+async fn duplicate_waits_for_in_flight() {
+    let redis = RedisServer::start();
+    scenarios::duplicate_waits_for_in_flight(layer(&redis).await).await;
+}
+
+#[tokio::test]
+async fn unsigned_headers_do_not_change_the_key() {
+    let redis = RedisServer::start();
+    scenarios::unsigned_headers_do_not_change_the_key(layer(&redis).await).await;
+}
+
+#[tokio::test]
+async fn only_the_lease_owner_can_finish_it() {
+    let redis = RedisServer::start();
+    // Two instances, as on two machines.
+    let first = store(&redis).await;
+    let second = store(&redis).await;
+    let short = Duration::from_millis(150);
+    let Begin::New(old) = first.begin("k", short).await.unwrap() else {
+        panic!("new key")
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let Begin::New(new) = second.begin("k", Duration::from_secs(60)).await.unwrap() else {
+        panic!("an expired lease is free")
+    };
+    assert_ne!(old, new);
+    assert!(!first.release("k", old).await.unwrap());
+    assert!(
+        !first
+            .complete("k", old, Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    assert_eq!(first.begin("k", short).await.unwrap(), Begin::InFlight);
+    assert!(
+        second
+            .complete("k", new, Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    assert_eq!(first.begin("k", short).await.unwrap(), Begin::Done);
+    assert!(!second.release("k", new).await.unwrap());
+    assert_eq!(first.begin("k", short).await.unwrap(), Begin::Done);
+}
+
+#[tokio::test]
+async fn keys_carry_the_prefix_and_their_ttl() {
+    let redis = RedisServer::start();
+    let store = store(&redis).await.key_prefix("orders:");
+    let Begin::New(token) = store.begin("evt", Duration::from_secs(300)).await.unwrap() else {
+        panic!("new key")
+    };
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let value: String = redis::cmd("GET")
+        .arg("orders:evt")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(value, token.to_string());
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg("orders:evt")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((299_000..=300_000).contains(&pttl), "{pttl}");
+    assert!(
+        store
+            .complete("evt", token, Duration::from_secs(86_400))
+            .await
+            .unwrap()
+    );
+    let value: String = redis::cmd("GET")
+        .arg("orders:evt")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(value, "done");
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg("orders:evt")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!((86_399_000..=86_400_000).contains(&pttl), "{pttl}");
+}
+
+#[tokio::test]
+async fn redis_down_answers_503_and_does_not_process() {
+    let mut redis = RedisServer::start();
+    let calls = Calls::default();
+    let layer = layer(&redis).await;
+    let c = calls.clone();
+    let addr = serve(scenarios::app(layer, move || {
+        c.hit();
+        async { "processed" }
+    }))
+    .await;
+    redis.kill();
+    let client = client();
+    let a = deliver(&client, addr, "/webhooks", "evt_down")
+        .await
+        .unwrap();
+    assert_eq!(a.status, 503, "{a:?}");
+    assert_eq!(a.retry_after.as_deref(), Some("5"));
+    assert!(a.body.contains("was not processed"), "{a:?}");
+    assert_eq!(calls.get(), 0);
+}
+
+#[tokio::test]
+async fn redis_down_fail_open_processes_without_deduplication() {
+    let mut redis = RedisServer::start();
+    let calls = Calls::default();
+    let layer = layer(&redis).await.fail_mode(FailMode::Open);
+    let c = calls.clone();
+    let addr = serve(scenarios::app(layer, move || {
+        c.hit();
+        async { "processed" }
+    }))
+    .await;
+    redis.kill();
+    let client = client();
+    for _ in 0..2 {
+        let a = deliver(&client, addr, "/webhooks", "evt_open")
+            .await
+            .unwrap();
+        assert!(a.processed(), "{a:?}");
+    }
+    assert_eq!(calls.get(), 2);
+}
+
+#[tokio::test]
+async fn connecting_to_nothing_is_a_clear_error_without_the_password() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let err = RedisStore::connect(&format!("redis://:hunter2@127.0.0.1:{port}/"))
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("cannot connect to Redis"), "{msg}");
+    assert!(!msg.contains("hunter2"), "{msg}");
+    let err = RedisStore::connect("http://:hunter2@nowhere")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().starts_with("invalid Redis URL"), "{err}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[tokio::test]
+async fn debug_does_not_show_the_url() {
+    let redis = RedisServer::start();
+    let dbg = format!("{:?}", store(&redis).await);
+    assert_eq!(dbg, "RedisStore { prefix: \"webhook-guard:idem:\", .. }");
+}
