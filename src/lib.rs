@@ -58,6 +58,7 @@
 //!   line, and a fixed clock.
 //! - [`problem`]: RFC 9457 rejection bodies.
 //! - [`diagnose`]: why a request does not verify (body changed, secret read another way, clock off).
+//! - `sender` (feature `sender`): the sending side, signed with the same core.
 //!
 //! ## Feature flags
 //!
@@ -67,6 +68,8 @@
 //! | `redis` | no | `idempotency::RedisStore`: one idempotency store shared by several receivers |
 //! | `cli` | no | the `webhook-guard` command (`listen`, `send`, `sign`, `verify`); adds nothing to the library |
 //! | `testing` | no | `testing`: signed requests for any scheme in one line, [`FixedClock`] |
+//! | `sender` | no | `sender`: sign, deliver, retry, dead-letter and replay outgoing webhooks (in-memory store) |
+//! | `sqlite` | no | the sender's durable SQLite store (implies `sender`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod diagnose;
@@ -78,6 +81,9 @@ pub mod problem;
 pub mod replay;
 pub mod scheme;
 pub mod secret;
+#[cfg(feature = "sender")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sender")))]
+pub mod sender;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;

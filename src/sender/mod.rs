@@ -1,0 +1,952 @@
+//! The sender: sign, deliver, retry, dead-letter and replay outgoing
+//! webhooks, with nothing lost across restarts.
+//!
+//! [`Sender::publish`] stores one [`Delivery`] per matching [`Destination`]
+//! before it returns (an outbox). Workers started with [`Sender::start`]
+//! then sign each delivery with the same [`Scheme`](crate::Scheme) core that
+//! [`VerifyLayer`](crate::VerifyLayer) verifies with, POST it (connect
+//! timeout 5 s, total 15 s, redirects never followed) and record every
+//! attempt. Only a 2xx counts as delivered. Failures are retried on the
+//! [`RetryPolicy`] (1, 5 and 15 minutes by default, `Retry-After` honoured);
+//! a `410 Gone` disables the destination; what still fails lands in the dead
+//! letter queue, from where an operator can replay it.
+//!
+//! ```
+//! use std::time::Duration;
+//! use webhook_guard::sender::{
+//!     AddressPolicy, DeliveryStatus, MemoryStore, NewDestination, OutgoingEvent, Sender,
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sender = Sender::builder(MemoryStore::new())
+//!     // Production senders refuse internal addresses; this example has no
+//!     // network, so it allows the loopback address it will fail to reach.
+//!     .address_policy(AddressPolicy::new().allow("127.0.0.1")?)
+//!     .build()?;
+//! let dest = sender
+//!     .add_destination(NewDestination::new("http://127.0.0.1:9/hooks", "shared-secret"))
+//!     .await?;
+//!
+//! let event = OutgoingEvent::new("kpi.alert", &serde_json::json!({"kpi": "churn"}))?;
+//! let deliveries = sender.publish(event).await?;
+//! assert_eq!(deliveries.len(), 1);
+//! assert_eq!(deliveries[0].destination_id, dest.id);
+//! assert_eq!(deliveries[0].status, DeliveryStatus::Pending);
+//!
+//! // Internal addresses are refused at registration unless allowed.
+//! let strict = Sender::builder(MemoryStore::new()).build()?;
+//! assert!(strict.add_destination(NewDestination::new("http://10.0.0.1/", "s")).await.is_err());
+//! # Ok(()) }
+//! ```
+//!
+//! ## Storage
+//!
+//! [`MemoryStore`] keeps everything in memory (tests). With the `sqlite`
+//! feature, `SqliteStore` keeps destinations, events, deliveries and attempts
+//! in one SQLite file (WAL mode): after a crash or a restart every pending
+//! delivery resumes and every scheduled retry keeps its due time. A delivery
+//! claimed by a worker that died becomes due again when its lease expires,
+//! so a receiver may see an event twice; it deduplicates on the event id,
+//! which every attempt and replay carries unchanged.
+//!
+//! ## Metrics and traces
+//!
+//! Through the [`metrics`] facade: the counters
+//! [`DELIVERED`](metric_names::DELIVERED), [`RETRIED`](metric_names::RETRIED)
+//! and [`DEAD_LETTERED`](metric_names::DEAD_LETTERED), and the histograms
+//! [`ATTEMPT_SECONDS`](metric_names::ATTEMPT_SECONDS) and
+//! [`DELIVERY_SECONDS`](metric_names::DELIVERY_SECONDS). Each delivery runs
+//! in a `webhook.delivery` span and each attempt in a `webhook.attempt` span.
+
+mod clock;
+mod delivery;
+mod destination;
+mod error;
+mod retry;
+mod ssrf;
+pub mod store;
+mod worker;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{Notify, watch};
+
+pub use clock::{ManualClock, MillisClock, SystemMillisClock};
+pub use delivery::{
+    DEFAULT_PAGE_SIZE, Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, ErrorClass,
+    MAX_EVENT_TYPE_LEN, MAX_PAGE_SIZE, OutgoingEvent, Page,
+};
+pub use destination::{Destination, EventFilter, NewDestination};
+pub use error::{SenderError, StoreError};
+pub use retry::RetryPolicy;
+pub use ssrf::{AddressPolicy, ForbiddenAddress};
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use store::SqliteStore;
+pub use store::{DeliveryStore, MemoryStore, NewDelivery, NextStep};
+
+use crate::error::ConfigError;
+use crate::secret::Secret;
+
+/// Names of the metrics the sender emits.
+pub mod metric_names {
+    /// Counter: deliveries that got a 2xx.
+    pub const DELIVERED: &str = "webhook_guard_sender_delivered_total";
+    /// Counter: failed attempts that were scheduled for a retry.
+    pub const RETRIED: &str = "webhook_guard_sender_retried_total";
+    /// Counter: deliveries moved to the dead letter queue.
+    pub const DEAD_LETTERED: &str = "webhook_guard_sender_dead_lettered_total";
+    /// Histogram: duration of each HTTP attempt, seconds.
+    pub const ATTEMPT_SECONDS: &str = "webhook_guard_sender_attempt_duration_seconds";
+    /// Histogram: publish-to-delivered latency of delivered deliveries, seconds.
+    pub const DELIVERY_SECONDS: &str = "webhook_guard_sender_delivery_latency_seconds";
+}
+
+/// The event type of [`Sender::send_test_event`].
+pub const TEST_EVENT_TYPE: &str = "webhook.test";
+
+type AttemptObserver = Arc<dyn Fn(&DeliveryAttempt, &NextStep) + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    retry: RetryPolicy,
+    per_destination: usize,
+    max_in_flight: usize,
+    batch_size: usize,
+    poll_interval: Duration,
+    lease_ms: i64,
+    busy_delay_ms: i64,
+    breaker_threshold: u32,
+    breaker_cooldown_ms: i64,
+    response_body_limit: usize,
+    destination_cache: Duration,
+}
+
+type DestinationCache = Option<(std::time::Instant, Arc<Vec<Destination>>)>;
+
+pub(crate) struct Inner<S> {
+    store: S,
+    config: Settings,
+    client: reqwest::Client,
+    policy: Arc<AddressPolicy>,
+    clock: Arc<dyn MillisClock>,
+    wake: Notify,
+    circuits: Mutex<std::collections::HashMap<String, worker::Circuit>>,
+    gates: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+    observer: Option<AttemptObserver>,
+    destinations: Mutex<DestinationCache>,
+    /// Attempt slots of the running workers.
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Hands freshly published, already leased deliveries to the running
+    /// workers (saves a claim).
+    direct: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Delivery>>>,
+}
+
+impl<S: DeliveryStore> Inner<S> {
+    /// Every destination, read from the store at most once per
+    /// `destination_cache` period (changes made through this sender are
+    /// seen at once).
+    pub(crate) async fn all_destinations(&self) -> Result<Arc<Vec<Destination>>, StoreError> {
+        let ttl = self.config.destination_cache;
+        if !ttl.is_zero() {
+            let cached = self.destinations.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, list)) = cached.as_ref() {
+                if at.elapsed() < ttl {
+                    return Ok(Arc::clone(list));
+                }
+            }
+        }
+        let list = Arc::new(self.store.destinations().await?);
+        *self.destinations.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), Arc::clone(&list)));
+        Ok(list)
+    }
+
+    /// One destination, from the cache when it is there.
+    pub(crate) async fn find_destination(
+        &self,
+        id: &str,
+    ) -> Result<Option<Destination>, StoreError> {
+        if let Some(d) = self.all_destinations().await?.iter().find(|d| d.id == id) {
+            return Ok(Some(d.clone()));
+        }
+        self.store.destination(id).await
+    }
+
+    pub(crate) fn forget_destinations(&self) {
+        *self.destinations.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// Publishes events and delivers them. Cheap to clone (shared state).
+///
+/// Build one with [`Sender::builder`].
+pub struct Sender<S> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S> Clone for Sender<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<S> std::fmt::Debug for Sender<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("settings", &self.inner.config)
+            .field("address_policy", &self.inner.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`Sender`].
+#[must_use]
+pub struct SenderBuilder<S> {
+    store: S,
+    connect_timeout: Duration,
+    timeout: Duration,
+    lease: Option<Duration>,
+    policy: AddressPolicy,
+    clock: Arc<dyn MillisClock>,
+    observer: Option<AttemptObserver>,
+    user_agent: String,
+    config: Settings,
+}
+
+impl<S> std::fmt::Debug for SenderBuilder<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SenderBuilder")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .field("settings", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl<S: DeliveryStore> SenderBuilder<S> {
+    /// Connect timeout per attempt (default 5 s).
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// Total time per attempt, connect to last body byte (default 15 s).
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// The retry schedule (default 1, 5, 15 minutes with jitter).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.config.retry = policy;
+        self
+    }
+
+    /// Which addresses may be connected to (default: public ones only).
+    pub fn address_policy(mut self, policy: AddressPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Most attempts in flight to one destination (default 4), so a slow
+    /// endpoint cannot take every worker.
+    pub fn per_destination_concurrency(mut self, n: usize) -> Self {
+        self.config.per_destination = n;
+        self
+    }
+
+    /// Most attempts in flight in total (default 64).
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.config.max_in_flight = n;
+        self
+    }
+
+    /// How often the store is polled for due deliveries when idle (default
+    /// 1 s; a publish wakes the workers at once).
+    pub fn poll_interval(mut self, d: Duration) -> Self {
+        self.config.poll_interval = d;
+        self
+    }
+
+    /// How long a claimed delivery stays leased to this sender (default:
+    /// connect timeout + total timeout + 30 s). A sender that dies mid-flight
+    /// holds its deliveries this long.
+    pub fn lease(mut self, d: Duration) -> Self {
+        self.lease = Some(d);
+        self
+    }
+
+    /// Consecutive failures after which a destination is paused (default 5),
+    /// and for how long before one probe is let through (default 30 s).
+    pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
+        self.config.breaker_threshold = failures;
+        self.config.breaker_cooldown_ms = millis(cooldown);
+        self
+    }
+
+    /// How long a delivery waits when its destination is at its concurrency
+    /// limit (default 100 ms).
+    pub fn busy_delay(mut self, d: Duration) -> Self {
+        self.config.busy_delay_ms = millis(d);
+        self
+    }
+
+    /// How long the destination list is cached between store reads (default
+    /// 1 s; zero reads the store every time). Changes made through this
+    /// sender apply at once; changes made by another process sharing the
+    /// store apply within this period.
+    pub fn destination_cache(mut self, ttl: Duration) -> Self {
+        self.config.destination_cache = ttl;
+        self
+    }
+
+    /// How many bytes of each answer's body are kept (default 1 KiB).
+    pub fn response_body_limit(mut self, bytes: usize) -> Self {
+        self.config.response_body_limit = bytes;
+        self
+    }
+
+    /// The time source (default the system clock).
+    pub fn clock(mut self, clock: impl MillisClock) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// Calls `f` after every attempt, with the attempt and what happens next.
+    pub fn on_attempt(
+        mut self,
+        f: impl Fn(&DeliveryAttempt, &NextStep) + Send + Sync + 'static,
+    ) -> Self {
+        self.observer = Some(Arc::new(f));
+        self
+    }
+
+    /// The `User-Agent` header (default `webhook-guard/<version>`).
+    pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.user_agent = ua.into();
+        self
+    }
+
+    /// Builds the sender.
+    ///
+    /// # Errors
+    ///
+    /// [`SenderError::Config`] for a zero limit or timeout, or an HTTP
+    /// client that cannot be built.
+    pub fn build(self) -> Result<Sender<S>, SenderError> {
+        let invalid = |setting: &'static str, reason: &str| {
+            SenderError::Config(ConfigError::InvalidSetting {
+                setting,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.config.per_destination == 0 || self.config.max_in_flight == 0 {
+            return Err(invalid("concurrency", "limits must be at least 1"));
+        }
+        if self.connect_timeout.is_zero() || self.timeout.is_zero() {
+            return Err(invalid("timeout", "timeouts must be longer than zero"));
+        }
+        if self.config.breaker_threshold == 0 {
+            return Err(invalid(
+                "circuit breaker",
+                "the failure count must be at least 1",
+            ));
+        }
+        let policy = Arc::new(self.policy);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(self.connect_timeout)
+            .timeout(self.timeout)
+            // A proxy would connect on our behalf, past the SSRF guard.
+            .no_proxy()
+            .dns_resolver(Arc::new(ssrf::GuardedResolver {
+                policy: Arc::clone(&policy),
+            }))
+            .user_agent(self.user_agent)
+            .build()
+            .map_err(|e| invalid("http client", &e.to_string()))?;
+        let mut config = self.config;
+        config.lease_ms = millis(
+            self.lease
+                .unwrap_or(self.connect_timeout + self.timeout + Duration::from_secs(30)),
+        );
+        let max_in_flight = config.max_in_flight;
+        Ok(Sender {
+            inner: Arc::new(Inner {
+                store: self.store,
+                config,
+                client,
+                policy,
+                clock: self.clock,
+                wake: Notify::new(),
+                circuits: Mutex::default(),
+                gates: Mutex::default(),
+                observer: self.observer,
+                destinations: Mutex::new(None),
+                slots: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
+                direct: Mutex::new(None),
+            }),
+        })
+    }
+}
+
+/// A destination with its deliveries' record: for the operator console.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct DeliveryHistory {
+    /// The delivery.
+    pub delivery: Delivery,
+    /// Its attempts, oldest first.
+    pub attempts: Vec<DeliveryAttempt>,
+}
+
+/// What [`Sender::replay_dead_letters`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct ReplaySummary {
+    /// The new deliveries, one per replayed dead letter.
+    pub replayed: Vec<Delivery>,
+    /// Dead letters left as they were, with the reason.
+    pub skipped: Vec<SkippedReplay>,
+}
+
+/// A dead letter that [`Sender::replay_dead_letters`] did not replay.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct SkippedReplay {
+    /// The dead-lettered delivery.
+    pub delivery_id: String,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+/// Keeps the workers running; stop them with [`shutdown`](Self::shutdown).
+/// Dropping it stops them too.
+#[derive(Debug)]
+#[must_use = "the workers stop when the handle is dropped"]
+pub struct SenderHandle {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SenderHandle {
+    /// Stops claiming new deliveries and waits for attempts in flight.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+impl<S: DeliveryStore> Sender<S> {
+    /// Starts configuring a sender over `store`.
+    pub fn builder(store: S) -> SenderBuilder<S> {
+        SenderBuilder {
+            store,
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(15),
+            lease: None,
+            policy: AddressPolicy::new(),
+            clock: Arc::new(SystemMillisClock),
+            observer: None,
+            user_agent: concat!("webhook-guard/", env!("CARGO_PKG_VERSION")).to_owned(),
+            config: Settings {
+                retry: RetryPolicy::default(),
+                per_destination: 4,
+                max_in_flight: 64,
+                batch_size: 64,
+                poll_interval: Duration::from_secs(1),
+                lease_ms: 0,
+                busy_delay_ms: 100,
+                breaker_threshold: 5,
+                breaker_cooldown_ms: 30_000,
+                response_body_limit: 1024,
+                destination_cache: Duration::from_secs(1),
+            },
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    /// Starts the delivery workers on the current tokio runtime.
+    pub fn start(&self) -> SenderHandle {
+        let (stop, rx) = watch::channel(false);
+        let (direct, inbox) = tokio::sync::mpsc::unbounded_channel();
+        *self.inner.direct.lock().unwrap_or_else(|e| e.into_inner()) = Some(direct);
+        let task = tokio::spawn(worker::dispatch(Arc::clone(&self.inner), rx, inbox));
+        SenderHandle { stop, task }
+    }
+
+    fn now(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// Checks a URL: http(s), a host, no credentials, and an address the
+    /// SSRF guard allows (resolving host names now; each connection is
+    /// checked again).
+    async fn check_url(&self, url: &str) -> Result<(), SenderError> {
+        let invalid = |reason: String| SenderError::InvalidDestination { reason };
+        let parsed =
+            reqwest::Url::parse(url).map_err(|e| invalid(format!("`{url}` is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(invalid(format!(
+                "the URL scheme must be http or https, not `{}`",
+                parsed.scheme()
+            )));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(invalid(
+                "the URL must not carry credentials (user:password@); they would be sent in clear to every attempt's logs".into(),
+            ));
+        }
+        let Some(host) = parsed.host_str() else {
+            return Err(invalid("the URL has no host".into()));
+        };
+        let shown = format!("{}://{}", parsed.scheme(), host);
+        if let Some(ip) = ssrf::literal_ip(&parsed) {
+            return self
+                .inner
+                .policy
+                .check(ip)
+                .map_err(|why| SenderError::ForbiddenAddress {
+                    url: shown,
+                    reason: why.to_string(),
+                });
+        }
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        match ssrf::resolve_allowed(&self.inner.policy, host, port).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.is::<ssrf::HostBlocked>() => Err(SenderError::ForbiddenAddress {
+                url: shown,
+                reason: e.to_string(),
+            }),
+            Err(e) => Err(invalid(e.to_string())),
+        }
+    }
+
+    /// Registers a destination.
+    ///
+    /// # Errors
+    ///
+    /// [`SenderError::InvalidDestination`] for a URL that is not http(s),
+    /// carries credentials or does not resolve, an empty secret or a bad id;
+    /// [`SenderError::ForbiddenAddress`] when the SSRF guard refuses every
+    /// address of the host.
+    pub async fn add_destination(&self, new: NewDestination) -> Result<Destination, SenderError> {
+        self.check_url(&new.url).await?;
+        if new.secrets.iter().any(Secret::is_empty) {
+            return Err(ConfigError::InvalidSecret {
+                reason: "a destination secret is empty".into(),
+            }
+            .into());
+        }
+        let id = match new.id {
+            Some(id) => {
+                crate::scheme::validate_id(id.as_bytes()).map_err(|reason| {
+                    SenderError::InvalidDestination {
+                        reason: format!("invalid destination id: {reason}"),
+                    }
+                })?;
+                id
+            }
+            None => format!("dst_{}", uuid::Uuid::now_v7().simple()),
+        };
+        let destination = Destination {
+            id,
+            url: new.url,
+            scheme: new.scheme.name().as_str().to_owned(),
+            events: new.events,
+            enabled: true,
+            disabled_reason: None,
+            created_at_ms: self.now(),
+            secrets: new.secrets,
+        };
+        self.inner.store.save_destination(&destination).await?;
+        self.inner.forget_destinations();
+        Ok(destination)
+    }
+
+    /// The destination with this id.
+    ///
+    /// # Errors
+    ///
+    /// [`SenderError::DestinationNotFound`], or a store failure.
+    pub async fn destination(&self, id: &str) -> Result<Destination, SenderError> {
+        self.inner
+            .store
+            .destination(id)
+            .await?
+            .ok_or_else(|| SenderError::DestinationNotFound { id: id.to_owned() })
+    }
+
+    /// Every destination.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn destinations(&self) -> Result<Vec<Destination>, SenderError> {
+        Ok(self.inner.store.destinations().await?)
+    }
+
+    /// Whether deliveries to this destination are paused by the circuit
+    /// breaker (in this process) right now.
+    pub fn is_paused(&self, destination_id: &str) -> bool {
+        self.inner.circuit_open(destination_id, self.now())
+    }
+
+    async fn update_destination(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Destination),
+    ) -> Result<Destination, SenderError> {
+        let mut d = self.destination(id).await?;
+        change(&mut d);
+        self.inner.store.save_destination(&d).await?;
+        self.inner.forget_destinations();
+        self.inner.wake.notify_one();
+        Ok(d)
+    }
+
+    /// Stops deliveries to a destination; its pending ones wait.
+    ///
+    /// # Errors
+    ///
+    /// [`SenderError::DestinationNotFound`], or a store failure.
+    pub async fn disable_destination(
+        &self,
+        id: &str,
+        reason: impl Into<String>,
+    ) -> Result<Destination, SenderError> {
+        let reason = reason.into();
+        self.update_destination(id, |d| {
+            d.enabled = false;
+            d.disabled_reason = Some(reason);
+        })
+        .await
+    }
+
+    /// Resumes deliveries to a destination (and closes its circuit).
+    ///
+    /// # Errors
+    ///
+    /// [`SenderError::DestinationNotFound`], or a store failure.
+    pub async fn enable_destination(&self, id: &str) -> Result<Destination, SenderError> {
+        worker::reset_circuit(&self.inner, id);
+        self.update_destination(id, |d| {
+            d.enabled = true;
+            d.disabled_reason = None;
+        })
+        .await
+    }
+
+    /// Deletes a destination; its pending deliveries are dead-lettered.
+    /// Its delivery history stays.
+    ///
+    /// # Errors
+    ///
+    /// [`SenderError::DestinationNotFound`], or a store failure.
+    pub async fn delete_destination(&self, id: &str) -> Result<(), SenderError> {
+        let existed = self
+            .inner
+            .store
+            .delete_destination(id, self.now(), "the destination was deleted")
+            .await?;
+        self.inner.forget_destinations();
+        if existed {
+            Ok(())
+        } else {
+            Err(SenderError::DestinationNotFound { id: id.to_owned() })
+        }
+    }
+
+    /// Rotates a destination's secret: `new` signs from now on, and the
+    /// current secrets keep signing alongside it for `overlap` (both
+    /// signatures travel in one header), so receivers can switch at any
+    /// moment in between. Secrets already expired are dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`SenderError::DestinationNotFound`], an empty secret, or a store
+    /// failure.
+    pub async fn rotate_secret(
+        &self,
+        id: &str,
+        new: impl Into<Secret>,
+        overlap: Duration,
+    ) -> Result<Destination, SenderError> {
+        let new = new.into();
+        if new.is_empty() {
+            return Err(ConfigError::InvalidSecret {
+                reason: "the new secret is empty".into(),
+            }
+            .into());
+        }
+        let now_s = self.now().div_euclid(1000);
+        let until = now_s.saturating_add(i64::try_from(overlap.as_secs()).unwrap_or(i64::MAX));
+        self.update_destination(id, move |d| {
+            let old = std::mem::take(&mut d.secrets);
+            d.secrets.push(new);
+            for s in old {
+                let expiry = s.expiry().map_or(until, |t| t.min(until));
+                if expiry > now_s {
+                    d.secrets.push(s.expires_at(expiry));
+                }
+            }
+        })
+        .await
+    }
+
+    /// Stores the event and one delivery per enabled destination whose
+    /// filter matches, then wakes the workers. The event is in the store
+    /// when this returns.
+    ///
+    /// # Errors
+    ///
+    /// [`SenderError::DuplicateEvent`] when the id was published before, or a
+    /// store failure.
+    pub async fn publish(
+        &self,
+        event: impl Into<OutgoingEvent>,
+    ) -> Result<Vec<Delivery>, SenderError> {
+        let event = event.into();
+        let now = self.now();
+        let mut news: Vec<NewDelivery> = self
+            .inner
+            .all_destinations()
+            .await?
+            .iter()
+            .filter(|d| d.enabled && d.events.matches(event.event_type()))
+            .map(|d| NewDelivery::new(event.id(), &d.id, now))
+            .collect();
+        // With workers running here and idle slots, lease the deliveries in
+        // the same transaction and hand them over: no claim needed. Should
+        // they sit past the lease, a claim picks them up again.
+        let direct = self
+            .inner
+            .direct
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .filter(|tx| !tx.is_closed() && self.inner.slots.available_permits() >= news.len());
+        if direct.is_some() {
+            let lease = now.saturating_add(self.inner.config.lease_ms);
+            for n in &mut news {
+                n.lease_until_ms = Some(lease);
+            }
+        }
+        let out = self.inner.store.enqueue(&event, now, &news).await?;
+        match direct {
+            Some(tx) => {
+                for d in &out {
+                    let _ = tx.send(d.clone());
+                }
+            }
+            None if !out.is_empty() => self.inner.wake.notify_one(),
+            None => {}
+        }
+        Ok(out)
+    }
+
+    /// Sends a `webhook.test` event to one destination, whatever its filter.
+    ///
+    /// # Errors
+    ///
+    /// [`SenderError::DestinationNotFound`]; [`SenderError::WrongState`] for
+    /// a disabled destination; a store failure.
+    pub async fn send_test_event(&self, destination_id: &str) -> Result<Delivery, SenderError> {
+        let d = self.destination(destination_id).await?;
+        if !d.enabled {
+            return Err(SenderError::InvalidDestination {
+                reason: format!("destination `{destination_id}` is disabled; enable it first"),
+            });
+        }
+        let now = self.now();
+        let timestamp = time::OffsetDateTime::from_unix_timestamp(now.div_euclid(1000))
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            });
+        let event = OutgoingEvent::new(
+            TEST_EVENT_TYPE,
+            &serde_json::json!({
+                "event": TEST_EVENT_TYPE,
+                "timestamp": timestamp,
+                "data": { "destinationId": destination_id },
+            }),
+        )?;
+        let news = [NewDelivery::new(event.id(), destination_id, now)];
+        let mut out = self.inner.store.enqueue(&event, now, &news).await?;
+        self.inner.wake.notify_one();
+        out.pop()
+            .ok_or_else(|| SenderError::Store(StoreError::new("the store returned no delivery")))
+    }
+
+    /// Delivery history, newest first, filtered and paged.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn deliveries(&self, query: &DeliveryQuery) -> Result<Page<Delivery>, SenderError> {
+        Ok(self.inner.store.deliveries(query).await?)
+    }
+
+    /// One delivery with all its attempts.
+    ///
+    /// # Errors
+    ///
+    /// [`SenderError::DeliveryNotFound`], or a store failure.
+    pub async fn delivery_history(&self, id: &str) -> Result<DeliveryHistory, SenderError> {
+        let delivery = self
+            .inner
+            .store
+            .delivery(id)
+            .await?
+            .ok_or_else(|| SenderError::DeliveryNotFound { id: id.to_owned() })?;
+        let attempts = self.inner.store.attempts(id).await?;
+        Ok(DeliveryHistory { delivery, attempts })
+    }
+
+    /// The dead letter queue (each with its `last_error`), newest first;
+    /// `query`'s status is ignored.
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn dead_letters(&self, query: &DeliveryQuery) -> Result<Page<Delivery>, SenderError> {
+        let query = query.clone().status(DeliveryStatus::DeadLettered);
+        Ok(self.inner.store.deliveries(&query).await?)
+    }
+
+    /// Sends a finished delivery again as a new delivery (same event id and
+    /// body, fresh retry budget). The original and its attempts stay; a
+    /// dead-lettered original becomes [`DeliveryStatus::Replayed`].
+    ///
+    /// # Errors
+    ///
+    /// [`SenderError::DeliveryNotFound`]; [`SenderError::WrongState`] for a
+    /// delivery still pending or already replayed;
+    /// [`SenderError::DestinationNotFound`] when its destination was deleted.
+    pub async fn resend(&self, delivery_id: &str) -> Result<Delivery, SenderError> {
+        let original = self
+            .inner
+            .store
+            .delivery(delivery_id)
+            .await?
+            .ok_or_else(|| SenderError::DeliveryNotFound {
+                id: delivery_id.to_owned(),
+            })?;
+        let wrong = |reason| SenderError::WrongState {
+            id: original.id.clone(),
+            status: original.status.as_str(),
+            reason,
+        };
+        match original.status {
+            DeliveryStatus::Pending => {
+                return Err(wrong("it is still being delivered; wait for it to finish"));
+            }
+            DeliveryStatus::Replayed => {
+                return Err(wrong("it was already replayed; resend the replay instead"));
+            }
+            _ => {}
+        }
+        self.destination(&original.destination_id).await?;
+        let mut new = NewDelivery::new(&original.event_id, &original.destination_id, self.now());
+        new.replay_of = Some(original.id.clone());
+        let created = self
+            .inner
+            .store
+            .replay(&original.id, &new)
+            .await?
+            .ok_or_else(|| wrong("it was already replayed; resend the replay instead"))?;
+        self.inner.wake.notify_one();
+        Ok(created)
+    }
+
+    /// Replays one dead letter as a new delivery.
+    ///
+    /// # Errors
+    ///
+    /// As [`resend`](Self::resend), and [`SenderError::WrongState`] when the
+    /// delivery is not dead-lettered.
+    pub async fn replay_dead_letter(&self, delivery_id: &str) -> Result<Delivery, SenderError> {
+        let d = self
+            .inner
+            .store
+            .delivery(delivery_id)
+            .await?
+            .ok_or_else(|| SenderError::DeliveryNotFound {
+                id: delivery_id.to_owned(),
+            })?;
+        if d.status != DeliveryStatus::DeadLettered {
+            return Err(SenderError::WrongState {
+                id: d.id,
+                status: d.status.as_str(),
+                reason: "only dead-lettered deliveries can be replayed",
+            });
+        }
+        self.resend(delivery_id).await
+    }
+
+    /// Replays every dead letter that entered the queue in
+    /// `[since_ms, until_ms)` (unix ms; `None` for no bound).
+    ///
+    /// # Errors
+    ///
+    /// A store failure. Dead letters that cannot be replayed (destination
+    /// deleted) are listed in [`ReplaySummary::skipped`].
+    pub async fn replay_dead_letters(
+        &self,
+        since_ms: Option<i64>,
+        until_ms: Option<i64>,
+    ) -> Result<ReplaySummary, SenderError> {
+        let mut targets = Vec::new();
+        let mut query = DeliveryQuery::new()
+            .status(DeliveryStatus::DeadLettered)
+            .limit(MAX_PAGE_SIZE);
+        loop {
+            let page = self.inner.store.deliveries(&query).await?;
+            targets.extend(
+                page.items
+                    .iter()
+                    .filter(|d| {
+                        let at = d.dead_lettered_at_ms.unwrap_or(d.updated_at_ms);
+                        since_ms.is_none_or(|s| at >= s) && until_ms.is_none_or(|u| at < u)
+                    })
+                    .map(|d| d.id.clone()),
+            );
+            if page.next_cursor.is_none() {
+                break;
+            }
+            query = query.after_page(&page);
+        }
+        let mut summary = ReplaySummary::default();
+        // Oldest first, so the receiver sees them in their original order.
+        for id in targets.into_iter().rev() {
+            match self.resend(&id).await {
+                Ok(d) => summary.replayed.push(d),
+                Err(SenderError::Store(e)) => return Err(SenderError::Store(e)),
+                Err(e) => summary.skipped.push(SkippedReplay {
+                    delivery_id: id,
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        Ok(summary)
+    }
+}

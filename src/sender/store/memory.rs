@@ -1,0 +1,313 @@
+//! An in-memory [`DeliveryStore`]: for tests and throwaway senders. Nothing
+//! survives the process.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+
+use super::{DeliveryStore, NewDelivery, NextStep};
+use crate::sender::delivery::{
+    Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, OutgoingEvent, Page,
+};
+use crate::sender::destination::Destination;
+use crate::sender::error::{SenderError, StoreError};
+
+#[derive(Default)]
+struct State {
+    destinations: Vec<Destination>,
+    events: HashMap<String, (String, Bytes)>,
+    deliveries: BTreeMap<i64, Delivery>,
+    seq_of: HashMap<String, i64>,
+    attempts: HashMap<String, Vec<DeliveryAttempt>>,
+    next_seq: i64,
+}
+
+impl State {
+    fn insert(&mut self, new: &NewDelivery) -> Result<Delivery, StoreError> {
+        let (event_type, body) =
+            self.events.get(&new.event_id).cloned().ok_or_else(|| {
+                StoreError::new(format!("event `{}` is not stored", new.event_id))
+            })?;
+        self.next_seq += 1;
+        let d = Delivery {
+            id: new.id.clone(),
+            seq: self.next_seq,
+            event_id: new.event_id.clone(),
+            event_type,
+            destination_id: new.destination_id.clone(),
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_at_ms: Some(new.next_attempt_at_ms),
+            lease_until_ms: new.lease_until_ms,
+            created_at_ms: new.created_at_ms,
+            updated_at_ms: new.created_at_ms,
+            delivered_at_ms: None,
+            dead_lettered_at_ms: None,
+            last_error: None,
+            replay_of: new.replay_of.clone(),
+            replayed_as: None,
+            body,
+        };
+        self.seq_of.insert(d.id.clone(), d.seq);
+        self.deliveries.insert(d.seq, d.clone());
+        Ok(d)
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut Delivery> {
+        let seq = *self.seq_of.get(id)?;
+        self.deliveries.get_mut(&seq)
+    }
+}
+
+/// Keeps everything in memory behind one mutex. Cheap to clone (shared).
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").finish_non_exhaustive()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data behind; keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn dead_letter_in_place(d: &mut Delivery, now_ms: i64, reason: &str) {
+    d.status = DeliveryStatus::DeadLettered;
+    d.next_attempt_at_ms = None;
+    d.lease_until_ms = None;
+    d.dead_lettered_at_ms = Some(now_ms);
+    d.updated_at_ms = now_ms;
+    d.last_error = Some(reason.to_owned());
+}
+
+impl DeliveryStore for MemoryStore {
+    async fn save_destination(&self, destination: &Destination) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        match s.destinations.iter_mut().find(|d| d.id == destination.id) {
+            Some(d) => *d = destination.clone(),
+            None => s.destinations.push(destination.clone()),
+        }
+        Ok(())
+    }
+
+    async fn destination(&self, id: &str) -> Result<Option<Destination>, StoreError> {
+        Ok(self
+            .lock()
+            .destinations
+            .iter()
+            .find(|d| d.id == id)
+            .cloned())
+    }
+
+    async fn destinations(&self) -> Result<Vec<Destination>, StoreError> {
+        Ok(self.lock().destinations.clone())
+    }
+
+    async fn delete_destination(
+        &self,
+        id: &str,
+        now_ms: i64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let mut s = self.lock();
+        let before = s.destinations.len();
+        s.destinations.retain(|d| d.id != id);
+        let existed = s.destinations.len() != before;
+        for d in s.deliveries.values_mut() {
+            if d.destination_id == id && d.status == DeliveryStatus::Pending {
+                dead_letter_in_place(d, now_ms, reason);
+            }
+        }
+        Ok(existed)
+    }
+
+    async fn enqueue(
+        &self,
+        event: &OutgoingEvent,
+        _created_at_ms: i64,
+        deliveries: &[NewDelivery],
+    ) -> Result<Vec<Delivery>, SenderError> {
+        let mut s = self.lock();
+        if s.events.contains_key(event.id()) {
+            return Err(SenderError::DuplicateEvent {
+                id: event.id().to_owned(),
+            });
+        }
+        s.events.insert(
+            event.id().to_owned(),
+            (event.event_type().to_owned(), event.body_bytes()),
+        );
+        let mut out = Vec::with_capacity(deliveries.len());
+        for new in deliveries {
+            out.push(s.insert(new)?);
+        }
+        Ok(out)
+    }
+
+    async fn replay(
+        &self,
+        original: &str,
+        new: &NewDelivery,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let mut s = self.lock();
+        let status = s
+            .get_mut(original)
+            .map(|d| d.status)
+            .ok_or_else(|| StoreError::new(format!("delivery `{original}` is not stored")))?;
+        if status == DeliveryStatus::Replayed {
+            return Ok(None);
+        }
+        let created = s.insert(new)?;
+        if status == DeliveryStatus::DeadLettered {
+            if let Some(d) = s.get_mut(original) {
+                d.status = DeliveryStatus::Replayed;
+                d.replayed_as = Some(created.id.clone());
+                d.updated_at_ms = new.created_at_ms;
+            }
+        }
+        Ok(Some(created))
+    }
+
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        lease_until_ms: i64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let mut s = self.lock();
+        let enabled: std::collections::HashSet<String> = s
+            .destinations
+            .iter()
+            .filter(|d| d.enabled)
+            .map(|d| d.id.clone())
+            .collect();
+        let mut due: Vec<(i64, i64)> = s
+            .deliveries
+            .values()
+            .filter(|d| {
+                d.status == DeliveryStatus::Pending
+                    && d.next_attempt_at_ms.is_some_and(|t| t <= now_ms)
+                    && d.lease_until_ms.is_none_or(|t| t <= now_ms)
+                    && enabled.contains(&d.destination_id)
+            })
+            .map(|d| (d.next_attempt_at_ms.unwrap_or(now_ms), d.seq))
+            .collect();
+        due.sort_unstable();
+        due.truncate(limit);
+        let mut out = Vec::with_capacity(due.len());
+        for (_, seq) in due {
+            if let Some(d) = s.deliveries.get_mut(&seq) {
+                d.lease_until_ms = Some(lease_until_ms);
+                out.push(d.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    async fn record_attempt(
+        &self,
+        attempt: &DeliveryAttempt,
+        next: &NextStep,
+    ) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        s.attempts
+            .entry(attempt.delivery_id.clone())
+            .or_default()
+            .push(attempt.clone());
+        let now = attempt
+            .started_at_ms
+            .saturating_add(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX));
+        let d = s.get_mut(&attempt.delivery_id).ok_or_else(|| {
+            StoreError::new(format!("delivery `{}` is not stored", attempt.delivery_id))
+        })?;
+        if d.status != DeliveryStatus::Pending {
+            // A worker whose lease expired finished late: keep its attempt in
+            // the history, but the delivery has moved on without it.
+            return Ok(());
+        }
+        d.attempts = d.attempts.max(attempt.attempt);
+        d.lease_until_ms = None;
+        d.updated_at_ms = now;
+        d.last_error.clone_from(&attempt.error);
+        match next {
+            NextStep::Delivered => {
+                d.status = DeliveryStatus::Delivered;
+                d.next_attempt_at_ms = None;
+                d.delivered_at_ms = Some(now);
+            }
+            NextStep::RetryAt(at) => d.next_attempt_at_ms = Some(*at),
+            NextStep::DeadLetter(reason) => dead_letter_in_place(d, now, reason),
+        }
+        Ok(())
+    }
+
+    async fn reschedule(&self, delivery_id: &str, at_ms: i64) -> Result<(), StoreError> {
+        if let Some(d) = self.lock().get_mut(delivery_id) {
+            if d.status == DeliveryStatus::Pending {
+                d.lease_until_ms = None;
+                d.next_attempt_at_ms = Some(at_ms);
+            }
+        }
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        delivery_id: &str,
+        now_ms: i64,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        if let Some(d) = self.lock().get_mut(delivery_id) {
+            if d.status == DeliveryStatus::Pending {
+                dead_letter_in_place(d, now_ms, reason);
+            }
+        }
+        Ok(())
+    }
+
+    async fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        Ok(self.lock().get_mut(id).map(|d| d.clone()))
+    }
+
+    async fn deliveries(&self, query: &DeliveryQuery) -> Result<Page<Delivery>, StoreError> {
+        let s = self.lock();
+        let size = query.page_size();
+        let mut items: Vec<Delivery> = s
+            .deliveries
+            .values()
+            .rev()
+            .filter(|d| query.matches(d))
+            .take(size + 1)
+            .cloned()
+            .collect();
+        let next_cursor = if items.len() > size {
+            items.truncate(size);
+            items.last().map(|d| d.seq)
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn attempts(&self, delivery_id: &str) -> Result<Vec<DeliveryAttempt>, StoreError> {
+        Ok(self
+            .lock()
+            .attempts
+            .get(delivery_id)
+            .cloned()
+            .unwrap_or_default())
+    }
+}

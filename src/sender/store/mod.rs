@@ -1,0 +1,182 @@
+//! Where destinations, deliveries and attempts live: the [`DeliveryStore`]
+//! trait, [`MemoryStore`] for tests and, with the `sqlite` feature,
+//! `SqliteStore` for a sender that must survive restarts.
+//!
+//! The trait is shaped for a shared queue: workers [`claim_due`] a batch
+//! under a lease (with PostgreSQL, `SELECT .. FOR UPDATE SKIP LOCKED`), and
+//! each attempt ends with one [`record_attempt`] that appends the attempt
+//! and moves the delivery on, atomically. A claimed delivery whose worker
+//! dies is claimed again once its lease has expired.
+//!
+//! [`claim_due`]: DeliveryStore::claim_due
+//! [`record_attempt`]: DeliveryStore::record_attempt
+
+mod memory;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+
+use std::future::Future;
+
+pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use sqlite::SqliteStore;
+
+use super::delivery::{Delivery, DeliveryAttempt, DeliveryQuery, OutgoingEvent, Page};
+use super::destination::Destination;
+use super::error::{SenderError, StoreError};
+
+/// A delivery to create: for an event already stored (or stored in the same
+/// call by [`DeliveryStore::enqueue`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NewDelivery {
+    /// `dlv_...`.
+    pub id: String,
+    /// The event's id.
+    pub event_id: String,
+    /// The destination's id.
+    pub destination_id: String,
+    /// Creation time, unix ms.
+    pub created_at_ms: i64,
+    /// First attempt due, unix ms.
+    pub next_attempt_at_ms: i64,
+    /// The delivery this one replays or resends.
+    pub replay_of: Option<String>,
+    /// Created already leased until this time, unix ms: the sender hands it
+    /// to its own workers at once instead of waiting for a claim.
+    pub lease_until_ms: Option<i64>,
+}
+
+impl NewDelivery {
+    /// A delivery of `event_id` to `destination_id`, due at `now_ms`.
+    pub fn new(event_id: &str, destination_id: &str, now_ms: i64) -> Self {
+        Self {
+            id: format!("dlv_{}", uuid::Uuid::now_v7().simple()),
+            event_id: event_id.to_owned(),
+            destination_id: destination_id.to_owned(),
+            created_at_ms: now_ms,
+            next_attempt_at_ms: now_ms,
+            replay_of: None,
+            lease_until_ms: None,
+        }
+    }
+}
+
+/// What happens to a delivery after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NextStep {
+    /// A 2xx came: done.
+    Delivered,
+    /// Try again at this time, unix ms.
+    RetryAt(i64),
+    /// Give up: into the dead letter queue with this reason.
+    DeadLetter(String),
+}
+
+/// Storage for the sender. Every method is one atomic step.
+///
+/// Implementations: [`MemoryStore`] and (feature `sqlite`) `SqliteStore`.
+pub trait DeliveryStore: Send + Sync + 'static {
+    /// Inserts or replaces a destination.
+    fn save_destination(
+        &self,
+        destination: &Destination,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The destination with this id.
+    fn destination(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Destination>, StoreError>> + Send;
+
+    /// Every destination, in registration order.
+    fn destinations(&self) -> impl Future<Output = Result<Vec<Destination>, StoreError>> + Send;
+
+    /// Removes a destination; its pending deliveries are dead-lettered with
+    /// `reason`. Returns whether it existed.
+    fn delete_destination(
+        &self,
+        id: &str,
+        now_ms: i64,
+        reason: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Stores the event (once) and its deliveries, all or nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`SenderError::DuplicateEvent`] when the event id is already stored.
+    fn enqueue(
+        &self,
+        event: &OutgoingEvent,
+        created_at_ms: i64,
+        deliveries: &[NewDelivery],
+    ) -> impl Future<Output = Result<Vec<Delivery>, SenderError>> + Send;
+
+    /// Creates a delivery for an event already stored (a resend or replay).
+    /// When `original` is dead-lettered it becomes
+    /// [`Replayed`](super::DeliveryStatus::Replayed), pointing at the new
+    /// one; a dead-lettered original that was already replayed yields
+    /// `Ok(None)`.
+    fn replay(
+        &self,
+        original: &str,
+        new: &NewDelivery,
+    ) -> impl Future<Output = Result<Option<Delivery>, StoreError>> + Send;
+
+    /// Leases up to `limit` pending deliveries that are due at `now_ms`,
+    /// whose destination is enabled and that no live lease holds, until
+    /// `lease_until_ms`. Earliest due first.
+    fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        lease_until_ms: i64,
+    ) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
+
+    /// Appends the attempt to the history and moves its delivery on
+    /// (delivered, retry at a time, or dead letter), releasing the lease.
+    /// A delivery that is no longer pending (another worker finished it
+    /// after this one's lease expired) only gains the attempt.
+    fn record_attempt(
+        &self,
+        attempt: &DeliveryAttempt,
+        next: &NextStep,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Releases the lease without an attempt and makes the delivery due at
+    /// `at_ms` (a paused or busy destination).
+    fn reschedule(
+        &self,
+        delivery_id: &str,
+        at_ms: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Dead-letters a pending delivery without an attempt.
+    fn dead_letter(
+        &self,
+        delivery_id: &str,
+        now_ms: i64,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The delivery with this id.
+    fn delivery(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Delivery>, StoreError>> + Send;
+
+    /// Deliveries matching `query`, newest first, one page.
+    fn deliveries(
+        &self,
+        query: &DeliveryQuery,
+    ) -> impl Future<Output = Result<Page<Delivery>, StoreError>> + Send;
+
+    /// Every attempt of a delivery, in order.
+    fn attempts(
+        &self,
+        delivery_id: &str,
+    ) -> impl Future<Output = Result<Vec<DeliveryAttempt>, StoreError>> + Send;
+}

@@ -1,0 +1,862 @@
+//! A [`DeliveryStore`] in one SQLite file (bundled SQLite, WAL mode).
+//!
+//! One thread owns the connection and commits calls in groups; a second
+//! thread checkpoints the WAL beside it, so the writer's commits never wait
+//! for an fsync (with `synchronous = NORMAL`, committed work survives a
+//! process crash either way). Times are unix milliseconds. The schema is
+//! versioned with `PRAGMA user_version` and migrated on open.
+//!
+//! Destination secrets are stored as they are (a sender must hold them to
+//! sign): protect the file as you would the secrets.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use serde::{Deserialize, Serialize};
+
+use super::{DeliveryStore, NewDelivery, NextStep};
+use crate::secret::Secret;
+use crate::sender::delivery::{
+    Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, ErrorClass, OutgoingEvent, Page,
+};
+use crate::sender::destination::{Destination, EventFilter};
+use crate::sender::error::{SenderError, StoreError};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const MIGRATION_1: &str = "
+CREATE TABLE destinations (
+    id              TEXT PRIMARY KEY,
+    url             TEXT NOT NULL,
+    scheme          TEXT NOT NULL,
+    events          TEXT NOT NULL,
+    enabled         INTEGER NOT NULL,
+    disabled_reason TEXT,
+    created_at_ms   INTEGER NOT NULL,
+    secrets         TEXT NOT NULL,
+    position        INTEGER NOT NULL
+);
+CREATE TABLE events (
+    id            TEXT PRIMARY KEY,
+    event_type    TEXT NOT NULL,
+    body          BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE deliveries (
+    seq                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                  TEXT NOT NULL UNIQUE,
+    event_id            TEXT NOT NULL REFERENCES events(id),
+    destination_id      TEXT NOT NULL,
+    status              TEXT NOT NULL,
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at_ms  INTEGER,
+    lease_until_ms      INTEGER,
+    created_at_ms       INTEGER NOT NULL,
+    updated_at_ms       INTEGER NOT NULL,
+    delivered_at_ms     INTEGER,
+    dead_lettered_at_ms INTEGER,
+    last_error          TEXT,
+    replay_of           TEXT,
+    replayed_as         TEXT
+);
+CREATE INDEX deliveries_due ON deliveries(next_attempt_at_ms) WHERE status = 'pending';
+CREATE INDEX deliveries_destination ON deliveries(destination_id, seq);
+CREATE INDEX deliveries_event ON deliveries(event_id);
+CREATE INDEX deliveries_status ON deliveries(status, seq);
+CREATE TABLE attempts (
+    rowid          INTEGER PRIMARY KEY,
+    delivery_id    TEXT NOT NULL,
+    attempt        INTEGER NOT NULL,
+    started_at_ms  INTEGER NOT NULL,
+    duration_ms    INTEGER NOT NULL,
+    status_code    INTEGER,
+    error_class    TEXT,
+    error          TEXT,
+    response_body  TEXT
+);
+CREATE INDEX attempts_delivery ON attempts(delivery_id, rowid);
+";
+
+/// Work for the store thread: runs inside the current group's transaction
+/// and returns what to do once the group is committed (or not).
+type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
+type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// Most jobs committed in one transaction.
+const MAX_GROUP: usize = 256;
+
+/// Delivery state in one SQLite file. Cheap to clone (shared connection).
+///
+/// One thread owns the connection. Calls queue up for it, and whatever has
+/// queued while a transaction ran is committed together in the next one
+/// (group commit), each call in its own savepoint so a failing call rolls
+/// back alone. A call returns only after its transaction has committed.
+#[derive(Clone)]
+pub struct SqliteStore {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+fn db_err(e: rusqlite::Error) -> StoreError {
+    StoreError::new(format!("sqlite: {e}"))
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the database at `path`, switches it to WAL mode
+    /// with `synchronous = NORMAL` (a process crash loses nothing; a power
+    /// loss may lose the last commits; see [`open_durable`](Self::open_durable)) and
+    /// migrates the schema.
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when the file cannot be opened or migrated, or was
+    /// written by a newer schema version.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let conn = Connection::open(path).map_err(db_err)?;
+        Self::setup(conn, "NORMAL", Some(path))
+    }
+
+    /// As [`open`](Self::open), with `synchronous = FULL`: each commit
+    /// survives a power loss too, at the cost of an fsync per commit group.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn open_durable(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        let conn = Connection::open(path).map_err(db_err)?;
+        Self::setup(conn, "FULL", Some(path))
+    }
+
+    /// A private in-memory database (for tests that want SQL semantics).
+    ///
+    /// # Errors
+    ///
+    /// A [`StoreError`] when SQLite cannot start.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::setup(
+            Connection::open_in_memory().map_err(db_err)?,
+            "NORMAL",
+            None,
+        )
+    }
+
+    fn setup(
+        mut conn: Connection,
+        synchronous: &str,
+        path: Option<&Path>,
+    ) -> Result<Self, StoreError> {
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", synchronous)
+            .map_err(db_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(db_err)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(db_err)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::new(format!(
+                "the database has schema version {version}; this version of webhook-guard knows up to {SCHEMA_VERSION}"
+            )));
+        }
+        if version < 1 {
+            tx.execute_batch(MIGRATION_1).map_err(db_err)?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(db_err)?;
+        tx.commit().map_err(db_err)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        if let Some(path) = path {
+            // Checkpoints fsync; run them beside the writer, not inside its
+            // commits.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(db_err)?;
+            let checkpointer = Connection::open(path).map_err(db_err)?;
+            checkpointer
+                .busy_timeout(std::time::Duration::from_secs(5))
+                .map_err(db_err)?;
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("webhook-guard-sqlite-checkpoint".into())
+                .spawn(move || run_checkpointer(&checkpointer, &stop))
+                .map_err(|e| StoreError::new(format!("cannot start the checkpoint thread: {e}")))?;
+        }
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("webhook-guard-sqlite".into())
+            .spawn(move || {
+                run_store_thread(&conn, &queue);
+                stop.store(true, Ordering::SeqCst);
+            })
+            .map_err(|e| StoreError::new(format!("cannot start the store thread: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    async fn call<T, E>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn: &Connection| -> Finish {
+            let result = match run_cached(conn, "SAVEPOINT job") {
+                Ok(()) => {
+                    let result = f(conn);
+                    let undo = if result.is_err() {
+                        run_cached(conn, "ROLLBACK TO job")
+                            .and_then(|()| run_cached(conn, "RELEASE job"))
+                    } else {
+                        run_cached(conn, "RELEASE job")
+                    };
+                    match undo {
+                        Ok(()) => result,
+                        Err(e) => Err(E::from(db_err(e))),
+                    }
+                }
+                Err(e) => Err(E::from(db_err(e))),
+            };
+            Box::new(move |commit: Result<(), StoreError>| {
+                let _ = reply.send(match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(E::from(e)),
+                });
+            })
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| E::from(StoreError::new("the store thread has stopped")))?;
+        answer
+            .await
+            .map_err(|_| E::from(StoreError::new("the store thread dropped the call")))?
+    }
+}
+
+/// WAL pages after which a checkpoint may block writers to bound the file.
+const WAL_LIMIT_PAGES: i64 = 16_384;
+
+/// Copies the WAL into the database every 200 ms without blocking the
+/// writer; truncates it when it has grown past [`WAL_LIMIT_PAGES`]. Ends
+/// with a last checkpoint once the store is dropped.
+fn run_checkpointer(conn: &Connection, stop: &AtomicBool) {
+    loop {
+        let stopping = stop.load(Ordering::SeqCst);
+        let passive: rusqlite::Result<(i64, i64, i64)> =
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            });
+        match passive {
+            Ok((_, log, _)) if log > WAL_LIMIT_PAGES || stopping => {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "SQLite checkpoint failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "SQLite checkpoint failed"),
+        }
+        if stopping {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// Runs queued jobs in groups, one transaction per group, until every
+/// handle to the store is dropped.
+fn run_store_thread(conn: &Connection, queue: &std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        // Without BEGIN (another process holds the lock past the busy
+        // timeout), each job's savepoint is its own transaction.
+        let grouped = run_cached(conn, "BEGIN IMMEDIATE").is_ok();
+        let finishes: Vec<Finish> = group.into_iter().map(|job| job(conn)).collect();
+        let commit = if grouped {
+            run_cached(conn, "COMMIT").map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                db_err(e)
+            })
+        } else {
+            Ok(())
+        };
+        for finish in finishes {
+            finish(commit.clone());
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredSecret {
+    key: String,
+    expires_at: Option<i64>,
+}
+
+fn encode_secrets(secrets: &[Secret]) -> Result<String, StoreError> {
+    let stored: Vec<_> = secrets
+        .iter()
+        .map(|s| StoredSecret {
+            key: base64::engine::general_purpose::STANDARD.encode(s.expose_bytes()),
+            expires_at: s.expiry(),
+        })
+        .collect();
+    serde_json::to_string(&stored).map_err(|e| StoreError::new(format!("encoding secrets: {e}")))
+}
+
+fn decode_secrets(text: &str) -> Result<Vec<Secret>, StoreError> {
+    let stored: Vec<StoredSecret> = serde_json::from_str(text)
+        .map_err(|e| StoreError::new(format!("a stored secret list is corrupt: {e}")))?;
+    stored
+        .into_iter()
+        .map(|s| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(s.key)
+                .map_err(|_| StoreError::new("a stored secret is not base64"))?;
+            let secret = Secret::new(bytes);
+            Ok(match s.expires_at {
+                Some(t) => secret.expires_at(t),
+                None => secret,
+            })
+        })
+        .collect()
+}
+
+const DESTINATION_COLUMNS: &str =
+    "id, url, scheme, events, enabled, disabled_reason, created_at_ms, secrets";
+
+fn destination_from_row(row: &Row<'_>) -> rusqlite::Result<(Destination, String)> {
+    let events: String = row.get(3)?;
+    let events: EventFilter = serde_json::from_str(&events).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e))
+    })?;
+    Ok((
+        Destination {
+            id: row.get(0)?,
+            url: row.get(1)?,
+            scheme: row.get(2)?,
+            events,
+            enabled: row.get(4)?,
+            disabled_reason: row.get(5)?,
+            created_at_ms: row.get(6)?,
+            secrets: Vec::new(),
+        },
+        row.get(7)?,
+    ))
+}
+
+fn finish_destination((mut d, secrets): (Destination, String)) -> Result<Destination, StoreError> {
+    d.secrets = decode_secrets(&secrets)?;
+    Ok(d)
+}
+
+const DELIVERY_SELECT: &str = "SELECT d.seq, d.id, d.event_id, e.event_type, d.destination_id, \
+    d.status, d.attempts, d.next_attempt_at_ms, d.lease_until_ms, d.created_at_ms, \
+    d.updated_at_ms, d.delivered_at_ms, d.dead_lettered_at_ms, d.last_error, d.replay_of, \
+    d.replayed_as, e.body FROM deliveries d JOIN events e ON e.id = d.event_id";
+
+fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
+    let status: String = row.get(5)?;
+    let status = DeliveryStatus::from_name(&status).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            5,
+            rusqlite::types::Type::Text,
+            format!("unknown delivery status `{status}`").into(),
+        )
+    })?;
+    let body: Vec<u8> = row.get(16)?;
+    Ok(Delivery {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        event_id: row.get(2)?,
+        event_type: row.get(3)?,
+        destination_id: row.get(4)?,
+        status,
+        attempts: row.get(6)?,
+        next_attempt_at_ms: row.get(7)?,
+        lease_until_ms: row.get(8)?,
+        created_at_ms: row.get(9)?,
+        updated_at_ms: row.get(10)?,
+        delivered_at_ms: row.get(11)?,
+        dead_lettered_at_ms: row.get(12)?,
+        last_error: row.get(13)?,
+        replay_of: row.get(14)?,
+        replayed_as: row.get(15)?,
+        body: Bytes::from(body),
+    })
+}
+
+fn load_delivery(conn: &Connection, id: &str) -> Result<Option<Delivery>, StoreError> {
+    conn.query_row(
+        &format!("{DELIVERY_SELECT} WHERE d.id = ?1"),
+        [id],
+        delivery_from_row,
+    )
+    .optional()
+    .map_err(db_err)
+}
+
+fn insert_delivery(
+    conn: &Connection,
+    new: &NewDelivery,
+    event_type: &str,
+    body: &Bytes,
+) -> Result<Delivery, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO deliveries (id, event_id, destination_id, status, next_attempt_at_ms, \
+         created_at_ms, updated_at_ms, replay_of, lease_until_ms) \
+         VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5, ?6, ?7)",
+    )
+    .map_err(db_err)?
+    .execute(params![
+        new.id,
+        new.event_id,
+        new.destination_id,
+        new.next_attempt_at_ms,
+        new.created_at_ms,
+        new.replay_of,
+        new.lease_until_ms
+    ])
+    .map_err(db_err)?;
+    Ok(Delivery {
+        id: new.id.clone(),
+        seq: conn.last_insert_rowid(),
+        event_id: new.event_id.clone(),
+        event_type: event_type.to_owned(),
+        destination_id: new.destination_id.clone(),
+        status: DeliveryStatus::Pending,
+        attempts: 0,
+        next_attempt_at_ms: Some(new.next_attempt_at_ms),
+        lease_until_ms: new.lease_until_ms,
+        created_at_ms: new.created_at_ms,
+        updated_at_ms: new.created_at_ms,
+        delivered_at_ms: None,
+        dead_lettered_at_ms: None,
+        last_error: None,
+        replay_of: new.replay_of.clone(),
+        replayed_as: None,
+        body: body.clone(),
+    })
+}
+
+fn dead_letter_pending(
+    conn: &Connection,
+    where_clause: &str,
+    key: &str,
+    now_ms: i64,
+    reason: &str,
+) -> Result<usize, StoreError> {
+    conn.execute(
+        &format!(
+            "UPDATE deliveries SET status = 'dead_lettered', next_attempt_at_ms = NULL, \
+             lease_until_ms = NULL, dead_lettered_at_ms = ?2, updated_at_ms = ?2, last_error = ?3 \
+             WHERE {where_clause} = ?1 AND status = 'pending'"
+        ),
+        params![key, now_ms, reason],
+    )
+    .map_err(db_err)
+}
+
+impl DeliveryStore for SqliteStore {
+    async fn save_destination(&self, destination: &Destination) -> Result<(), StoreError> {
+        let d = destination.clone();
+        let secrets = encode_secrets(&d.secrets)?;
+        let events = serde_json::to_string(&d.events)
+            .map_err(|e| StoreError::new(format!("encoding the event filter: {e}")))?;
+        self.call(move |conn: &Connection| {
+            conn.execute(
+                "INSERT INTO destinations (id, url, scheme, events, enabled, disabled_reason, \
+                 created_at_ms, secrets, position) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
+                 (SELECT COALESCE(MAX(position), 0) + 1 FROM destinations)) \
+                 ON CONFLICT(id) DO UPDATE SET url = excluded.url, scheme = excluded.scheme, \
+                 events = excluded.events, enabled = excluded.enabled, \
+                 disabled_reason = excluded.disabled_reason, secrets = excluded.secrets",
+                params![
+                    d.id,
+                    d.url,
+                    d.scheme,
+                    events,
+                    d.enabled,
+                    d.disabled_reason,
+                    d.created_at_ms,
+                    secrets
+                ],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn destination(&self, id: &str) -> Result<Option<Destination>, StoreError> {
+        let id = id.to_owned();
+        self.call(move |conn: &Connection| {
+            conn.query_row(
+                &format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = ?1"),
+                [id],
+                destination_from_row,
+            )
+            .optional()
+            .map_err(db_err)?
+            .map(finish_destination)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn destinations(&self) -> Result<Vec<Destination>, StoreError> {
+        self.call(|conn: &Connection| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {DESTINATION_COLUMNS} FROM destinations ORDER BY position"
+                ))
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([], destination_from_row)
+                .map_err(db_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_err)?;
+            rows.into_iter().map(finish_destination).collect()
+        })
+        .await
+    }
+
+    async fn delete_destination(
+        &self,
+        id: &str,
+        now_ms: i64,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let (id, reason) = (id.to_owned(), reason.to_owned());
+        self.call(move |conn: &Connection| {
+            let n = conn
+                .execute("DELETE FROM destinations WHERE id = ?1", [&id])
+                .map_err(db_err)?;
+            dead_letter_pending(conn, "destination_id", &id, now_ms, &reason)?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn enqueue(
+        &self,
+        event: &OutgoingEvent,
+        created_at_ms: i64,
+        deliveries: &[NewDelivery],
+    ) -> Result<Vec<Delivery>, SenderError> {
+        let event = event.clone();
+        let deliveries = deliveries.to_vec();
+        self.call(move |conn: &Connection| {
+            let body = event.body_bytes();
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO events (id, event_type, body, created_at_ms) VALUES (?1, ?2, ?3, ?4) \
+                     ON CONFLICT(id) DO NOTHING",
+                )
+                .map_err(db_err)?
+                .execute(params![event.id(), event.event_type(), event.body(), created_at_ms])
+                .map_err(db_err)?;
+            if inserted == 0 {
+                return Err(SenderError::DuplicateEvent {
+                    id: event.id().to_owned(),
+                });
+            }
+            let mut out = Vec::with_capacity(deliveries.len());
+            for new in &deliveries {
+                out.push(insert_delivery(conn, new, event.event_type(), &body)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn replay(
+        &self,
+        original: &str,
+        new: &NewDelivery,
+    ) -> Result<Option<Delivery>, StoreError> {
+        let (original, new) = (original.to_owned(), new.clone());
+        self.call(move |conn: &Connection| {
+            let status: Option<String> = conn
+                .query_row(
+                    "SELECT status FROM deliveries WHERE id = ?1",
+                    [&original],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            let Some(status) = status else {
+                return Err(StoreError::new(format!(
+                    "delivery `{original}` is not stored"
+                )));
+            };
+            if status == DeliveryStatus::Replayed.as_str() {
+                return Ok(None);
+            }
+            let (event_type, body): (String, Vec<u8>) = conn
+                .query_row(
+                    "SELECT event_type, body FROM events WHERE id = ?1",
+                    [&new.event_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(db_err)?;
+            let created = insert_delivery(conn, &new, &event_type, &Bytes::from(body))?;
+            if status == DeliveryStatus::DeadLettered.as_str() {
+                conn.execute(
+                    "UPDATE deliveries SET status = 'replayed', replayed_as = ?2, updated_at_ms = ?3 \
+                     WHERE id = ?1",
+                    params![original, created.id, new.created_at_ms],
+                )
+                .map_err(db_err)?;
+            }
+            Ok(Some(created))
+        })
+        .await
+    }
+
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        lease_until_ms: i64,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.call(move |conn: &Connection| {
+            let seqs: Vec<i64> = {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "UPDATE deliveries SET lease_until_ms = ?3 WHERE seq IN (
+                           SELECT d.seq FROM deliveries d JOIN destinations t ON t.id = d.destination_id
+                           WHERE d.status = 'pending' AND d.next_attempt_at_ms <= ?1
+                             AND (d.lease_until_ms IS NULL OR d.lease_until_ms <= ?1)
+                             AND t.enabled = 1
+                           ORDER BY d.next_attempt_at_ms, d.seq LIMIT ?2)
+                         RETURNING seq",
+                    )
+                    .map_err(db_err)?;
+                stmt.query_map(params![now_ms, limit, lease_until_ms], |r| r.get(0))
+                    .map_err(db_err)?
+                    .collect::<Result<_, _>>()
+                    .map_err(db_err)?
+            };
+            let mut out = Vec::with_capacity(seqs.len());
+            {
+                let mut stmt = conn
+                    .prepare_cached(&format!("{DELIVERY_SELECT} WHERE d.seq = ?1"))
+                    .map_err(db_err)?;
+                for seq in seqs {
+                    out.push(stmt.query_row([seq], delivery_from_row).map_err(db_err)?);
+                }
+            }
+            out.sort_by_key(|d| (d.next_attempt_at_ms, d.seq));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn record_attempt(
+        &self,
+        attempt: &DeliveryAttempt,
+        next: &NextStep,
+    ) -> Result<(), StoreError> {
+        let (a, next) = (attempt.clone(), next.clone());
+        self.call(move |conn: &Connection| {
+            let now = a
+                .started_at_ms
+                .saturating_add(i64::try_from(a.duration_ms).unwrap_or(i64::MAX));
+            conn.prepare_cached(
+                "INSERT INTO attempts (delivery_id, attempt, started_at_ms, duration_ms, \
+                 status_code, error_class, error, response_body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .map_err(db_err)?
+            .execute(params![
+                a.delivery_id,
+                a.attempt,
+                a.started_at_ms,
+                i64::try_from(a.duration_ms).unwrap_or(i64::MAX),
+                a.status_code,
+                a.error_class.map(ErrorClass::as_str),
+                a.error,
+                a.response_body
+            ])
+            .map_err(db_err)?;
+            let (status, next_at, delivered, dead, error) = match &next {
+                NextStep::Delivered => ("delivered", None, Some(now), None, a.error.clone()),
+                NextStep::RetryAt(at) => ("pending", Some(*at), None, None, a.error.clone()),
+                NextStep::DeadLetter(reason) => {
+                    ("dead_lettered", None, None, Some(now), Some(reason.clone()))
+                }
+            };
+            conn.prepare_cached(
+                "UPDATE deliveries SET status = ?2, attempts = MAX(attempts, ?3), \
+                 next_attempt_at_ms = ?4, lease_until_ms = NULL, updated_at_ms = ?5, \
+                 delivered_at_ms = COALESCE(?6, delivered_at_ms), \
+                 dead_lettered_at_ms = COALESCE(?7, dead_lettered_at_ms), last_error = ?8 \
+                 WHERE id = ?1 AND status = 'pending'",
+            )
+            .map_err(db_err)?
+            .execute(params![
+                a.delivery_id,
+                status,
+                a.attempt,
+                next_at,
+                now,
+                delivered,
+                dead,
+                error
+            ])
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn reschedule(&self, delivery_id: &str, at_ms: i64) -> Result<(), StoreError> {
+        let id = delivery_id.to_owned();
+        self.call(move |conn: &Connection| {
+            conn.prepare_cached(
+                "UPDATE deliveries SET lease_until_ms = NULL, next_attempt_at_ms = ?2 \
+                 WHERE id = ?1 AND status = 'pending'",
+            )
+            .map_err(db_err)?
+            .execute(params![id, at_ms])
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn dead_letter(
+        &self,
+        delivery_id: &str,
+        now_ms: i64,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let (id, reason) = (delivery_id.to_owned(), reason.to_owned());
+        self.call(move |conn: &Connection| {
+            dead_letter_pending(conn, "id", &id, now_ms, &reason)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let id = id.to_owned();
+        self.call(move |conn: &Connection| load_delivery(conn, &id))
+            .await
+    }
+
+    async fn deliveries(&self, query: &DeliveryQuery) -> Result<Page<Delivery>, StoreError> {
+        let q = query.clone();
+        self.call(move |conn: &Connection| {
+            let mut clauses = Vec::new();
+            let mut args: Vec<Value> = Vec::new();
+            let mut push = |clause: &str, v: Value| {
+                args.push(v);
+                clauses.push(format!("{clause} ?{}", args.len()));
+            };
+            if let Some(x) = &q.destination_id {
+                push("d.destination_id =", Value::Text(x.clone()));
+            }
+            if let Some(x) = &q.event_id {
+                push("d.event_id =", Value::Text(x.clone()));
+            }
+            if let Some(x) = &q.event_type {
+                push("e.event_type =", Value::Text(x.clone()));
+            }
+            if let Some(x) = q.status {
+                push("d.status =", Value::Text(x.as_str().to_owned()));
+            }
+            if let Some(x) = q.since_ms {
+                push("d.created_at_ms >=", Value::Integer(x));
+            }
+            if let Some(x) = q.until_ms {
+                push("d.created_at_ms <", Value::Integer(x));
+            }
+            if let Some(x) = q.before_seq {
+                push("d.seq <", Value::Integer(x));
+            }
+            let size = q.page_size();
+            let where_sql = if clauses.is_empty() {
+                String::new()
+            } else {
+                format!(" WHERE {}", clauses.join(" AND "))
+            };
+            let sql = format!(
+                "{DELIVERY_SELECT}{where_sql} ORDER BY d.seq DESC LIMIT {}",
+                size + 1
+            );
+            let mut stmt = conn.prepare(&sql).map_err(db_err)?;
+            let mut items = stmt
+                .query_map(rusqlite::params_from_iter(args), delivery_from_row)
+                .map_err(db_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_err)?;
+            let next_cursor = if items.len() > size {
+                items.truncate(size);
+                items.last().map(|d| d.seq)
+            } else {
+                None
+            };
+            Ok(Page { items, next_cursor })
+        })
+        .await
+    }
+
+    async fn attempts(&self, delivery_id: &str) -> Result<Vec<DeliveryAttempt>, StoreError> {
+        let id = delivery_id.to_owned();
+        self.call(move |conn: &Connection| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT delivery_id, attempt, started_at_ms, duration_ms, status_code, \
+                     error_class, error, response_body FROM attempts WHERE delivery_id = ?1 ORDER BY rowid",
+                )
+                .map_err(db_err)?;
+            stmt.query_map([id], |r| {
+                let class: Option<String> = r.get(5)?;
+                let duration: i64 = r.get(3)?;
+                Ok(DeliveryAttempt {
+                    delivery_id: r.get(0)?,
+                    attempt: r.get(1)?,
+                    started_at_ms: r.get(2)?,
+                    duration_ms: u64::try_from(duration).unwrap_or(0),
+                    status_code: r.get(4)?,
+                    error_class: class.as_deref().and_then(ErrorClass::from_name),
+                    error: r.get(6)?,
+                    response_body: r.get(7)?,
+                })
+            })
+            .map_err(db_err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(db_err)
+        })
+        .await
+    }
+}

@@ -1,0 +1,354 @@
+//! The `DeliveryStore` contract, run against every store, and SQLite's
+//! survival across restarts.
+#![cfg(feature = "sqlite")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::post;
+use webhook_guard::sender::MillisClock as _;
+use webhook_guard::sender::{
+    AddressPolicy, DeliveryAttempt, DeliveryQuery, DeliveryStatus, DeliveryStore, ErrorClass,
+    ManualClock, MemoryStore, NewDelivery, NewDestination, NextStep, OutgoingEvent, RetryPolicy,
+    Sender, SenderError, SqliteStore, SystemMillisClock,
+};
+
+async fn add_destination<S: DeliveryStore + Clone>(store: S, id: &str) -> S {
+    let sender = Sender::builder(store.clone())
+        .address_policy(AddressPolicy::new().allow("127.0.0.1").unwrap())
+        .clock(ManualClock::at(0))
+        .build()
+        .unwrap();
+    sender
+        .add_destination(NewDestination::new("http://127.0.0.1:9/", "s").id(id))
+        .await
+        .unwrap();
+    store
+}
+
+fn attempt(id: &str, n: u32, at: i64, ok: bool) -> DeliveryAttempt {
+    let mut a = DeliveryAttempt::new(id, n, at);
+    a.duration_ms = 5;
+    if ok {
+        a.status_code = Some(200);
+    } else {
+        a.status_code = Some(500);
+        a.error_class = Some(ErrorClass::Status);
+        a.error = Some("the endpoint answered 500".into());
+    }
+    a
+}
+
+/// Claims, leases, attempts, retries, dead letters and replays, as every
+/// store must do them.
+async fn contract<S: DeliveryStore + Clone>(store: S) {
+    let store = add_destination(store, "dst_a").await;
+    let e1 = OutgoingEvent::new("kpi.alert", &1).unwrap();
+    let e2 = OutgoingEvent::new("kpi.alert", &2).unwrap();
+    let d1 = NewDelivery::new(e1.id(), "dst_a", 1_000);
+    let mut d2 = NewDelivery::new(e2.id(), "dst_a", 1_000);
+    d2.next_attempt_at_ms = 5_000;
+    store
+        .enqueue(&e1, 1_000, std::slice::from_ref(&d1))
+        .await
+        .unwrap();
+    store
+        .enqueue(&e2, 1_000, std::slice::from_ref(&d2))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.enqueue(&e1, 1_000, &[]).await,
+        Err(SenderError::DuplicateEvent { .. })
+    ));
+
+    // Only what is due, and leased: a second claim gets nothing.
+    let claimed = store.claim_due(1_000, 10, 2_000).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, d1.id);
+    assert_eq!(claimed[0].body.as_ref(), b"1");
+    assert_eq!(claimed[0].lease_until_ms, Some(2_000));
+    assert!(store.claim_due(1_500, 10, 3_000).await.unwrap().is_empty());
+    // The worker died: after the lease expires it is due again.
+    let again = store.claim_due(2_000, 10, 3_000).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, d1.id);
+
+    // A failed attempt schedules a retry and releases the lease.
+    store
+        .record_attempt(&attempt(&d1.id, 1, 2_000, false), &NextStep::RetryAt(4_000))
+        .await
+        .unwrap();
+    let d = store.delivery(&d1.id).await.unwrap().unwrap();
+    assert_eq!(
+        (d.status, d.attempts, d.next_attempt_at_ms, d.lease_until_ms),
+        (DeliveryStatus::Pending, 1, Some(4_000), None)
+    );
+    assert!(store.claim_due(3_999, 10, 9_000).await.unwrap().is_empty());
+    // Both due at 5 000: earliest due first, limit respected.
+    let both = store.claim_due(5_000, 1, 9_000).await.unwrap();
+    assert_eq!(both[0].id, d1.id);
+    let rest = store.claim_due(5_000, 10, 9_000).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].id, d2.id);
+
+    store
+        .record_attempt(&attempt(&d1.id, 2, 5_000, true), &NextStep::Delivered)
+        .await
+        .unwrap();
+    store
+        .record_attempt(
+            &attempt(&d2.id, 1, 5_000, false),
+            &NextStep::DeadLetter("gave up".into()),
+        )
+        .await
+        .unwrap();
+    let d = store.delivery(&d1.id).await.unwrap().unwrap();
+    assert_eq!(d.status, DeliveryStatus::Delivered);
+    assert_eq!(d.delivered_at_ms, Some(5_005));
+    // A late worker's failure after another delivered it changes nothing
+    // but the history.
+    store
+        .record_attempt(&attempt(&d1.id, 2, 5_100, false), &NextStep::RetryAt(6_000))
+        .await
+        .unwrap();
+    let d = store.delivery(&d1.id).await.unwrap().unwrap();
+    assert_eq!(
+        (d.status, d.next_attempt_at_ms),
+        (DeliveryStatus::Delivered, None)
+    );
+    assert_eq!(store.attempts(&d1.id).await.unwrap().len(), 3);
+    let dead = store.delivery(&d2.id).await.unwrap().unwrap();
+    assert_eq!(dead.status, DeliveryStatus::DeadLettered);
+    assert_eq!(dead.last_error.as_deref(), Some("gave up"));
+    let attempts = store.attempts(&d1.id).await.unwrap();
+    assert_eq!(
+        attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+        [1, 2, 2]
+    );
+    assert_eq!(
+        attempts[0].error.as_deref(),
+        Some("the endpoint answered 500")
+    );
+
+    // Replay: a new delivery, the original marked, a second replay refused.
+    let mut r = NewDelivery::new(e2.id(), "dst_a", 6_000);
+    r.replay_of = Some(d2.id.clone());
+    let replay = store.replay(&d2.id, &r).await.unwrap().unwrap();
+    assert_eq!(replay.event_id, e2.id());
+    assert_eq!(replay.status, DeliveryStatus::Pending);
+    let orig = store.delivery(&d2.id).await.unwrap().unwrap();
+    assert_eq!(orig.status, DeliveryStatus::Replayed);
+    assert_eq!(orig.replayed_as.as_deref(), Some(replay.id.as_str()));
+    assert_eq!(store.attempts(&d2.id).await.unwrap().len(), 1, "kept");
+    let r2 = NewDelivery::new(e2.id(), "dst_a", 6_000);
+    assert!(store.replay(&d2.id, &r2).await.unwrap().is_none());
+
+    // Reschedule without an attempt, then a disabled destination holds it.
+    let c = store.claim_due(6_000, 10, 9_000).await.unwrap();
+    assert_eq!(c.len(), 1);
+    store.reschedule(&replay.id, 7_000).await.unwrap();
+    let mut dest = store.destination("dst_a").await.unwrap().unwrap();
+    dest.enabled = false;
+    store.save_destination(&dest).await.unwrap();
+    assert!(store.claim_due(8_000, 10, 9_000).await.unwrap().is_empty());
+    dest.enabled = true;
+    store.save_destination(&dest).await.unwrap();
+    assert_eq!(store.claim_due(8_000, 10, 9_000).await.unwrap().len(), 1);
+    assert_eq!(store.destinations().await.unwrap().len(), 1);
+
+    // Queries.
+    let all = store.deliveries(&DeliveryQuery::new()).await.unwrap();
+    assert_eq!(all.items.len(), 3);
+    let dead_q = DeliveryQuery::new().status(DeliveryStatus::Replayed);
+    assert_eq!(store.deliveries(&dead_q).await.unwrap().items.len(), 1);
+    let page = store
+        .deliveries(&DeliveryQuery::new().limit(2))
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2);
+    let next = store
+        .deliveries(&DeliveryQuery::new().limit(2).after_page(&page))
+        .await
+        .unwrap();
+    assert_eq!(next.items.len(), 1);
+    assert!(next.next_cursor.is_none());
+
+    // Deleting dead-letters what is pending.
+    assert!(
+        store
+            .delete_destination("dst_a", 9_000, "deleted")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .delete_destination("dst_a", 9_000, "deleted")
+            .await
+            .unwrap()
+    );
+    let gone = store.delivery(&replay.id).await.unwrap().unwrap();
+    assert_eq!(gone.status, DeliveryStatus::DeadLettered);
+    assert_eq!(gone.last_error.as_deref(), Some("deleted"));
+    // Delivered history stays.
+    assert_eq!(
+        store.delivery(&d1.id).await.unwrap().unwrap().status,
+        DeliveryStatus::Delivered
+    );
+}
+
+#[tokio::test]
+async fn memory_store_meets_the_contract() {
+    contract(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    contract(SqliteStore::open(dir.path().join("q.db")).unwrap()).await;
+    contract(SqliteStore::open_in_memory().unwrap()).await;
+}
+
+#[tokio::test]
+async fn sqlite_schema_is_versioned_and_data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let store = add_destination(SqliteStore::open(&path).unwrap(), "dst_a").await;
+    let e = OutgoingEvent::new("kpi.alert", &serde_json::json!({"a": 1})).unwrap();
+    store
+        .enqueue(&e, 1, &[NewDelivery::new(e.id(), "dst_a", 1)])
+        .await
+        .unwrap();
+    drop(store);
+    let reopened = SqliteStore::open(&path).unwrap();
+    let d = reopened.destination("dst_a").await.unwrap().unwrap();
+    assert_eq!(d.secrets[0].expose_bytes(), b"s");
+    assert_eq!(
+        reopened
+            .deliveries(&DeliveryQuery::new())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    drop(reopened);
+    let conn = rusqlite_version(&path);
+    assert_eq!(conn, (1, "wal".to_owned()));
+}
+
+fn rusqlite_version(path: &std::path::Path) -> (i64, String) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let version = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    let mode = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    (version, mode)
+}
+
+/// Restart: pending deliveries resume and a scheduled retry keeps its due
+/// time.
+#[tokio::test]
+async fn sqlite_restart_resumes_pending_and_keeps_retry_due_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (h, s) = (healthy.clone(), seen.clone());
+    let app = Router::new().route(
+        "/",
+        post(move || {
+            let (h, s) = (h.clone(), s.clone());
+            async move {
+                s.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if h.load(std::sync::atomic::Ordering::SeqCst) {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let build = |store: SqliteStore| {
+        Sender::builder(store)
+            .address_policy(AddressPolicy::new().allow("127.0.0.1").unwrap())
+            .poll_interval(Duration::from_millis(10))
+            .retry(
+                RetryPolicy::new([Duration::from_millis(1500)])
+                    .jitter(0.0)
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    let first = build(SqliteStore::open(&path).unwrap());
+    first
+        .add_destination(NewDestination::new(format!("http://{addr}/"), "s"))
+        .await
+        .unwrap();
+    let retried = first
+        .publish(OutgoingEvent::new("a", &1).unwrap())
+        .await
+        .unwrap();
+    let w = first.start();
+    // Wait for the first (failing) attempt, then stop.
+    loop {
+        if first
+            .delivery_history(&retried[0].id)
+            .await
+            .unwrap()
+            .attempts
+            .len()
+            == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    w.shutdown().await;
+    let before = first
+        .delivery_history(&retried[0].id)
+        .await
+        .unwrap()
+        .delivery;
+    let due = before.next_attempt_at_ms.unwrap();
+    // Published while no worker runs.
+    let waiting = first
+        .publish(OutgoingEvent::new("b", &2).unwrap())
+        .await
+        .unwrap();
+    drop(first);
+
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let second = build(SqliteStore::open(&path).unwrap());
+    let after = second
+        .delivery_history(&retried[0].id)
+        .await
+        .unwrap()
+        .delivery;
+    assert_eq!(after.next_attempt_at_ms, Some(due), "the due time survived");
+    let _w = second.start();
+    for id in [&retried[0].id, &waiting[0].id] {
+        loop {
+            let d = second.delivery_history(id).await.unwrap().delivery;
+            if d.status == DeliveryStatus::Delivered {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    let h = second.delivery_history(&retried[0].id).await.unwrap();
+    assert_eq!(h.attempts.len(), 2);
+    assert!(
+        h.attempts[1].started_at_ms >= due,
+        "the retry waited for its due time"
+    );
+    assert!(SystemMillisClock.now_ms() >= due);
+    assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3);
+}
