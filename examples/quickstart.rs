@@ -18,7 +18,8 @@ use tower::ServiceBuilder;
 use webhook_guard::idempotency::{DUPLICATE_HEADER, IdempotencyLayer};
 use webhook_guard::problem::PROBLEM_JSON;
 use webhook_guard::{
-    Clock, Message, Scheme, SecretSet, SignError, SystemClock, Verified, VerifyLayer,
+    Clock, Event, Message, Scheme, SecretSet, SignError, SystemClock, Verified, VerifyLayer,
+    Webhook,
 };
 
 /// The secret both sides share. In real use it comes from configuration.
@@ -36,13 +37,20 @@ fn receiver(secrets: SecretSet) -> Router {
     )
 }
 
-/// Runs only for authentic, fresh requests.
-async fn on_webhook(verified: Verified) -> String {
-    format!(
-        "handled {} ({} bytes)",
-        verified.id(),
-        verified.body().len()
-    )
+/// Runs only for authentic, fresh, first-seen events, with the body already
+/// decoded into the typed [`Event`].
+async fn on_webhook(verified: Verified, Webhook(event): Webhook<Event>) -> String {
+    let what = match &event {
+        Event::IngestionCompleted(e) => format!(
+            "IngestionCompleted: job {} loaded {} rows into {} in {:?}",
+            e.job_id, e.rows_ingested, e.table, e.duration
+        ),
+        Event::Unknown { event, .. } => {
+            format!("Unknown event type `{event}`, accepted so delivery never fails")
+        }
+        other => other.event_type().to_owned(),
+    };
+    format!("handled {}: {what}", verified.id())
 }
 
 /// One request and the status the receiver must answer it with.
@@ -81,6 +89,7 @@ fn cases(secrets: &SecretSet, now: i64) -> Result<Vec<Case>, SignError> {
     let sign = |id: &str, ts: i64, body: &[u8]| native.sign(secrets, &Message::new(id, ts, body));
 
     let large = large_event(100 * 1024);
+    let unknown = br#"{"event":"model.trained","timestamp":"2025-01-15T10:30:00Z","tenantId":"tenant_abc123","data":{"modelId":"m_1"}}"#.to_vec();
     Ok(vec![
         Case {
             what: "a correctly signed ingestion.completed event".into(),
@@ -95,6 +104,13 @@ fn cases(secrets: &SecretSet, now: i64) -> Result<Vec<Case>, SignError> {
             duplicate: true,
             headers: sign("evt_001", now, &body)?,
             body: body.clone(),
+        },
+        Case {
+            what: "an event type this receiver does not know yet (model.trained)".into(),
+            expect: StatusCode::OK,
+            duplicate: false,
+            headers: sign("evt_005", now, &unknown)?,
+            body: unknown.clone(),
         },
         Case {
             what: "the same event with rowsIngested changed after signing".into(),
@@ -215,16 +231,176 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         );
     }
 
+    let (sender_passed, sender_total) = sender_tour::run().await?;
+    passed += sender_passed;
+    let total = cases.len() + sender_total;
+
     println!();
-    if passed == cases.len() {
+    if passed == total {
         println!("all {passed} cases answered as expected");
         Ok(ExitCode::SUCCESS)
     } else {
         println!(
             "{} of {} cases did NOT answer as expected",
-            cases.len() - passed,
-            cases.len()
+            total - passed,
+            total
         );
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// The other half: a [`Sender`](webhook_guard::sender::Sender) delivering to
+/// receivers on loopback, with retries, the dead letter queue and a replay.
+#[cfg(feature = "sender")]
+mod sender_tour {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use axum::{Router, routing::post};
+    use http::StatusCode;
+    use webhook_guard::sender::{
+        AddressPolicy, DeliveryQuery, DeliveryStatus, MemoryStore, NewDestination, OutgoingEvent,
+        RetryPolicy, Sender,
+    };
+    use webhook_guard::{IdempotencyLayer, SecretSet, Verified, VerifyLayer};
+
+    const SECRET: &str = "quickstart-sender-secret";
+
+    fn check(ok: bool, what: &str, got: String) -> usize {
+        println!("{} {what}", if ok { "✓" } else { "✗" });
+        println!("    {got}");
+        usize::from(ok)
+    }
+
+    /// Waits until no delivery is pending, for at most 10 s.
+    async fn settle(sender: &Sender<MemoryStore>) -> Result<(), Box<dyn std::error::Error>> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let pending = DeliveryQuery::new().status(DeliveryStatus::Pending);
+        while !sender.deliveries(&pending).await?.items.is_empty() {
+            if Instant::now() > deadline {
+                return Err("deliveries still pending after 10 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn run() -> Result<(usize, usize), Box<dyn std::error::Error>> {
+        println!("\nsender -> receiver on loopback (retries shortened to 100 ms and 200 ms)\n");
+        // One endpoint that works, one that answers 503 until it recovers.
+        let up = Arc::new(AtomicBool::new(false));
+        let flag = up.clone();
+        let receiver = Router::new()
+            .route("/ok", post(|_: Verified| async { StatusCode::OK }))
+            .route(
+                "/flaky",
+                post(move |_: Verified| {
+                    let flag = flag.clone();
+                    async move {
+                        if flag.load(Ordering::SeqCst) {
+                            StatusCode::OK
+                        } else {
+                            StatusCode::SERVICE_UNAVAILABLE
+                        }
+                    }
+                }),
+            )
+            .layer(
+                tower::ServiceBuilder::new()
+                    .layer(VerifyLayer::new(SecretSet::single(SECRET)?))
+                    .layer(IdempotencyLayer::in_memory()),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(axum::serve(listener, receiver).into_future());
+
+        let sender = Sender::builder(MemoryStore::new())
+            // Loopback is refused by default (SSRF guard); allow it for the demo.
+            .address_policy(AddressPolicy::new().allow("127.0.0.1")?)
+            .retry(RetryPolicy::new([
+                Duration::from_millis(100),
+                Duration::from_millis(200),
+            ]))
+            .poll_interval(Duration::from_millis(20))
+            .build()?;
+        let ok = sender
+            .add_destination(NewDestination::new(format!("http://{addr}/ok"), SECRET))
+            .await?;
+        let flaky = sender
+            .add_destination(NewDestination::new(format!("http://{addr}/flaky"), SECRET))
+            .await?;
+        let workers = sender.start();
+
+        let event = OutgoingEvent::new(
+            "ingestion.completed",
+            &serde_json::json!({
+                "event": "ingestion.completed",
+                "timestamp": "2025-01-15T10:30:00Z",
+                "tenantId": "tenant_abc123",
+                "data": {"jobId": "job_xyz", "table": "sales_data", "rowsIngested": 15234, "duration": 3200}
+            }),
+        )?;
+        let published = sender.publish(event).await?;
+        settle(&sender).await?;
+
+        let mut passed = 0;
+        let delivered = sender
+            .deliveries(&DeliveryQuery::new().destination(&ok.id))
+            .await?;
+        let first = delivered.items.first();
+        passed += check(
+            first.is_some_and(|d| d.status == DeliveryStatus::Delivered),
+            "one event published, delivered to the working endpoint",
+            format!("status {:?}", first.map(|d| d.status)),
+        );
+
+        let dlq = sender
+            .dead_letters(&DeliveryQuery::new().destination(&flaky.id))
+            .await?;
+        let dead = dlq.items.first();
+        passed += check(
+            dead.is_some(),
+            "the failing endpoint's delivery lands in the dead letter queue after 3 attempts",
+            format!(
+                "last error: {}",
+                dead.and_then(|d| d.last_error.as_deref())
+                    .unwrap_or("(none)")
+            ),
+        );
+
+        let mut replayed_ok = false;
+        let mut got = String::from("nothing to replay");
+        if let Some(dead) = dead {
+            up.store(true, Ordering::SeqCst);
+            let replay = sender.replay_dead_letter(&dead.id).await?;
+            settle(&sender).await?;
+            let history = sender.delivery_history(&replay.id).await?;
+            replayed_ok = history.delivery.status == DeliveryStatus::Delivered
+                && replay.event_id == published[0].event_id;
+            got = format!(
+                "status {:?}, same event id {}",
+                history.delivery.status, replay.event_id
+            );
+        }
+        passed += check(
+            replayed_ok,
+            "the endpoint recovers; replaying the dead letter delivers the same event",
+            got,
+        );
+        workers.shutdown().await;
+        Ok((passed, 3))
+    }
+}
+
+/// Without the `sender` feature the tour covers the receiving side only.
+#[cfg(not(feature = "sender"))]
+mod sender_tour {
+    pub(super) async fn run() -> Result<(usize, usize), Box<dyn std::error::Error>> {
+        println!(
+            "\n(the sending side: `cargo run --example quickstart --features sender` also \
+             delivers, dead-letters and replays an event)"
+        );
+        Ok((0, 0))
     }
 }

@@ -60,7 +60,7 @@ use tracing_subscriber::EnvFilter;
 use webhook_guard::idempotency::IdempotencyLayer;
 use webhook_guard::problem::Problem;
 use webhook_guard::replay::DEFAULT_TOLERANCE;
-use webhook_guard::{Scheme, SecretSet, Verified, Verifier, VerifyLayer};
+use webhook_guard::{Event, Scheme, SecretSet, Verified, Verifier, VerifyLayer};
 
 /// The secret used when `WEBHOOK_SECRET` is unset. Public by design: never
 /// use it for real traffic.
@@ -229,7 +229,38 @@ fn event_name(body: &[u8]) -> Option<String> {
     serde_json::from_slice::<EventName>(body).ok()?.event
 }
 
+/// A one-line summary of a built-in event: its variant and key fields.
+fn describe(event: &Event) -> String {
+    match event {
+        Event::IngestionCompleted(e) => format!(
+            "IngestionCompleted job={} table={} rows={} duration={:?}",
+            e.job_id, e.table, e.rows_ingested, e.duration
+        ),
+        Event::IngestionFailed(e) => format!(
+            "IngestionFailed job={} table={} error={:?}",
+            e.job_id, e.table, e.error
+        ),
+        Event::KpiComputed(e) => format!("KpiComputed kpi={} value={}", e.kpi_id, e.value),
+        Event::KpiAlert(e) => format!(
+            "KpiAlert kpi={} value={} threshold={}",
+            e.kpi_id, e.value, e.threshold
+        ),
+        Event::AnalysisCompleted(e) => format!("AnalysisCompleted analysis={}", e.analysis_id),
+        Event::DashboardReady(e) => format!(
+            "DashboardReady dashboard={} url={:?}",
+            e.dashboard_id, e.url
+        ),
+        Event::Unknown { event, .. } => format!("Unknown type={event} (accepted)"),
+        other => other.event_type().to_owned(),
+    }
+}
+
 async fn on_webhook(verified: Verified) -> Response {
+    // The typed view goes to the log; stdout keeps its one-line format for
+    // scripts. Bodies that are not the platform's envelope are still accepted.
+    if let Ok(event) = serde_json::from_slice::<Event>(verified.body()) {
+        tracing::info!(id = verified.id(), "event: {}", describe(&event));
+    }
     let line = Accepted {
         id: verified.id(),
         event: event_name(verified.body()),

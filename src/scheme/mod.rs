@@ -372,9 +372,9 @@ impl Default for Scheme {
     }
 }
 
-/// The names [`Scheme::from_name`] accepts.
-pub const SCHEME_NAMES: &str =
-    "native, native-body-only, standard (alias svix), github, stripe, slack, shopify";
+/// The names [`Scheme::from_name`] accepts, comma separated (`svix` and
+/// `standard-webhooks` are accepted as aliases of `standard`).
+pub const SCHEME_NAMES: &str = "native, native-body-only, standard, github, stripe, slack, shopify";
 
 impl Scheme {
     /// The default: headers `X-Webhook-Id`, `X-Webhook-Timestamp` (unix
