@@ -1,10 +1,10 @@
 //! The `native` scheme: `X-Webhook-Signature: sha256=<hex>`.
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{
     MAX_SIGNATURES_PER_HEADER, Message, SignError, SignatureMatch, Tag, TimestampSource,
-    decode_hex_tag, find_match, hmac_tag, required_header, validate_id,
+    decode_hex_tag, find_match, hmac_tag, validate_id,
 };
 use crate::error::{VerifyError, VerifyErrorKind};
 use crate::replay::parse_unix_seconds;
@@ -18,6 +18,53 @@ pub const NATIVE_TIMESTAMP_HEADER: &str = "x-webhook-timestamp";
 pub const NATIVE_SIGNATURE_HEADER: &str = "x-webhook-signature";
 /// Prefix of each native signature.
 pub const NATIVE_SIGNATURE_PREFIX: &str = "sha256=";
+
+// Parsed once: a lookup by `&str` would parse and validate the name on every
+// request.
+static ID_NAME: HeaderName = HeaderName::from_static(NATIVE_ID_HEADER);
+static TIMESTAMP_NAME: HeaderName = HeaderName::from_static(NATIVE_TIMESTAMP_HEADER);
+static SIGNATURE_NAME: HeaderName = HeaderName::from_static(NATIVE_SIGNATURE_HEADER);
+
+/// Reads a header that must be present exactly once (as
+/// [`required_header`](super::required_header), by a parsed name).
+fn required<'h>(
+    headers: &'h HeaderMap,
+    name: &'static HeaderName,
+    text: &'static str,
+) -> Result<&'h [u8], VerifyError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Err(VerifyError::missing_header(text));
+    };
+    if values.next().is_some() {
+        return Err(VerifyError::malformed(
+            text,
+            "the header appears more than once",
+        ));
+    }
+    Ok(first.as_bytes())
+}
+
+/// The signatures of one request: at most [`MAX_SIGNATURES_PER_HEADER`],
+/// held inline so that parsing them allocates nothing.
+pub(crate) struct Signatures {
+    tags: [Tag; MAX_SIGNATURES_PER_HEADER],
+    len: usize,
+}
+
+impl Signatures {
+    /// The parsed signatures, in header order.
+    pub(crate) fn as_slice(&self) -> &[Tag] {
+        &self.tags[..self.len]
+    }
+}
+
+impl std::ops::Deref for Signatures {
+    type Target = [Tag];
+    fn deref(&self) -> &[Tag] {
+        self.as_slice()
+    }
+}
 
 /// Checks a native id: [`validate_id`], and no `.`.
 ///
@@ -83,13 +130,16 @@ pub(super) fn sign_body_only(keys: &[&KeyedSecret], msg: &Message<'_>) -> Header
 
 /// Parses every `sha256=<hex>` signature from all `X-Webhook-Signature`
 /// values. Signatures are separated by commas and/or whitespace.
-pub(crate) fn parse_signatures(headers: &HeaderMap) -> Result<Vec<Tag>, VerifyError> {
+pub(crate) fn parse_signatures(headers: &HeaderMap) -> Result<Signatures, VerifyError> {
     const NAME: &str = NATIVE_SIGNATURE_HEADER;
-    let mut values = headers.get_all(NAME).iter().peekable();
+    let mut values = headers.get_all(&SIGNATURE_NAME).iter().peekable();
     if values.peek().is_none() {
         return Err(VerifyError::missing_header(NAME));
     }
-    let mut tags = Vec::with_capacity(1);
+    let mut tags = Signatures {
+        tags: [[0; 32]; MAX_SIGNATURES_PER_HEADER],
+        len: 0,
+    };
     for value in values {
         let s = value
             .to_str()
@@ -110,8 +160,8 @@ pub(crate) fn parse_signatures(headers: &HeaderMap) -> Result<Vec<Tag>, VerifyEr
                     format!("more than {MAX_SIGNATURES_PER_HEADER} signatures"),
                 ));
             }
-            let tag = decode_hex_tag(NAME, "`sha256=`", hex_part)?;
-            tags.push(tag);
+            tags.tags[tags.len] = decode_hex_tag(NAME, "`sha256=`", hex_part)?;
+            tags.len += 1;
         }
     }
     if tags.is_empty() {
@@ -126,9 +176,9 @@ pub(super) fn verify_signed(
     body: &[u8],
     now: i64,
 ) -> Result<SignatureMatch, VerifyError> {
-    let id = required_header(headers, NATIVE_ID_HEADER)?;
+    let id = required(headers, &ID_NAME, NATIVE_ID_HEADER)?;
     validate_native_id(id).map_err(|why| VerifyError::malformed(NATIVE_ID_HEADER, why))?;
-    let ts_raw = required_header(headers, NATIVE_TIMESTAMP_HEADER)?;
+    let ts_raw = required(headers, &TIMESTAMP_NAME, NATIVE_TIMESTAMP_HEADER)?;
     let timestamp = parse_unix_seconds(NATIVE_TIMESTAMP_HEADER, ts_raw)?;
     let ts_raw = ts_raw.trim_ascii();
     let candidates = parse_signatures(headers)?;
@@ -136,8 +186,12 @@ pub(super) fn verify_signed(
         tag_signed(k, id, ts_raw, body)
     })?;
     Ok(SignatureMatch::hmac(
-        // validate_native_id guarantees visible ASCII.
-        Some(String::from_utf8_lossy(id).into_owned()),
+        // validate_native_id guarantees visible ASCII, so this never
+        // replaces anything.
+        Some(match std::str::from_utf8(id) {
+            Ok(id) => id.to_owned(),
+            Err(_) => String::from_utf8_lossy(id).into_owned(),
+        }),
         Some(timestamp),
         TimestampSource::SignedHeader,
         secret_index,
