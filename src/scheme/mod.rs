@@ -675,12 +675,27 @@ pub(crate) fn decode_hex_tag(
             ),
         ));
     }
+    decode_hex_digits(hex_part.as_bytes()).ok_or_else(|| {
+        VerifyError::malformed(
+            header,
+            format!("a {what} signature contains non-hex characters"),
+        )
+    })
+}
+
+/// Decodes exactly 64 hex digits (either case) into a tag; `None` for any
+/// other length or a byte that is not a hex digit.
+///
+/// The received signature is public, so decoding it need not be constant
+/// time; a table lookup per digit is several times faster than `hex`'s
+/// per-digit branches.
+pub(crate) fn decode_hex_digits(digits: &[u8]) -> Option<Tag> {
+    if digits.len() != 64 {
+        return None;
+    }
     let mut tag = [0u8; 32];
-    // The received signature is public, so decoding it need not be constant
-    // time; a table lookup per digit is several times faster than `hex`'s
-    // per-digit branches.
     let mut invalid = 0u8;
-    for (byte, pair) in tag.iter_mut().zip(hex_part.as_bytes().chunks_exact(2)) {
+    for (byte, pair) in tag.iter_mut().zip(digits.chunks_exact(2)) {
         let (hi, lo) = (
             HEX_VALUE[usize::from(pair[0])],
             HEX_VALUE[usize::from(pair[1])],
@@ -688,13 +703,7 @@ pub(crate) fn decode_hex_tag(
         invalid |= (hi | lo) & 0xF0;
         *byte = (hi << 4) | (lo & 0x0F);
     }
-    if invalid != 0 {
-        return Err(VerifyError::malformed(
-            header,
-            format!("a {what} signature contains non-hex characters"),
-        ));
-    }
-    Ok(tag)
+    (invalid == 0).then_some(tag)
 }
 
 /// The value of each ASCII hex digit (either case); `0xFF` for any other byte.

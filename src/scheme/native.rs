@@ -4,7 +4,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{
     MAX_SIGNATURES_PER_HEADER, Message, SignError, SignatureMatch, Tag, TimestampSource,
-    decode_hex_tag, find_match, hmac_tag, validate_id,
+    decode_hex_digits, decode_hex_tag, find_match, hmac_tag, validate_id,
 };
 use crate::error::{VerifyError, VerifyErrorKind};
 use crate::replay::parse_unix_seconds;
@@ -43,27 +43,6 @@ fn required<'h>(
         ));
     }
     Ok(first.as_bytes())
-}
-
-/// The signatures of one request: at most [`MAX_SIGNATURES_PER_HEADER`],
-/// held inline so that parsing them allocates nothing.
-pub(crate) struct Signatures {
-    tags: [Tag; MAX_SIGNATURES_PER_HEADER],
-    len: usize,
-}
-
-impl Signatures {
-    /// The parsed signatures, in header order.
-    pub(crate) fn as_slice(&self) -> &[Tag] {
-        &self.tags[..self.len]
-    }
-}
-
-impl std::ops::Deref for Signatures {
-    type Target = [Tag];
-    fn deref(&self) -> &[Tag] {
-        self.as_slice()
-    }
 }
 
 /// Checks a native id: [`validate_id`], and no `.`.
@@ -129,22 +108,49 @@ pub(super) fn sign_body_only(keys: &[&KeyedSecret], msg: &Message<'_>) -> Header
 }
 
 /// Parses every `sha256=<hex>` signature from all `X-Webhook-Signature`
-/// values. Signatures are separated by commas and/or whitespace.
-pub(crate) fn parse_signatures(headers: &HeaderMap) -> Result<Signatures, VerifyError> {
+/// values into `buf` (at most [`MAX_SIGNATURES_PER_HEADER`], so nothing is
+/// allocated). Signatures are separated by commas and/or whitespace.
+pub(crate) fn parse_signatures<'b>(
+    headers: &HeaderMap,
+    buf: &'b mut [Tag; MAX_SIGNATURES_PER_HEADER],
+) -> Result<&'b [Tag], VerifyError> {
     const NAME: &str = NATIVE_SIGNATURE_HEADER;
     let mut values = headers.get_all(&SIGNATURE_NAME).iter().peekable();
     if values.peek().is_none() {
         return Err(VerifyError::missing_header(NAME));
     }
-    let mut tags = Signatures {
-        tags: [[0; 32]; MAX_SIGNATURES_PER_HEADER],
-        len: 0,
-    };
+    let mut len = 0;
     for value in values {
+        // The usual value, one `sha256=<64 hex digits>`, needs no splitting;
+        // anything else (or a bad digit) takes the general path below.
+        if let Some(tag) = value
+            .as_bytes()
+            .strip_prefix(NATIVE_SIGNATURE_PREFIX.as_bytes())
+            .and_then(decode_hex_digits)
+        {
+            let Some(slot) = buf.get_mut(len) else {
+                return Err(VerifyError::malformed(
+                    NAME,
+                    format!("more than {MAX_SIGNATURES_PER_HEADER} signatures"),
+                ));
+            };
+            *slot = tag;
+            len += 1;
+            continue;
+        }
         let s = value
             .to_str()
             .map_err(|_| VerifyError::malformed(NAME, "the value is not visible ASCII"))?;
-        for token in s.split(|c: char| c == ',' || c.is_ascii_whitespace()) {
+        // Visible ASCII and tabs only (checked above): every byte is a
+        // character, and the only whitespace is ' ' and '\t'.
+        let bytes = s.as_bytes();
+        let mut start = 0;
+        for end in 0..=bytes.len() {
+            if end < bytes.len() && !matches!(bytes[end], b',' | b' ' | b'\t') {
+                continue;
+            }
+            let token = &s[start..end];
+            start = end + 1;
             if token.is_empty() {
                 continue;
             }
@@ -154,20 +160,20 @@ pub(crate) fn parse_signatures(headers: &HeaderMap) -> Result<Signatures, Verify
                     "each signature must start with `sha256=` followed by 64 hex digits",
                 ));
             };
-            if tags.len() == MAX_SIGNATURES_PER_HEADER {
+            let Some(slot) = buf.get_mut(len) else {
                 return Err(VerifyError::malformed(
                     NAME,
                     format!("more than {MAX_SIGNATURES_PER_HEADER} signatures"),
                 ));
-            }
-            tags.tags[tags.len] = decode_hex_tag(NAME, "`sha256=`", hex_part)?;
-            tags.len += 1;
+            };
+            *slot = decode_hex_tag(NAME, "`sha256=`", hex_part)?;
+            len += 1;
         }
     }
-    if tags.is_empty() {
+    if len == 0 {
         return Err(VerifyError::malformed(NAME, "the value holds no signature"));
     }
-    Ok(tags)
+    Ok(&buf[..len])
 }
 
 pub(super) fn verify_signed(
@@ -181,8 +187,9 @@ pub(super) fn verify_signed(
     let ts_raw = required(headers, &TIMESTAMP_NAME, NATIVE_TIMESTAMP_HEADER)?;
     let timestamp = parse_unix_seconds(NATIVE_TIMESTAMP_HEADER, ts_raw)?;
     let ts_raw = ts_raw.trim_ascii();
-    let candidates = parse_signatures(headers)?;
-    let secret_index = find_match(secrets, now, &candidates, |k| {
+    let mut buf = [[0; 32]; MAX_SIGNATURES_PER_HEADER];
+    let candidates = parse_signatures(headers, &mut buf)?;
+    let secret_index = find_match(secrets, now, candidates, |k| {
         tag_signed(k, id, ts_raw, body)
     })?;
     Ok(SignatureMatch::hmac(
@@ -205,8 +212,9 @@ pub(super) fn verify_body_only(
     now: i64,
     require_timestamp: bool,
 ) -> Result<SignatureMatch, VerifyError> {
-    let candidates = parse_signatures(headers)?;
-    let secret_index = find_match(secrets, now, &candidates, |k| tag_body(k, body))?;
+    let mut buf = [[0; 32]; MAX_SIGNATURES_PER_HEADER];
+    let candidates = parse_signatures(headers, &mut buf)?;
+    let secret_index = find_match(secrets, now, candidates, |k| tag_body(k, body))?;
     // Only authenticated bytes are parsed, and only for their timestamp.
     let timestamp = match body_timestamp(body) {
         Ok(ts) => Some(ts),
