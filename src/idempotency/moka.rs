@@ -1,11 +1,13 @@
 use std::fmt;
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use moka::future::Cache;
+use moka::Equivalent;
 use moka::ops::compute::{CompResult, Op};
 use moka::policy::{EvictionPolicy, Expiry};
+use moka::sync::Cache;
 
 use super::store::{Begin, IdempotencyStore, LeaseToken, StoreFuture};
 
@@ -17,6 +19,42 @@ const DONE: u64 = 0;
 
 /// Longest TTL applied, so `Instant + ttl` cannot overflow: 100 years.
 const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// A key with its hash computed once, when the operation starts.
+///
+/// The cache hashes only the stored `u64`, so growing or cleaning its table
+/// (which rehashes every key) does not read each key's text again, and a
+/// probe that meets another key usually differs on the hash without reading
+/// the text either.
+#[derive(Debug, PartialEq, Eq)]
+struct StoreKey {
+    hash: u64,
+    text: Box<str>,
+}
+
+impl Hash for StoreKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// A borrowed [`StoreKey`], for lookups that need no owned copy.
+struct KeyRef<'a> {
+    hash: u64,
+    text: &'a str,
+}
+
+impl Hash for KeyRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl Equivalent<StoreKey> for KeyRef<'_> {
+    fn equivalent(&self, key: &StoreKey) -> bool {
+        self.hash == key.hash && self.text == &*key.text
+    }
+}
 
 /// One key's state, changed in place so that completing a key is a lookup
 /// and a compare-and-swap rather than a second cache write.
@@ -34,14 +72,14 @@ struct Cell {
 /// asks on every read, so the read that follows completion moves the expiry.
 struct CellExpiry;
 
-impl Expiry<String, Arc<Cell>> for CellExpiry {
-    fn expire_after_create(&self, _: &String, cell: &Arc<Cell>, _: Instant) -> Option<Duration> {
+impl Expiry<StoreKey, Arc<Cell>> for CellExpiry {
+    fn expire_after_create(&self, _: &StoreKey, cell: &Arc<Cell>, _: Instant) -> Option<Duration> {
         Some(cell.lease)
     }
 
     fn expire_after_read(
         &self,
-        _: &String,
+        _: &StoreKey,
         cell: &Arc<Cell>,
         read_at: Instant,
         until_expiry: Option<Duration>,
@@ -56,6 +94,12 @@ impl Expiry<String, Arc<Cell>> for CellExpiry {
 
 /// The in-process [`IdempotencyStore`]: a [moka](https://docs.rs/moka)
 /// concurrent cache with a maximum number of keys and a TTL per entry.
+///
+/// It uses moka's synchronous cache: every operation is a short,
+/// non-blocking step (an insert-if-absent, a lookup, a compare-and-swap), so
+/// the returned futures complete on their first poll and never hold a runtime
+/// thread for long. Each key's hash is computed once per operation with a
+/// randomly keyed SipHash; the cache itself only hashes that number.
 ///
 /// Right for a receiver that runs as **one** process. With several
 /// processes behind a load balancer, each would keep its own keys and the
@@ -88,7 +132,10 @@ impl Expiry<String, Arc<Cell>> for CellExpiry {
 /// ```
 #[derive(Clone)]
 pub struct MokaStore {
-    cache: Cache<String, Arc<Cell>>,
+    cache: Cache<StoreKey, Arc<Cell>, foldhash::fast::RandomState>,
+    /// Hashes key text (SipHash with a random key per store, so a sender
+    /// cannot choose ids that collide).
+    key_hasher: RandomState,
     next_token: Arc<AtomicU64>,
     capacity: u64,
 }
@@ -100,9 +147,10 @@ impl MokaStore {
             .max_capacity(capacity)
             .eviction_policy(EvictionPolicy::lru())
             .expire_after(CellExpiry)
-            .build();
+            .build_with_hasher(foldhash::fast::RandomState::default());
         Self {
             cache,
+            key_hasher: RandomState::new(),
             next_token: Arc::new(AtomicU64::new(1)),
             capacity,
         }
@@ -123,11 +171,25 @@ impl MokaStore {
     /// and removal of expired keys. It also runs on its own as the cache is
     /// used; call it to read an exact [`entry_count`](Self::entry_count).
     pub async fn run_pending_tasks(&self) {
-        self.cache.run_pending_tasks().await;
+        self.cache.run_pending_tasks();
     }
 
     fn next_token(&self) -> u64 {
         self.next_token.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn key_ref<'k>(&self, key: &'k str) -> KeyRef<'k> {
+        KeyRef {
+            hash: self.key_hasher.hash_one(key),
+            text: key,
+        }
+    }
+
+    fn owned_key(&self, key: &str) -> StoreKey {
+        StoreKey {
+            hash: self.key_hasher.hash_one(key),
+            text: key.into(),
+        }
     }
 }
 
@@ -152,17 +214,13 @@ impl IdempotencyStore for MokaStore {
             let token = self.next_token();
             // One atomic insert-if-absent: concurrent callers for a missing
             // (or expired) key are coalesced, exactly one gets a fresh entry.
-            let entry = self
-                .cache
-                .entry_by_ref(key)
-                .or_insert_with(async move {
-                    Arc::new(Cell {
-                        state: AtomicU64::new(token),
-                        lease: lease.min(MAX_TTL),
-                        done_until: OnceLock::new(),
-                    })
+            let entry = self.cache.entry(self.owned_key(key)).or_insert_with(|| {
+                Arc::new(Cell {
+                    state: AtomicU64::new(token),
+                    lease: lease.min(MAX_TTL),
+                    done_until: OnceLock::new(),
                 })
-                .await;
+            });
             let state = entry.value().state.load(Ordering::Acquire);
             Ok(if entry.is_fresh() && state == token {
                 Begin::New(LeaseToken::new(u128::from(token)))
@@ -186,7 +244,8 @@ impl IdempotencyStore for MokaStore {
             };
             // Absent when the lease expired (the cache never returns an
             // expired entry).
-            let Some(cell) = self.cache.get(key).await else {
+            let key = self.key_ref(key);
+            let Some(cell) = self.cache.get(&key) else {
                 return Ok(false);
             };
             if token == DONE
@@ -201,7 +260,7 @@ impl IdempotencyStore for MokaStore {
             // This read makes the cache apply the done TTL
             // (`expire_after_read`). Another cell here means the lease
             // expired and the key was taken over before the swap counted.
-            let now = self.cache.get(key).await;
+            let now = self.cache.get(&key);
             Ok(now.is_some_and(|now| Arc::ptr_eq(&now, &cell)))
         })
     }
@@ -211,15 +270,14 @@ impl IdempotencyStore for MokaStore {
             // Under the cache's per-key lock: remove only this owner's entry.
             let result = self
                 .cache
-                .entry_by_ref(key)
+                .entry(self.owned_key(key))
                 .and_compute_with(|current| {
                     let owned = current.is_some_and(|e| {
                         token.get() != u128::from(DONE)
                             && u128::from(e.value().state.load(Ordering::Acquire)) == token.get()
                     });
-                    std::future::ready(if owned { Op::Remove } else { Op::Nop })
-                })
-                .await;
+                    if owned { Op::Remove } else { Op::Nop }
+                });
             Ok(matches!(result, CompResult::Removed(_)))
         })
     }

@@ -1,10 +1,10 @@
 //! The `native` scheme: `X-Webhook-Signature: sha256=<hex>`.
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{
     MAX_SIGNATURES_PER_HEADER, Message, SignError, SignatureMatch, Tag, TimestampSource,
-    decode_hex_tag, find_match, hmac_tag, required_header, validate_id,
+    decode_hex_digits, decode_hex_tag, find_match, hmac_tag, validate_id,
 };
 use crate::error::{VerifyError, VerifyErrorKind};
 use crate::replay::parse_unix_seconds;
@@ -18,6 +18,32 @@ pub const NATIVE_TIMESTAMP_HEADER: &str = "x-webhook-timestamp";
 pub const NATIVE_SIGNATURE_HEADER: &str = "x-webhook-signature";
 /// Prefix of each native signature.
 pub const NATIVE_SIGNATURE_PREFIX: &str = "sha256=";
+
+// Parsed once: a lookup by `&str` would parse and validate the name on every
+// request.
+static ID_NAME: HeaderName = HeaderName::from_static(NATIVE_ID_HEADER);
+static TIMESTAMP_NAME: HeaderName = HeaderName::from_static(NATIVE_TIMESTAMP_HEADER);
+static SIGNATURE_NAME: HeaderName = HeaderName::from_static(NATIVE_SIGNATURE_HEADER);
+
+/// Reads a header that must be present exactly once (as
+/// [`required_header`](super::required_header), by a parsed name).
+fn required<'h>(
+    headers: &'h HeaderMap,
+    name: &'static HeaderName,
+    text: &'static str,
+) -> Result<&'h [u8], VerifyError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Err(VerifyError::missing_header(text));
+    };
+    if values.next().is_some() {
+        return Err(VerifyError::malformed(
+            text,
+            "the header appears more than once",
+        ));
+    }
+    Ok(first.as_bytes())
+}
 
 /// Checks a native id: [`validate_id`], and no `.`.
 ///
@@ -82,19 +108,49 @@ pub(super) fn sign_body_only(keys: &[&KeyedSecret], msg: &Message<'_>) -> Header
 }
 
 /// Parses every `sha256=<hex>` signature from all `X-Webhook-Signature`
-/// values. Signatures are separated by commas and/or whitespace.
-pub(crate) fn parse_signatures(headers: &HeaderMap) -> Result<Vec<Tag>, VerifyError> {
+/// values into `buf` (at most [`MAX_SIGNATURES_PER_HEADER`], so nothing is
+/// allocated). Signatures are separated by commas and/or whitespace.
+pub(crate) fn parse_signatures<'b>(
+    headers: &HeaderMap,
+    buf: &'b mut [Tag; MAX_SIGNATURES_PER_HEADER],
+) -> Result<&'b [Tag], VerifyError> {
     const NAME: &str = NATIVE_SIGNATURE_HEADER;
-    let mut values = headers.get_all(NAME).iter().peekable();
+    let mut values = headers.get_all(&SIGNATURE_NAME).iter().peekable();
     if values.peek().is_none() {
         return Err(VerifyError::missing_header(NAME));
     }
-    let mut tags = Vec::with_capacity(1);
+    let mut len = 0;
     for value in values {
+        // The usual value, one `sha256=<64 hex digits>`, needs no splitting;
+        // anything else (or a bad digit) takes the general path below.
+        if let Some(tag) = value
+            .as_bytes()
+            .strip_prefix(NATIVE_SIGNATURE_PREFIX.as_bytes())
+            .and_then(decode_hex_digits)
+        {
+            let Some(slot) = buf.get_mut(len) else {
+                return Err(VerifyError::malformed(
+                    NAME,
+                    format!("more than {MAX_SIGNATURES_PER_HEADER} signatures"),
+                ));
+            };
+            *slot = tag;
+            len += 1;
+            continue;
+        }
         let s = value
             .to_str()
             .map_err(|_| VerifyError::malformed(NAME, "the value is not visible ASCII"))?;
-        for token in s.split(|c: char| c == ',' || c.is_ascii_whitespace()) {
+        // Visible ASCII and tabs only (checked above): every byte is a
+        // character, and the only whitespace is ' ' and '\t'.
+        let bytes = s.as_bytes();
+        let mut start = 0;
+        for end in 0..=bytes.len() {
+            if end < bytes.len() && !matches!(bytes[end], b',' | b' ' | b'\t') {
+                continue;
+            }
+            let token = &s[start..end];
+            start = end + 1;
             if token.is_empty() {
                 continue;
             }
@@ -104,20 +160,20 @@ pub(crate) fn parse_signatures(headers: &HeaderMap) -> Result<Vec<Tag>, VerifyEr
                     "each signature must start with `sha256=` followed by 64 hex digits",
                 ));
             };
-            if tags.len() == MAX_SIGNATURES_PER_HEADER {
+            let Some(slot) = buf.get_mut(len) else {
                 return Err(VerifyError::malformed(
                     NAME,
                     format!("more than {MAX_SIGNATURES_PER_HEADER} signatures"),
                 ));
-            }
-            let tag = decode_hex_tag(NAME, "`sha256=`", hex_part)?;
-            tags.push(tag);
+            };
+            *slot = decode_hex_tag(NAME, "`sha256=`", hex_part)?;
+            len += 1;
         }
     }
-    if tags.is_empty() {
+    if len == 0 {
         return Err(VerifyError::malformed(NAME, "the value holds no signature"));
     }
-    Ok(tags)
+    Ok(&buf[..len])
 }
 
 pub(super) fn verify_signed(
@@ -126,18 +182,23 @@ pub(super) fn verify_signed(
     body: &[u8],
     now: i64,
 ) -> Result<SignatureMatch, VerifyError> {
-    let id = required_header(headers, NATIVE_ID_HEADER)?;
+    let id = required(headers, &ID_NAME, NATIVE_ID_HEADER)?;
     validate_native_id(id).map_err(|why| VerifyError::malformed(NATIVE_ID_HEADER, why))?;
-    let ts_raw = required_header(headers, NATIVE_TIMESTAMP_HEADER)?;
+    let ts_raw = required(headers, &TIMESTAMP_NAME, NATIVE_TIMESTAMP_HEADER)?;
     let timestamp = parse_unix_seconds(NATIVE_TIMESTAMP_HEADER, ts_raw)?;
     let ts_raw = ts_raw.trim_ascii();
-    let candidates = parse_signatures(headers)?;
-    let secret_index = find_match(secrets, now, &candidates, |k| {
+    let mut buf = [[0; 32]; MAX_SIGNATURES_PER_HEADER];
+    let candidates = parse_signatures(headers, &mut buf)?;
+    let secret_index = find_match(secrets, now, candidates, |k| {
         tag_signed(k, id, ts_raw, body)
     })?;
     Ok(SignatureMatch::hmac(
-        // validate_native_id guarantees visible ASCII.
-        Some(String::from_utf8_lossy(id).into_owned()),
+        // validate_native_id guarantees visible ASCII, so this never
+        // replaces anything.
+        Some(match std::str::from_utf8(id) {
+            Ok(id) => id.to_owned(),
+            Err(_) => String::from_utf8_lossy(id).into_owned(),
+        }),
         Some(timestamp),
         TimestampSource::SignedHeader,
         secret_index,
@@ -151,8 +212,9 @@ pub(super) fn verify_body_only(
     now: i64,
     require_timestamp: bool,
 ) -> Result<SignatureMatch, VerifyError> {
-    let candidates = parse_signatures(headers)?;
-    let secret_index = find_match(secrets, now, &candidates, |k| tag_body(k, body))?;
+    let mut buf = [[0; 32]; MAX_SIGNATURES_PER_HEADER];
+    let candidates = parse_signatures(headers, &mut buf)?;
+    let secret_index = find_match(secrets, now, candidates, |k| tag_body(k, body))?;
     // Only authenticated bytes are parsed, and only for their timestamp.
     let timestamp = match body_timestamp(body) {
         Ok(ts) => Some(ts),
