@@ -69,8 +69,8 @@
   async function act(label, fn) {
     try {
       say(label + "…");
-      await fn();
-      say(label + ": done.");
+      const message = await fn();
+      say(typeof message === "string" ? message : label + ": done.");
     } catch (e) {
       say(label + " failed: " + e.message);
     }
@@ -261,7 +261,7 @@
   $("replay-all").addEventListener("click", () =>
     act("Replay all", async () => {
       const summary = await api("POST", "api/dead-letters/replay-all");
-      say("Replayed " + summary.replayed.length + ", skipped " + summary.skipped.length + ".");
+      return "Replay all: " + summary.replayed.length + " replayed, " + summary.skipped.length + " skipped.";
     })
   );
 
