@@ -224,6 +224,8 @@ async fn operator_registers_tests_sees_history_and_replays_the_dlq() {
     assert_eq!(dests[0].secrets[0].expose_bytes(), shown_secret.as_bytes());
     let ok_id = dests[0].id.clone();
     screenshot(&c, "02-registered", "body").await;
+    click(&c, "//button[@id='secret-dismiss']").await;
+    wait_until(&c, "document.getElementById('secret-once').hidden && document.getElementById('secret-value').textContent === ''", "the secret to be dismissed").await;
 
     // A failing endpoint whose URL and response body carry markup.
     let flaky_url = format!(
@@ -354,6 +356,69 @@ async fn operator_registers_tests_sees_history_and_replays_the_dlq() {
     screenshot(&c, "06-form-error", "body").await;
     assert_nothing_injected(&c).await;
 
+    c.close().await.unwrap();
+    s.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_asks_for_the_token_when_the_api_requires_one() {
+    let s = setup().await;
+    s.sender
+        .add_destination(webhook_guard::sender::NewDestination::new(
+            format!("{}/ok", s.receiver_url),
+            "s",
+        ))
+        .await
+        .unwrap();
+    let app = console::Console::new(s.sender.clone())
+        .bearer_token("browser-token")
+        .router();
+    let base = serve(app).await;
+    let driver = start_driver().await;
+    let c = browser(&driver).await;
+    c.set_window_size(1400, 1000).await.unwrap();
+    c.goto(&base).await.unwrap();
+    wait_until(
+        &c,
+        "!document.getElementById('token-panel').hidden",
+        "the sign-in panel",
+    )
+    .await;
+    assert_eq!(
+        text(&c, "document.querySelectorAll('#webhooks tbody tr').length").await,
+        "0"
+    );
+    screenshot(&c, "00-sign-in", "body").await;
+
+    let field = c.find(Locator::Id("token")).await.unwrap();
+    field.send_keys("wrong-token").await.unwrap();
+    click(&c, "//form[@id='token-form']//button").await;
+    wait_until(
+        &c,
+        "document.getElementById('status').textContent.includes('token')",
+        "the refusal",
+    )
+    .await;
+    assert_eq!(
+        text(&c, "document.querySelectorAll('#webhooks tbody tr').length").await,
+        "0"
+    );
+
+    let field = c.find(Locator::Id("token")).await.unwrap();
+    field.send_keys("browser-token").await.unwrap();
+    click(&c, "//form[@id='token-form']//button").await;
+    wait_until(
+        &c,
+        "document.querySelectorAll('#webhooks tbody tr').length === 1",
+        "the webhooks table",
+    )
+    .await;
+    wait_until(
+        &c,
+        "document.getElementById('token-panel').hidden",
+        "the panel to close",
+    )
+    .await;
     c.close().await.unwrap();
     s.handle.shutdown().await;
 }

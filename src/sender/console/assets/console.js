@@ -190,10 +190,17 @@
     $("history-title").scrollIntoView({ behavior: "smooth" });
   }
 
+  // One refresh at a time; a request made meanwhile runs once it ends, so
+  // the tables always end up showing the latest state.
   let refreshing = false;
+  let again = false;
   async function refresh() {
-    if (refreshing) return;
+    if (refreshing) {
+      again = true;
+      return;
+    }
     refreshing = true;
+    again = false;
     try {
       const [list, history, dlq] = await Promise.all([
         api("GET", "api/destinations"),
@@ -208,6 +215,7 @@
       say("Could not load: " + e.message);
     } finally {
       refreshing = false;
+      if (again) refresh();
     }
   }
 
@@ -234,6 +242,11 @@
       errorBox.hidden = false;
     }
     refresh();
+  });
+
+  $("secret-dismiss").addEventListener("click", () => {
+    $("secret-value").textContent = "";
+    $("secret-once").hidden = true;
   });
 
   $("token-form").addEventListener("submit", (ev) => {
