@@ -727,3 +727,73 @@ async fn destinations_added_in_rust_show_up_in_the_api() {
     assert_eq!(one.2["paused"], false);
     assert!(!one.2.to_string().contains("rust-side-secret"));
 }
+
+#[tokio::test]
+async fn rotating_a_secret_shows_the_new_one_once_and_keeps_the_old_for_the_overlap() {
+    let sender = loopback_sender();
+    let app = console::router(sender.clone());
+    let created = call(
+        &app,
+        "POST",
+        "/api/destinations",
+        Some(json!({"url": "http://127.0.0.1:9/r", "secret": "old-secret"})),
+    )
+    .await;
+    let id = created.2["destination"]["id"].as_str().unwrap().to_owned();
+
+    let rotated = call(
+        &app,
+        "POST",
+        &format!("/api/destinations/{id}/rotate-secret"),
+        Some(json!({"overlapSeconds": 3600})),
+    )
+    .await;
+    assert_eq!(rotated.0, StatusCode::OK, "{:?}", rotated.2);
+    assert_eq!(rotated.2["secretGenerated"], true);
+    let new_secret = rotated.2["secret"].as_str().unwrap().to_owned();
+    assert_eq!(new_secret.len(), 64);
+    let secrets = rotated.2["destination"]["secrets"].as_array().unwrap();
+    assert_eq!(secrets.len(), 2);
+    assert!(secrets[0]["expiresAt"].is_null());
+    assert!(secrets[1]["expiresAt"].is_i64());
+    let stored = sender.destination(&id).await.unwrap();
+    assert_eq!(stored.secrets[0].expose_bytes(), new_secret.as_bytes());
+    assert_eq!(stored.secrets[1].expose_bytes(), b"old-secret");
+    let shown = call(&app, "GET", &format!("/api/destinations/{id}"), None).await;
+    assert!(!shown.2.to_string().contains(&new_secret));
+    assert!(!rotated.2["destination"].to_string().contains("old-secret"));
+
+    let given = call(
+        &app,
+        "POST",
+        &format!("/api/destinations/{id}/rotate-secret"),
+        Some(json!({"secret": "third"})),
+    )
+    .await;
+    assert_eq!(given.2["secret"], "third");
+    assert_eq!(given.2["secretGenerated"], false);
+    assert_problem(
+        &call(
+            &app,
+            "POST",
+            &format!("/api/destinations/{id}/rotate-secret"),
+            Some(json!({"secret": ""})),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-input",
+        "empty",
+    );
+    assert_problem(
+        &call(
+            &app,
+            "POST",
+            "/api/destinations/dst_nope/rotate-secret",
+            Some(json!({})),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "dst_nope",
+    );
+}

@@ -227,6 +227,21 @@ async fn operator_registers_tests_sees_history_and_replays_the_dlq() {
     click(&c, "//button[@id='secret-dismiss']").await;
     wait_until(&c, "document.getElementById('secret-once').hidden && document.getElementById('secret-value').textContent === ''", "the secret to be dismissed").await;
 
+    // Rotate: a new secret is shown once; the old one keeps signing.
+    click(&c, &format!("//table[@id='webhooks']//tr[@data-id='{ok_id}']//button[normalize-space()='Rotate secret']")).await;
+    c.accept_alert().await.unwrap();
+    wait_until(
+        &c,
+        "!document.getElementById('secret-once').hidden",
+        "the rotated secret",
+    )
+    .await;
+    let rotated = text(&c, "document.getElementById('secret-value').textContent").await;
+    let stored = s.sender.destination(&ok_id).await.unwrap();
+    assert_eq!(stored.secrets[0].expose_bytes(), rotated.as_bytes());
+    assert_eq!(stored.secrets[1].expose_bytes(), shown_secret.as_bytes());
+    click(&c, "//button[@id='secret-dismiss']").await;
+
     // A failing endpoint whose URL and response body carry markup.
     let flaky_url = format!(
         "{}/flaky?<script>window.__injected=3</script>",

@@ -13,6 +13,7 @@
 //! | `PATCH /api/destinations/{id}` | `{enabled, disabledReason?}`: pause or resume |
 //! | `DELETE /api/destinations/{id}` | delete (pending deliveries are dead-lettered) |
 //! | `POST /api/destinations/{id}/test` | send a `webhook.test` event |
+//! | `POST /api/destinations/{id}/rotate-secret` | `{secret?, overlapSeconds?}`: a new secret (shown this once), the old one keeps signing during the overlap (default 24 h) |
 //! | `GET /api/deliveries?destinationId=&status=&eventType=&limit=&beforeSeq=` | history, newest first, paged (`nextCursor` → `beforeSeq`) |
 //! | `GET /api/deliveries/{id}` | one delivery with all its attempts |
 //! | `POST /api/deliveries/{id}/resend` | send a finished delivery again |
@@ -198,6 +199,10 @@ impl<S: DeliveryStore> Console<S> {
                     .delete(delete_destination::<S>),
             )
             .route("/api/destinations/{id}/test", post(test_destination::<S>))
+            .route(
+                "/api/destinations/{id}/rotate-secret",
+                post(rotate_secret::<S>),
+            )
             .route("/api/deliveries", get(list_deliveries::<S>))
             .route("/api/deliveries/{id}", get(get_delivery::<S>))
             .route("/api/deliveries/{id}/resend", post(resend_delivery::<S>))
@@ -483,6 +488,42 @@ async fn update_destination<S: DeliveryStore>(
         state.sender.disable_destination(&id, reason).await?
     };
     Ok(Json(view(&state.sender, d)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RotateSecret {
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    overlap_seconds: Option<u64>,
+}
+
+/// How long the old secret keeps signing after a rotation by default.
+const DEFAULT_ROTATION_OVERLAP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+async fn rotate_secret<S: DeliveryStore>(
+    State(state): AppState<S>,
+    Path(id): Path<String>,
+    body: Result<Json<RotateSecret>, JsonRejection>,
+) -> Result<Json<CreatedDestination>, ApiError> {
+    let body = json_body(body)?;
+    let (secret, secret_generated) = match body.secret {
+        Some(s) => (s, false),
+        None => (generate_secret(), true),
+    };
+    let overlap = body
+        .overlap_seconds
+        .map_or(DEFAULT_ROTATION_OVERLAP, std::time::Duration::from_secs);
+    let d = state
+        .sender
+        .rotate_secret(&id, secret.as_str(), overlap)
+        .await?;
+    Ok(Json(CreatedDestination {
+        destination: view(&state.sender, d),
+        secret,
+        secret_generated,
+    }))
 }
 
 async fn delete_destination<S: DeliveryStore>(

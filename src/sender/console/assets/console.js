@@ -49,6 +49,11 @@
     return data;
   }
 
+  function showSecret(secret) {
+    $("secret-value").textContent = secret;
+    $("secret-once").hidden = false;
+  }
+
   function say(text) {
     $("status").textContent = text;
   }
@@ -95,6 +100,15 @@
       const actions = el("td", { className: "nowrap" }, [
         button("Test", () => act("Test event", () => api("POST", "api/destinations/" + encodeURIComponent(d.id) + "/test")), { "aria-label": "Send a test event to " + d.url }),
         button("History", () => showHistory(d), { "aria-label": "Delivery history of " + d.url }),
+        button("Rotate secret", () => {
+          if (confirm("Give " + d.url + " a new signing secret? The current one keeps signing for 24 hours.")) {
+            act("Rotate secret", async () => {
+              const rotated = await api("POST", "api/destinations/" + encodeURIComponent(d.id) + "/rotate-secret", {});
+              showSecret(rotated.secret);
+              return "New secret for " + d.url + ": copy it from the box below the form.";
+            });
+          }
+        }),
         d.enabled
           ? button("Disable", () => act("Disable", () => api("PATCH", "api/destinations/" + encodeURIComponent(d.id), { enabled: false })))
           : button("Enable", () => act("Enable", () => api("PATCH", "api/destinations/" + encodeURIComponent(d.id), { enabled: true }))),
@@ -233,10 +247,7 @@
       const created = await api("POST", "api/destinations", payload);
       form.reset();
       say("Registered " + created.destination.url + ".");
-      if (created.secretGenerated) {
-        $("secret-value").textContent = created.secret;
-        $("secret-once").hidden = false;
-      }
+      if (created.secretGenerated) showSecret(created.secret);
     } catch (e) {
       errorBox.textContent = e.message;
       errorBox.hidden = false;
