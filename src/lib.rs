@@ -70,6 +70,7 @@
 //! | `testing` | no | `testing`: signed requests for any scheme in one line, [`FixedClock`] |
 //! | `sender` | no | `sender`: sign, deliver, retry, dead-letter and replay outgoing webhooks (in-memory store) |
 //! | `sqlite` | no | the sender's durable SQLite store (implies `sender`) |
+//! | `console` | no | `sender::console`: the operator console, a JSON API and web page for destinations, delivery history and the DLQ (implies `sender`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod diagnose;

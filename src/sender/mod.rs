@@ -60,6 +60,9 @@
 //! in a `webhook.delivery` span and each attempt in a `webhook.attempt` span.
 
 mod clock;
+#[cfg(feature = "console")]
+#[cfg_attr(docsrs, doc(cfg(feature = "console")))]
+pub mod console;
 mod delivery;
 mod destination;
 mod error;

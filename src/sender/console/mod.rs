@@ -1,0 +1,635 @@
+//! The operator console: a JSON API and a web page for destinations,
+//! delivery history and the dead letter queue (feature `console`).
+//!
+//! [`router`] returns an axum [`Router`] that a platform mounts anywhere in
+//! its own app (`Router::nest("/admin/webhooks", ..)`). It serves
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /` | the web page (HTML, CSS and JavaScript embedded in the crate) |
+//! | `GET /api/destinations` | every destination, with `paused` (circuit breaker) |
+//! | `POST /api/destinations` | register `{url, secret?, events?, id?}`; `201` with the secret, shown this once |
+//! | `GET /api/destinations/{id}` | one destination |
+//! | `PATCH /api/destinations/{id}` | `{enabled, disabledReason?}`: pause or resume |
+//! | `DELETE /api/destinations/{id}` | delete (pending deliveries are dead-lettered) |
+//! | `POST /api/destinations/{id}/test` | send a `webhook.test` event |
+//! | `POST /api/destinations/{id}/rotate-secret` | `{secret?, overlapSeconds?}`: a new secret (shown this once), the old one keeps signing during the overlap (default 24 h) |
+//! | `GET /api/deliveries?destinationId=&status=&eventType=&limit=&beforeSeq=` | history, newest first, paged (`nextCursor` → `beforeSeq`) |
+//! | `GET /api/deliveries/{id}` | one delivery with all its attempts |
+//! | `POST /api/deliveries/{id}/resend` | send a finished delivery again |
+//! | `GET /api/dead-letters` | the dead letter queue (same paging) |
+//! | `POST /api/dead-letters/{id}/replay` | replay one dead letter |
+//! | `POST /api/dead-letters/replay-all` | replay every dead letter |
+//!
+//! Secrets are write-only: `POST /api/destinations` returns the secret once
+//! (the one given, or a generated one when `secret` is absent); no other
+//! answer contains it. Bad input gets an RFC 9457 problem response naming
+//! what is wrong: a URL that does not parse or is not http(s) (`422`,
+//! type `…#invalid-destination`), a URL the SSRF guard refuses
+//! (`422`, `…#forbidden-address`), an unknown event type or an empty event
+//! list (`422`, `…#invalid-event-filter`), malformed JSON (`400`).
+//!
+//! # Authentication
+//!
+//! The console can change where events go, so it must not be reachable
+//! without authentication. Put it behind the app's own auth layer, like any
+//! other admin route:
+//!
+//! ```
+//! use axum::{extract::Request, middleware::{self, Next}, response::Response};
+//! use http::StatusCode;
+//! use webhook_guard::sender::{MemoryStore, Sender, console};
+//!
+//! /// The app's own check (a session cookie, an SSO header, ...).
+//! async fn require_admin(req: Request, next: Next) -> Result<Response, StatusCode> {
+//!     let is_admin = req.headers().get("x-admin-session").is_some_and(|v| v == "valid");
+//!     if is_admin { Ok(next.run(req).await) } else { Err(StatusCode::FORBIDDEN) }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sender = Sender::builder(MemoryStore::new()).build()?;
+//! let app: axum::Router = axum::Router::new().nest(
+//!     "/admin/webhooks",
+//!     console::router(sender).layer(middleware::from_fn(require_admin)),
+//! );
+//! # let _ = app; Ok(()) }
+//! ```
+//!
+//! For services without one, [`Console::bearer_token`] guards the JSON API
+//! with [`BearerAuthLayer`] (constant-time comparison); the page itself
+//! holds no data and asks the operator for the token, which it keeps in the
+//! tab's `sessionStorage` only.
+//!
+//! ```
+//! use tower::ServiceExt;
+//! use webhook_guard::sender::{MemoryStore, Sender, console::Console};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sender = Sender::builder(MemoryStore::new()).build()?;
+//! let app = axum::Router::new()
+//!     .nest("/admin/webhooks", Console::new(sender).bearer_token("console-token").router());
+//!
+//! let get = |uri: &str, token: Option<&str>| {
+//!     let mut req = http::Request::get(uri);
+//!     if let Some(t) = token {
+//!         req = req.header("authorization", format!("Bearer {t}"));
+//!     }
+//!     req.body(axum::body::Body::empty()).unwrap()
+//! };
+//! let page = app.clone().oneshot(get("/admin/webhooks", None)).await?;
+//! assert_eq!(page.status(), 200);
+//! let denied = app.clone().oneshot(get("/admin/webhooks/api/destinations", None)).await?;
+//! assert_eq!(denied.status(), 401);
+//! let listed = app
+//!     .oneshot(get("/admin/webhooks/api/destinations", Some("console-token")))
+//!     .await?;
+//! assert_eq!(listed.status(), 200);
+//! # Ok(()) }
+//! ```
+
+mod auth;
+mod page;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{StatusCode, Uri};
+use serde::{Deserialize, Serialize};
+
+pub use auth::{BearerAuth, BearerAuthLayer};
+
+use super::{
+    Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStore, Destination, EventFilter,
+    NewDestination, Page, Sender, SenderError,
+};
+use crate::event::Event;
+use crate::problem::Problem;
+
+/// The `type` URI of the console's problem responses, one anchor per kind.
+fn problem_type(kind: &str) -> String {
+    format!("https://docs.rs/webhook-guard/latest/webhook_guard/sender/console/index.html#{kind}")
+}
+
+/// The console over `sender`, offering the built-in event catalogue
+/// ([`Event::CATALOGUE`]) and no authentication of its own (see the
+/// [module docs](self) for how to add it).
+pub fn router<S: DeliveryStore>(sender: Sender<S>) -> Router {
+    Console::new(sender).router()
+}
+
+/// Configures the console; [`router`](Self::router) builds it.
+#[must_use]
+pub struct Console<S> {
+    sender: Sender<S>,
+    event_types: Vec<String>,
+    auth: Option<BearerAuthLayer>,
+    refresh_seconds: u32,
+}
+
+impl<S> std::fmt::Debug for Console<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console")
+            .field("event_types", &self.event_types)
+            .field("auth", &self.auth)
+            .field("refresh_seconds", &self.refresh_seconds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: DeliveryStore> Console<S> {
+    /// A console over `sender` with the built-in event catalogue.
+    pub fn new(sender: Sender<S>) -> Self {
+        Self {
+            sender,
+            event_types: Event::CATALOGUE.iter().map(|s| (*s).to_owned()).collect(),
+            auth: None,
+            refresh_seconds: 5,
+        }
+    }
+
+    /// The event types operators can subscribe destinations to (replaces
+    /// the built-in catalogue). Filters may also use `*` and `prefix.*`
+    /// patterns that match at least one of them.
+    pub fn event_types<I, T>(mut self, types: I) -> Self
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<String>,
+    {
+        self.event_types = types.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on every API request
+    /// ([`BearerAuthLayer`]).
+    pub fn bearer_token(mut self, token: impl AsRef<[u8]>) -> Self {
+        self.auth = Some(BearerAuthLayer::new(token));
+        self
+    }
+
+    /// How often the page refreshes its tables, in seconds (default 5;
+    /// at least 1).
+    pub fn refresh_seconds(mut self, seconds: u32) -> Self {
+        self.refresh_seconds = seconds.max(1);
+        self
+    }
+
+    /// Builds the router.
+    pub fn router(self) -> Router {
+        let state = Arc::new(ConsoleState {
+            sender: self.sender,
+            event_types: self.event_types,
+            refresh_seconds: self.refresh_seconds,
+            token_required: self.auth.is_some(),
+        });
+        let api = Router::new()
+            .route(
+                "/api/destinations",
+                get(list_destinations::<S>).post(create_destination::<S>),
+            )
+            .route(
+                "/api/destinations/{id}",
+                get(get_destination::<S>)
+                    .patch(update_destination::<S>)
+                    .delete(delete_destination::<S>),
+            )
+            .route("/api/destinations/{id}/test", post(test_destination::<S>))
+            .route(
+                "/api/destinations/{id}/rotate-secret",
+                post(rotate_secret::<S>),
+            )
+            .route("/api/deliveries", get(list_deliveries::<S>))
+            .route("/api/deliveries/{id}", get(get_delivery::<S>))
+            .route("/api/deliveries/{id}/resend", post(resend_delivery::<S>))
+            .route("/api/dead-letters", get(list_dead_letters::<S>))
+            .route(
+                "/api/dead-letters/replay-all",
+                post(replay_all_dead_letters::<S>),
+            )
+            .route(
+                "/api/dead-letters/{id}/replay",
+                post(replay_dead_letter::<S>),
+            )
+            .with_state(Arc::clone(&state));
+        let api = match self.auth {
+            Some(layer) => api.layer(layer),
+            None => api,
+        };
+        Router::new()
+            .route("/", get(show_page::<S>))
+            .route("/assets/console.js", get(page::script))
+            .route("/assets/console.css", get(page::style))
+            .with_state(state)
+            .merge(api)
+    }
+}
+
+struct ConsoleState<S> {
+    sender: Sender<S>,
+    event_types: Vec<String>,
+    refresh_seconds: u32,
+    token_required: bool,
+}
+
+type AppState<S> = State<Arc<ConsoleState<S>>>;
+
+/// An error answer: a problem response.
+struct ApiError(Problem);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.0.into_response()
+    }
+}
+
+fn problem(status: StatusCode, kind: &str, title: &str, detail: impl Into<String>) -> ApiError {
+    ApiError(Problem::new(status, problem_type(kind), title, detail))
+}
+
+impl From<SenderError> for ApiError {
+    fn from(e: SenderError) -> Self {
+        let detail = e.to_string();
+        match e {
+            SenderError::InvalidDestination { .. } => problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-destination",
+                "Invalid destination",
+                detail,
+            ),
+            SenderError::ForbiddenAddress { .. } => problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "forbidden-address",
+                "Destination address refused",
+                detail,
+            ),
+            SenderError::Config(_) | SenderError::InvalidEvent { .. } => problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-input",
+                "Invalid input",
+                detail,
+            ),
+            SenderError::DestinationNotFound { .. } | SenderError::DeliveryNotFound { .. } => {
+                problem(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+            }
+            SenderError::WrongState { .. } | SenderError::DuplicateEvent { .. } => problem(
+                StatusCode::CONFLICT,
+                "wrong-state",
+                "Not possible now",
+                detail,
+            ),
+            SenderError::Store(err) => {
+                tracing::error!(error = %err, "console: the delivery store failed");
+                problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store-failed",
+                    "Delivery store unavailable",
+                    "the delivery store failed; see the server log",
+                )
+            }
+        }
+    }
+}
+
+fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(v)| v).map_err(|rejection| {
+        let status = rejection.status();
+        let kind = if status == StatusCode::UNPROCESSABLE_ENTITY {
+            "invalid-input"
+        } else {
+            "malformed-request"
+        };
+        problem(
+            status,
+            kind,
+            "Malformed request body",
+            rejection.body_text(),
+        )
+    })
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(v)| v).map_err(|rejection| {
+        problem(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "Invalid query parameters",
+            rejection.body_text(),
+        )
+    })
+}
+
+async fn show_page<S: DeliveryStore>(
+    State(state): AppState<S>,
+    OriginalUri(original): OriginalUri,
+    uri: Uri,
+) -> Response {
+    // The page calls the API relative to where the router is mounted.
+    let full = original.path();
+    let prefix = full
+        .strip_suffix(uri.path())
+        .unwrap_or_else(|| full.trim_end_matches('/'));
+    let base = format!("{}/", prefix.trim_end_matches('/'));
+    page::render(
+        &base,
+        &state.event_types,
+        state.refresh_seconds,
+        state.token_required,
+    )
+}
+
+/// A destination as the console shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DestinationView {
+    #[serde(flatten)]
+    destination: Destination,
+    /// Paused by the circuit breaker right now.
+    paused: bool,
+}
+
+fn view<S: DeliveryStore>(sender: &Sender<S>, destination: Destination) -> DestinationView {
+    DestinationView {
+        paused: sender.is_paused(&destination.id),
+        destination,
+    }
+}
+
+async fn list_destinations<S: DeliveryStore>(
+    State(state): AppState<S>,
+) -> Result<Json<Vec<DestinationView>>, ApiError> {
+    let list = state.sender.destinations().await?;
+    Ok(Json(
+        list.into_iter().map(|d| view(&state.sender, d)).collect(),
+    ))
+}
+
+async fn get_destination<S: DeliveryStore>(
+    State(state): AppState<S>,
+    Path(id): Path<String>,
+) -> Result<Json<DestinationView>, ApiError> {
+    let d = state.sender.destination(&id).await?;
+    Ok(Json(view(&state.sender, d)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateDestination {
+    url: String,
+    #[serde(default)]
+    secret: Option<String>,
+    /// Absent or `null`: every event.
+    #[serde(default)]
+    events: Option<Vec<String>>,
+    #[serde(default)]
+    id: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CreatedDestination {
+    destination: DestinationView,
+    /// The signing secret; this is the only answer that contains it.
+    secret: String,
+    secret_generated: bool,
+}
+
+/// A fresh secret: 32 random bytes, hex (64 characters).
+fn generate_secret() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
+fn event_filter(known: &[String], events: Option<Vec<String>>) -> Result<EventFilter, ApiError> {
+    let invalid = |detail: String| {
+        problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-event-filter",
+            "Invalid event filter",
+            detail,
+        )
+    };
+    let Some(events) = events else {
+        return Ok(EventFilter::All);
+    };
+    if events.is_empty() {
+        return Err(invalid(
+            "the event list is empty, so the destination would receive nothing; pick at least one event type, or leave `events` out for every event".into(),
+        ));
+    }
+    for pattern in &events {
+        let known_here = pattern == "*"
+            || known.iter().any(|k| k == pattern)
+            || pattern.strip_suffix(".*").is_some_and(|prefix| {
+                known.iter().any(|k| {
+                    k.strip_prefix(prefix)
+                        .is_some_and(|rest| rest.starts_with('.'))
+                })
+            });
+        if !known_here {
+            let shown: String = pattern.chars().take(80).collect();
+            return Err(invalid(format!(
+                "unknown event type `{shown}`; known types: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    Ok(EventFilter::Only(events))
+}
+
+async fn create_destination<S: DeliveryStore>(
+    State(state): AppState<S>,
+    body: Result<Json<CreateDestination>, JsonRejection>,
+) -> Result<(StatusCode, Json<CreatedDestination>), ApiError> {
+    let body = json_body(body)?;
+    let events = event_filter(&state.event_types, body.events)?;
+    let (secret, secret_generated) = match body.secret {
+        Some(s) => (s, false),
+        None => (generate_secret(), true),
+    };
+    let mut new = NewDestination::new(body.url, secret.as_str()).events(events);
+    if let Some(id) = body.id {
+        new = new.id(id);
+    }
+    let destination = state.sender.add_destination(new).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedDestination {
+            destination: view(&state.sender, destination),
+            secret,
+            secret_generated,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateDestination {
+    enabled: bool,
+    #[serde(default)]
+    disabled_reason: Option<String>,
+}
+
+async fn update_destination<S: DeliveryStore>(
+    State(state): AppState<S>,
+    Path(id): Path<String>,
+    body: Result<Json<UpdateDestination>, JsonRejection>,
+) -> Result<Json<DestinationView>, ApiError> {
+    let body = json_body(body)?;
+    let d = if body.enabled {
+        state.sender.enable_destination(&id).await?
+    } else {
+        let reason = body
+            .disabled_reason
+            .unwrap_or_else(|| "paused by an operator".to_owned());
+        state.sender.disable_destination(&id, reason).await?
+    };
+    Ok(Json(view(&state.sender, d)))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RotateSecret {
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    overlap_seconds: Option<u64>,
+}
+
+/// How long the old secret keeps signing after a rotation by default.
+const DEFAULT_ROTATION_OVERLAP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+async fn rotate_secret<S: DeliveryStore>(
+    State(state): AppState<S>,
+    Path(id): Path<String>,
+    body: Result<Json<RotateSecret>, JsonRejection>,
+) -> Result<Json<CreatedDestination>, ApiError> {
+    let body = json_body(body)?;
+    let (secret, secret_generated) = match body.secret {
+        Some(s) => (s, false),
+        None => (generate_secret(), true),
+    };
+    let overlap = body
+        .overlap_seconds
+        .map_or(DEFAULT_ROTATION_OVERLAP, std::time::Duration::from_secs);
+    let d = state
+        .sender
+        .rotate_secret(&id, secret.as_str(), overlap)
+        .await?;
+    Ok(Json(CreatedDestination {
+        destination: view(&state.sender, d),
+        secret,
+        secret_generated,
+    }))
+}
+
+async fn delete_destination<S: DeliveryStore>(
+    State(state): AppState<S>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.sender.delete_destination(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn test_destination<S: DeliveryStore>(
+    State(state): AppState<S>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Delivery>), ApiError> {
+    let d = state.sender.send_test_event(&id).await?;
+    Ok((StatusCode::ACCEPTED, Json(d)))
+}
+
+/// A delivery row: the delivery, its latest attempt and its destination's
+/// URL (when the destination still exists).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveryRow {
+    #[serde(flatten)]
+    delivery: Delivery,
+    last_attempt: Option<DeliveryAttempt>,
+    destination_url: Option<String>,
+}
+
+async fn rows<S: DeliveryStore>(
+    sender: &Sender<S>,
+    page: Page<Delivery>,
+) -> Result<Page<DeliveryRow>, ApiError> {
+    let destinations = sender.destinations().await?;
+    let mut items = Vec::with_capacity(page.items.len());
+    for delivery in page.items {
+        let last_attempt = if delivery.attempts == 0 {
+            None
+        } else {
+            sender
+                .store()
+                .attempts(&delivery.id)
+                .await
+                .map_err(SenderError::from)?
+                .pop()
+        };
+        let destination_url = destinations
+            .iter()
+            .find(|d| d.id == delivery.destination_id)
+            .map(|d| d.url.clone());
+        items.push(DeliveryRow {
+            delivery,
+            last_attempt,
+            destination_url,
+        });
+    }
+    Ok(Page {
+        items,
+        next_cursor: page.next_cursor,
+    })
+}
+
+async fn list_deliveries<S: DeliveryStore>(
+    State(state): AppState<S>,
+    q: Result<Query<DeliveryQuery>, QueryRejection>,
+) -> Result<Json<Page<DeliveryRow>>, ApiError> {
+    let q = query(q)?;
+    let page = state.sender.deliveries(&q).await?;
+    Ok(Json(rows(&state.sender, page).await?))
+}
+
+async fn get_delivery<S: DeliveryStore>(
+    State(state): AppState<S>,
+    Path(id): Path<String>,
+) -> Result<Json<super::DeliveryHistory>, ApiError> {
+    Ok(Json(state.sender.delivery_history(&id).await?))
+}
+
+async fn resend_delivery<S: DeliveryStore>(
+    State(state): AppState<S>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Delivery>), ApiError> {
+    let d = state.sender.resend(&id).await?;
+    Ok((StatusCode::ACCEPTED, Json(d)))
+}
+
+async fn list_dead_letters<S: DeliveryStore>(
+    State(state): AppState<S>,
+    q: Result<Query<DeliveryQuery>, QueryRejection>,
+) -> Result<Json<Page<DeliveryRow>>, ApiError> {
+    let q = query(q)?;
+    let page = state.sender.dead_letters(&q).await?;
+    Ok(Json(rows(&state.sender, page).await?))
+}
+
+async fn replay_dead_letter<S: DeliveryStore>(
+    State(state): AppState<S>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Delivery>), ApiError> {
+    let d = state.sender.replay_dead_letter(&id).await?;
+    Ok((StatusCode::ACCEPTED, Json(d)))
+}
+
+async fn replay_all_dead_letters<S: DeliveryStore>(
+    State(state): AppState<S>,
+) -> Result<(StatusCode, Json<super::ReplaySummary>), ApiError> {
+    let summary = state.sender.replay_dead_letters(None, None).await?;
+    Ok((StatusCode::ACCEPTED, Json(summary)))
+}

@@ -1,0 +1,439 @@
+//! The console page in a real headless Chromium, driven over WebDriver.
+//!
+//! Needs Debian's `chromium` and `chromium-driver`
+//! (`apt-get install -y chromium chromium-driver`); the test fails with that
+//! hint when they are missing. Screenshots of each view are saved to
+//! `target/console-screenshots/`.
+#![cfg(feature = "console")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod console_support;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use webhook_guard::sender::console;
+
+use console_support::{HOSTILE_BODY, serve, setup};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const INSTALL_HINT: &str = "the console browser test needs Debian's Chromium and its WebDriver: \
+     run `apt-get install -y chromium chromium-driver`";
+
+/// chromedriver on a free port; killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver_path() -> PathBuf {
+    for p in ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"] {
+        if Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!("chromedriver not found. {INSTALL_HINT}");
+}
+
+async fn start_driver() -> Driver {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} not found. {INSTALL_HINT}"
+    );
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(chromedriver_path())
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start chromedriver: {e}. {INSTALL_HINT}"));
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        _profile: tempfile::tempdir().unwrap(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not listen on {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    driver
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu",
+                "--disable-background-networking", "--disable-component-update",
+                "--disable-sync", "--no-first-run",
+                format!("--user-data-dir={}", driver._profile.path().display()),
+                "--window-size=1400,1000",
+            ],
+        }
+    });
+    let Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    ClientBuilder::native()
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot open a Chromium session: {e}. {INSTALL_HINT}"))
+}
+
+/// Evaluates `expr` in the page until it is true.
+async fn wait_until(c: &Client, expr: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v = c
+            .execute(&format!("return !!({expr});"), vec![])
+            .await
+            .unwrap();
+        if v == Value::Bool(true) {
+            return;
+        }
+        if Instant::now() > deadline {
+            let status = c
+                .execute(
+                    "return document.getElementById('status').textContent",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            panic!("timed out waiting for {what} ({expr}); status line: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn text(c: &Client, expr: &str) -> String {
+    let v = c
+        .execute(&format!("return String({expr});"), vec![])
+        .await
+        .unwrap();
+    v.as_str().unwrap().to_owned()
+}
+
+async fn screenshot(c: &Client, name: &str, scroll_to: &str) {
+    c.execute(
+        "document.querySelector(arguments[0]).scrollIntoView({block: 'start'});",
+        vec![json!(scroll_to)],
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let png = c.screenshot().await.unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}
+
+async fn click(c: &Client, xpath: &str) {
+    c.find(Locator::XPath(xpath))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn register(c: &Client, url: &str, events: &[&str]) {
+    let field = c.find(Locator::Id("url")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(url).await.unwrap();
+    for e in events {
+        click(c, &format!("//input[@name='events' and @value='{e}']")).await;
+    }
+    click(c, "//form[@id='register-form']//button[@type='submit']").await;
+}
+
+/// Nothing injected ran: no alert, no marker, no element from the hostile
+/// body, and the only script is the console's own.
+async fn assert_nothing_injected(c: &Client) {
+    assert!(c.get_alert_text().await.is_err(), "an alert is open");
+    assert_eq!(text(c, "window.__injected").await, "undefined");
+    assert_eq!(text(c, "document.scripts.length").await, "1");
+    assert_eq!(
+        text(c, "document.querySelectorAll('main img').length").await,
+        "0"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_registers_tests_sees_history_and_replays_the_dlq() {
+    let s = setup().await;
+    let base = serve(Router::new().nest("/console", console::router(s.sender.clone()))).await;
+    let driver = start_driver().await;
+    let c = browser(&driver).await;
+    c.set_window_size(1400, 1000).await.unwrap();
+    c.goto(&format!("{base}/console")).await.unwrap();
+    wait_until(
+        &c,
+        "!document.getElementById('webhooks-empty').hidden",
+        "the empty table",
+    )
+    .await;
+    screenshot(&c, "01-empty", "body").await;
+
+    // Register the healthy endpoint through the form, with no secret: one
+    // is generated and shown once.
+    let ok_url = format!("{}/ok", s.receiver_url);
+    register(&c, &ok_url, &["kpi.alert", "ingestion.completed"]).await;
+    wait_until(
+        &c,
+        "!document.getElementById('secret-once').hidden",
+        "the generated secret",
+    )
+    .await;
+    let shown_secret = text(&c, "document.getElementById('secret-value').textContent").await;
+    assert_eq!(shown_secret.len(), 64);
+    wait_until(
+        &c,
+        "document.querySelectorAll('#webhooks tbody tr').length === 1",
+        "the new row",
+    )
+    .await;
+    let dests = s.sender.destinations().await.unwrap();
+    assert_eq!(dests.len(), 1);
+    assert_eq!(dests[0].url, ok_url);
+    assert_eq!(dests[0].secrets[0].expose_bytes(), shown_secret.as_bytes());
+    let ok_id = dests[0].id.clone();
+    screenshot(&c, "02-registered", "body").await;
+    click(&c, "//button[@id='secret-dismiss']").await;
+    wait_until(&c, "document.getElementById('secret-once').hidden && document.getElementById('secret-value').textContent === ''", "the secret to be dismissed").await;
+
+    // Rotate: a new secret is shown once; the old one keeps signing.
+    click(&c, &format!("//table[@id='webhooks']//tr[@data-id='{ok_id}']//button[normalize-space()='Rotate secret']")).await;
+    c.accept_alert().await.unwrap();
+    wait_until(
+        &c,
+        "!document.getElementById('secret-once').hidden",
+        "the rotated secret",
+    )
+    .await;
+    let rotated = text(&c, "document.getElementById('secret-value').textContent").await;
+    let stored = s.sender.destination(&ok_id).await.unwrap();
+    assert_eq!(stored.secrets[0].expose_bytes(), rotated.as_bytes());
+    assert_eq!(stored.secrets[1].expose_bytes(), shown_secret.as_bytes());
+    click(&c, "//button[@id='secret-dismiss']").await;
+
+    // A failing endpoint whose URL and response body carry markup.
+    let flaky_url = format!(
+        "{}/flaky?<script>window.__injected=3</script>",
+        s.receiver_url
+    );
+    register(&c, &flaky_url, &[]).await;
+    wait_until(
+        &c,
+        "document.querySelectorAll('#webhooks tbody tr').length === 2",
+        "the second row",
+    )
+    .await;
+    let flaky_id = s
+        .sender
+        .destinations()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.url == flaky_url)
+        .expect("the flaky destination, URL stored as typed")
+        .id;
+    let shown_url = text(
+        &c,
+        &format!(
+            "document.querySelector('#webhooks tr[data-id=\"{flaky_id}\"] td.url').textContent"
+        ),
+    )
+    .await;
+    assert_eq!(shown_url, flaky_url, "the URL is shown as text");
+
+    // Test: the delivery appears in the history with its status code.
+    click(
+        &c,
+        &format!(
+            "//table[@id='webhooks']//tr[@data-id='{ok_id}']//button[normalize-space()='Test']"
+        ),
+    )
+    .await;
+    wait_until(
+        &c,
+        "[...document.querySelectorAll('#history tbody tr[data-status=delivered] td.code')].some(td => td.textContent === '200')",
+        "a delivered test event with code 200",
+    )
+    .await;
+    screenshot(&c, "03-history", "#history-title").await;
+
+    // A failing delivery lands in the DLQ with its error; its hostile
+    // response body is shown as text in the history.
+    click(
+        &c,
+        &format!(
+            "//table[@id='webhooks']//tr[@data-id='{flaky_id}']//button[normalize-space()='Test']"
+        ),
+    )
+    .await;
+    wait_until(
+        &c,
+        "document.querySelectorAll('#dlq tbody tr').length === 1",
+        "a dead letter",
+    )
+    .await;
+    let error = text(
+        &c,
+        "document.querySelector('#dlq tbody tr td.err').textContent",
+    )
+    .await;
+    assert!(error.contains("500"), "{error}");
+    wait_until(
+        &c,
+        "[...document.querySelectorAll('#history tbody td.code')].some(td => td.textContent === '500')",
+        "the failed attempt in the history",
+    )
+    .await;
+    let response = text(&c, "document.querySelector('#history tbody tr[data-status=dead_lettered] td.response').textContent").await;
+    assert_eq!(response, HOSTILE_BODY);
+    assert_nothing_injected(&c).await;
+    screenshot(&c, "04-dlq", "#history-title").await;
+
+    // Replay once the endpoint works again: delivered, the DLQ empties.
+    s.receiver.heal();
+    click(&c, "//table[@id='dlq']//button[normalize-space()='Replay']").await;
+    wait_until(
+        &c,
+        "document.querySelectorAll('#dlq tbody tr').length === 0",
+        "an empty DLQ",
+    )
+    .await;
+    wait_until(
+        &c,
+        "document.querySelectorAll('#history tbody tr[data-status=delivered]').length === 2 && document.querySelectorAll('#history tbody tr[data-status=replayed]').length === 1",
+        "the replay delivered",
+    )
+    .await;
+    assert!(
+        s.receiver
+            .flaky_hits
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 2
+    );
+
+    // History of one webhook only.
+    click(
+        &c,
+        &format!(
+            "//table[@id='webhooks']//tr[@data-id='{ok_id}']//button[normalize-space()='History']"
+        ),
+    )
+    .await;
+    wait_until(
+        &c,
+        "document.querySelectorAll('#history tbody tr').length === 1",
+        "the filtered history",
+    )
+    .await;
+    screenshot(&c, "05-replayed", "#webhooks-title").await;
+
+    // A bad URL gets a readable error next to the form.
+    register(&c, "ftp://files.example/x", &[]).await;
+    wait_until(
+        &c,
+        "!document.getElementById('register-error').hidden",
+        "the form error",
+    )
+    .await;
+    let err = text(&c, "document.getElementById('register-error').textContent").await;
+    assert!(err.contains("http or https"), "{err}");
+    screenshot(&c, "06-form-error", "body").await;
+    assert_nothing_injected(&c).await;
+
+    c.close().await.unwrap();
+    s.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_asks_for_the_token_when_the_api_requires_one() {
+    let s = setup().await;
+    s.sender
+        .add_destination(webhook_guard::sender::NewDestination::new(
+            format!("{}/ok", s.receiver_url),
+            "s",
+        ))
+        .await
+        .unwrap();
+    let app = console::Console::new(s.sender.clone())
+        .bearer_token("browser-token")
+        .router();
+    let base = serve(app).await;
+    let driver = start_driver().await;
+    let c = browser(&driver).await;
+    c.set_window_size(1400, 1000).await.unwrap();
+    c.goto(&base).await.unwrap();
+    wait_until(
+        &c,
+        "!document.getElementById('token-panel').hidden",
+        "the sign-in panel",
+    )
+    .await;
+    assert_eq!(
+        text(&c, "document.querySelectorAll('#webhooks tbody tr').length").await,
+        "0"
+    );
+    screenshot(&c, "00-sign-in", "body").await;
+
+    let field = c.find(Locator::Id("token")).await.unwrap();
+    field.send_keys("wrong-token").await.unwrap();
+    click(&c, "//form[@id='token-form']//button").await;
+    wait_until(
+        &c,
+        "document.getElementById('status').textContent.includes('token')",
+        "the refusal",
+    )
+    .await;
+    assert_eq!(
+        text(&c, "document.querySelectorAll('#webhooks tbody tr').length").await,
+        "0"
+    );
+
+    let field = c.find(Locator::Id("token")).await.unwrap();
+    field.send_keys("browser-token").await.unwrap();
+    click(&c, "//form[@id='token-form']//button").await;
+    wait_until(
+        &c,
+        "document.querySelectorAll('#webhooks tbody tr').length === 1",
+        "the webhooks table",
+    )
+    .await;
+    wait_until(
+        &c,
+        "document.getElementById('token-panel').hidden",
+        "the panel to close",
+    )
+    .await;
+    c.close().await.unwrap();
+    s.handle.shutdown().await;
+}

@@ -1,0 +1,166 @@
+//! `examples/console.rs` run as a process: its console shows deliveries,
+//! its `/down` endpoint fills the dead letter queue, and replaying after
+//! `/heal` delivers.
+#![cfg(all(feature = "console", feature = "sqlite"))]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn console_example() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args([
+        "build",
+        "--quiet",
+        "--example",
+        "console",
+        // The same features as the test run, so nothing is rebuilt.
+        "--all-features",
+        "--message-format=json",
+    ])
+    .current_dir(env!("CARGO_MANIFEST_DIR"));
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR" {
+            cmd.env_remove(&*key);
+        }
+    }
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|m| m["target"]["name"] == "console")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .expect("cargo reported no executable for the console example")
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> Value {
+    let res = client.get(url).send().await.unwrap();
+    assert!(res.status().is_success(), "{url}: {}", res.status());
+    serde_json::from_slice(&res.bytes().await.unwrap()).unwrap()
+}
+
+async fn wait_for(
+    client: &reqwest::Client,
+    url: &str,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = get(client, url).await;
+        if pred(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_example_tells_the_whole_story() {
+    let mut child = Command::new(console_example())
+        .env("CONSOLE_PORT", "0")
+        .env("CONSOLE_RUN_SECONDS", "60")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let _running = Running(child);
+    let console = lines.next().unwrap().unwrap();
+    let console = console
+        .strip_prefix("console:  ")
+        .expect(&console)
+        .to_owned();
+    let receiver = lines.next().unwrap().unwrap();
+    let receiver = receiver
+        .strip_prefix("receiver: ")
+        .and_then(|r| r.split_whitespace().next())
+        .expect(&receiver)
+        .to_owned();
+    let client = reqwest::Client::new();
+
+    let html = client
+        .get(&console)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("Register a webhook"));
+    let dests = get(&client, &format!("{console}/api/destinations")).await;
+    assert_eq!(dests.as_array().unwrap().len(), 3);
+
+    // Deliveries to /ok succeed; what goes to /down is dead-lettered.
+    wait_for(
+        &client,
+        &format!("{console}/api/deliveries?status=delivered"),
+        "a delivery",
+        |v| v["items"][0]["lastAttempt"]["statusCode"] == 200,
+    )
+    .await;
+    let dlq = wait_for(
+        &client,
+        &format!("{console}/api/dead-letters"),
+        "a dead letter",
+        |v| !v["items"].as_array().unwrap().is_empty(),
+    )
+    .await;
+    let dead = &dlq["items"][0];
+    assert!(dead["destinationUrl"].as_str().unwrap().ends_with("/down"));
+    assert_eq!(dead["lastAttempt"]["statusCode"], 503);
+
+    // Heal /down, replay everything: the replays are delivered.
+    client.get(format!("{receiver}/heal")).send().await.unwrap();
+    let summary: Value = serde_json::from_slice(
+        &client
+            .post(format!("{console}/api/dead-letters/replay-all"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let replay_id = summary["replayed"][0]["id"]
+        .as_str()
+        .expect("a replay")
+        .to_owned();
+    wait_for(
+        &client,
+        &format!("{console}/api/deliveries/{replay_id}"),
+        "the replay",
+        |v| v["delivery"]["status"] == "delivered",
+    )
+    .await;
+}
