@@ -5,6 +5,7 @@
 #   openssl, curl     independent signers and the shell example
 #   libssl-dev, pkg-config   the svix crate (an interoperability dev-dependency)
 #   nodejs            independent ed25519 signer, when python's cryptography is absent
+#   chromium, chromium-driver   the operator console's headless browser test
 set -euo pipefail
 
 missing=()
@@ -13,6 +14,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if ! command -v node >/dev/null 2>&1 && ! python3 -c 'import cryptography' 2>/dev/null; then
   missing+=(nodejs)
 fi
