@@ -566,7 +566,13 @@ impl Scheme {
                 timestamp: msg.timestamp,
             });
         }
-        if msg.timestamp < 0 {
+        // Only schemes that send the timestamp need it to be expressible as
+        // unix seconds; for the others it only decides which secrets are active.
+        let sends_timestamp = matches!(
+            self.kind,
+            Kind::Native | Kind::Standard(_) | Kind::Stripe | Kind::Slack
+        );
+        if sends_timestamp && msg.timestamp < 0 {
             return Err(SignError::InvalidTimestamp {
                 timestamp: msg.timestamp,
             });
