@@ -4,7 +4,7 @@ use http::{HeaderMap, HeaderValue};
 
 use super::{
     Message, SignatureMatch, TimestampSource, decode_hex_tag, find_match, hmac_tag,
-    informational_id, required_text,
+    informational_id, required_text, signature_value,
 };
 use crate::error::VerifyError;
 use crate::secret::{KeyedSecret, SecretSet};
@@ -20,10 +20,7 @@ pub(super) fn sign(key: &KeyedSecret, msg: &Message<'_>) -> HeaderMap {
     let tag = hmac_tag(key, &[msg.body]);
     let mut headers = HeaderMap::with_capacity(2);
     let value = format!("sha256={}", hex::encode(tag));
-    headers.insert(
-        GITHUB_SIGNATURE_HEADER,
-        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("")),
-    );
+    headers.insert(GITHUB_SIGNATURE_HEADER, signature_value(value));
     if let Ok(id) = HeaderValue::from_str(msg.id) {
         headers.insert(GITHUB_DELIVERY_HEADER, id);
     }

@@ -7,7 +7,7 @@
 //! construction. Both are pure: no I/O, no clock (the caller passes "now").
 //!
 //! ```
-//! use http::HeaderMap;
+//! use http::{HeaderMap, HeaderValue};
 //! use webhook_guard::{Message, Scheme, SecretSet};
 //!
 //! let secrets = SecretSet::single("my-secret")?;
@@ -616,6 +616,12 @@ impl Scheme {
             Kind::Shopify => shopify::verify(secrets, headers, body, now),
         }
     }
+}
+
+/// A header value made of the characters signatures are written in (hex,
+/// base64, `=`, `,`, spaces and `t=`/`v1=` labels), which are always valid.
+pub(crate) fn signature_value(text: String) -> http::HeaderValue {
+    http::HeaderValue::try_from(text).unwrap_or_else(|_| http::HeaderValue::from_static(""))
 }
 
 /// An HMAC-SHA256 tag.

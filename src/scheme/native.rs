@@ -4,7 +4,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::{
     MAX_SIGNATURES_PER_HEADER, Message, SignError, SignatureMatch, Tag, TimestampSource,
-    decode_hex_digits, decode_hex_tag, find_match, hmac_tag, validate_id,
+    decode_hex_digits, decode_hex_tag, find_match, hmac_tag, signature_value, validate_id,
 };
 use crate::error::{VerifyError, VerifyErrorKind};
 use crate::replay::parse_unix_seconds;
@@ -72,8 +72,7 @@ fn signature_header(tags: impl Iterator<Item = Tag>) -> HeaderValue {
         .map(|t| format!("{NATIVE_SIGNATURE_PREFIX}{}", hex::encode(t)))
         .collect::<Vec<_>>()
         .join(",");
-    // Only ASCII letters, digits, '=' and ',': always a valid header value.
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
+    signature_value(value)
 }
 
 pub(super) fn sign_signed(

@@ -5,7 +5,7 @@ use http::{HeaderMap, HeaderValue};
 
 use super::{
     Message, SignatureMatch, TimestampSource, decode_b64_exact, find_match, hmac_tag,
-    informational_id, required_text,
+    informational_id, required_text, signature_value,
 };
 use crate::error::VerifyError;
 use crate::secret::{KeyedSecret, SecretSet};
@@ -21,10 +21,7 @@ pub(super) fn sign(key: &KeyedSecret, msg: &Message<'_>) -> HeaderMap {
     let tag = hmac_tag(key, &[msg.body]);
     let value = base64::engine::general_purpose::STANDARD.encode(tag);
     let mut headers = HeaderMap::with_capacity(2);
-    headers.insert(
-        SHOPIFY_SIGNATURE_HEADER,
-        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("")),
-    );
+    headers.insert(SHOPIFY_SIGNATURE_HEADER, signature_value(value));
     if let Ok(id) = HeaderValue::from_str(msg.id) {
         headers.insert(SHOPIFY_EVENT_ID_HEADER, id);
     }

@@ -4,7 +4,7 @@ use http::{HeaderMap, HeaderValue};
 
 use super::{
     Message, SignatureMatch, TimestampSource, decode_hex_tag, find_match, hmac_tag,
-    required_header, required_text,
+    required_header, required_text, signature_value,
 };
 use crate::error::VerifyError;
 use crate::replay::parse_unix_seconds;
@@ -21,10 +21,7 @@ pub(super) fn sign(key: &KeyedSecret, msg: &Message<'_>) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(2);
     headers.insert(SLACK_TIMESTAMP_HEADER, HeaderValue::from(msg.timestamp));
     let value = format!("v0={}", hex::encode(tag));
-    headers.insert(
-        SLACK_SIGNATURE_HEADER,
-        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("")),
-    );
+    headers.insert(SLACK_SIGNATURE_HEADER, signature_value(value));
     headers
 }
 

@@ -8,7 +8,8 @@ use http::{HeaderMap, HeaderValue};
 
 use super::{
     MAX_SIGNATURES_PER_HEADER, Message, SignError, SignatureMatch, Tag, TimestampSource,
-    decode_b64_exact, find_match, hmac_tag, required_header, required_text, validate_id,
+    decode_b64_exact, find_match, hmac_tag, required_header, required_text, signature_value,
+    validate_id,
 };
 use crate::error::VerifyError;
 use crate::replay::parse_unix_seconds;
@@ -102,8 +103,7 @@ pub(super) fn sign(
     headers.insert(STANDARD_TIMESTAMP_HEADER, HeaderValue::from(msg.timestamp));
     headers.insert(
         STANDARD_SIGNATURE_HEADER,
-        HeaderValue::from_str(&signatures.join(" "))
-            .unwrap_or_else(|_| HeaderValue::from_static("")),
+        signature_value(signatures.join(" ")),
     );
     Ok(headers)
 }

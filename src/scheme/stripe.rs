@@ -1,10 +1,10 @@
 //! Stripe: `Stripe-Signature: t=<ts>,v1=<hex>[,v1=<hex>]` over `{t}.{body}`.
 
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 
 use super::{
     MAX_SIGNATURES_PER_HEADER, Message, SignatureMatch, TimestampSource, decode_hex_tag,
-    find_match, hmac_tag, required_text,
+    find_match, hmac_tag, required_text, signature_value,
 };
 use crate::error::VerifyError;
 use crate::replay::parse_unix_seconds;
@@ -22,10 +22,7 @@ pub(super) fn sign(keys: &[&KeyedSecret], msg: &Message<'_>) -> HeaderMap {
         value.push_str(&hex::encode(tag));
     }
     let mut headers = HeaderMap::with_capacity(1);
-    headers.insert(
-        STRIPE_SIGNATURE_HEADER,
-        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("")),
-    );
+    headers.insert(STRIPE_SIGNATURE_HEADER, signature_value(value));
     headers
 }
 
