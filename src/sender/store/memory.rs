@@ -30,25 +30,7 @@ impl State {
                 StoreError::new(format!("event `{}` is not stored", new.event_id))
             })?;
         self.next_seq += 1;
-        let d = Delivery {
-            id: new.id.clone(),
-            seq: self.next_seq,
-            event_id: new.event_id.clone(),
-            event_type,
-            destination_id: new.destination_id.clone(),
-            status: DeliveryStatus::Pending,
-            attempts: 0,
-            next_attempt_at_ms: Some(new.next_attempt_at_ms),
-            lease_until_ms: new.lease_until_ms,
-            created_at_ms: new.created_at_ms,
-            updated_at_ms: new.created_at_ms,
-            delivered_at_ms: None,
-            dead_lettered_at_ms: None,
-            last_error: None,
-            replay_of: new.replay_of.clone(),
-            replayed_as: None,
-            body,
-        };
+        let d = new.pending(self.next_seq, event_type, body);
         self.seq_of.insert(d.id.clone(), d.seq);
         self.deliveries.insert(d.seq, d.clone());
         Ok(d)

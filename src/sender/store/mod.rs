@@ -61,6 +61,30 @@ impl NewDelivery {
             lease_until_ms: None,
         }
     }
+
+    /// The record of this delivery once a store has given it sequence
+    /// number `seq`: pending, no attempts yet.
+    pub(crate) fn pending(&self, seq: i64, event_type: String, body: bytes::Bytes) -> Delivery {
+        Delivery {
+            id: self.id.clone(),
+            seq,
+            event_id: self.event_id.clone(),
+            event_type,
+            destination_id: self.destination_id.clone(),
+            status: super::delivery::DeliveryStatus::Pending,
+            attempts: 0,
+            next_attempt_at_ms: Some(self.next_attempt_at_ms),
+            lease_until_ms: self.lease_until_ms,
+            created_at_ms: self.created_at_ms,
+            updated_at_ms: self.created_at_ms,
+            delivered_at_ms: None,
+            dead_lettered_at_ms: None,
+            last_error: None,
+            replay_of: self.replay_of.clone(),
+            replayed_as: None,
+            body,
+        }
+    }
 }
 
 /// What happens to a delivery after an attempt.

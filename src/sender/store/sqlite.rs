@@ -445,25 +445,11 @@ fn insert_delivery(
         new.lease_until_ms
     ])
     .map_err(db_err)?;
-    Ok(Delivery {
-        id: new.id.clone(),
-        seq: conn.last_insert_rowid(),
-        event_id: new.event_id.clone(),
-        event_type: event_type.to_owned(),
-        destination_id: new.destination_id.clone(),
-        status: DeliveryStatus::Pending,
-        attempts: 0,
-        next_attempt_at_ms: Some(new.next_attempt_at_ms),
-        lease_until_ms: new.lease_until_ms,
-        created_at_ms: new.created_at_ms,
-        updated_at_ms: new.created_at_ms,
-        delivered_at_ms: None,
-        dead_lettered_at_ms: None,
-        last_error: None,
-        replay_of: new.replay_of.clone(),
-        replayed_as: None,
-        body: body.clone(),
-    })
+    Ok(new.pending(
+        conn.last_insert_rowid(),
+        event_type.to_owned(),
+        body.clone(),
+    ))
 }
 
 fn dead_letter_pending(
