@@ -4,50 +4,14 @@
 #![cfg(all(feature = "console", feature = "sqlite"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod example_binary;
+use example_binary::example_binary;
+
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-fn console_example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args([
-        "build",
-        "--quiet",
-        "--example",
-        "console",
-        // The same features as the test run, so nothing is rebuilt.
-        "--all-features",
-        "--message-format=json",
-    ])
-    .current_dir(env!("CARGO_MANIFEST_DIR"));
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR" {
-            cmd.env_remove(&*key);
-        }
-    }
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|m| m["target"]["name"] == "console")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported no executable for the console example")
-}
 
 struct Running(Child);
 
@@ -86,7 +50,7 @@ async fn wait_for(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_example_tells_the_whole_story() {
-    let mut child = Command::new(console_example())
+    let mut child = Command::new(example_binary("console"))
         .env("CONSOLE_PORT", "0")
         .env("CONSOLE_RUN_SECONDS", "60")
         .stdout(Stdio::piped())

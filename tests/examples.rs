@@ -5,8 +5,10 @@
 //! configuration. `quickstart` must report every case as expected.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod example_binary;
+use example_binary::example_binary;
+
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,37 +18,6 @@ use webhook_guard::{Message, Scheme, SecretSet};
 /// Must match `DEMO_SECRET` in `examples/receiver.rs` and the default in
 /// `examples/sign-and-send.sh`.
 const DEMO_SECRET: &str = "demo-secret-do-not-use-in-production";
-
-/// Builds an example (a no-op when it is up to date) and returns its path.
-fn example_binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args([
-        "build",
-        "--quiet",
-        "--example",
-        name,
-        "--message-format=json",
-    ])
-    .current_dir(env!("CARGO_MANIFEST_DIR"));
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "building the {name} example failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|msg| msg["target"]["name"] == name)
-        .find_map(|msg| msg["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("cargo reported no executable for the {name} example"))
-}
 
 fn now() -> i64 {
     SystemTime::now()

@@ -2,7 +2,9 @@
 #![cfg(feature = "sqlite")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+mod example_binary;
+use example_binary::example_binary;
+
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,46 +13,6 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
 use webhook_guard::{SecretSet, Verified, VerifyLayer};
-
-fn sender_example() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args([
-        "build",
-        "--quiet",
-        "--example",
-        "sender",
-        // The same features as the test run, so nothing is rebuilt.
-        "--all-features",
-        "--message-format=json",
-    ])
-    .current_dir(env!("CARGO_MANIFEST_DIR"));
-    // Variables cargo sets for this test process would make the build look
-    // different from the one `cargo test` just did, and relink the example.
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR" {
-            cmd.env_remove(&*key);
-        }
-    }
-    if profile_dir.file_name().is_some_and(|n| n == "release") {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["target"]["name"] == "sender")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported no executable for the sender example")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_publishes_retries_and_prints_each_attempt() {
@@ -79,7 +41,7 @@ async fn the_example_publishes_retries_and_prints_each_attempt() {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let dir = tempfile::tempdir().unwrap();
-    let exe = sender_example();
+    let exe = example_binary("sender");
     let run = |allow: Option<&str>| {
         let mut cmd = Command::new(&exe);
         cmd.env("WEBHOOK_URL", &url)
