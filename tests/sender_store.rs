@@ -352,3 +352,54 @@ async fn sqlite_restart_resumes_pending_and_keeps_retry_due_times() {
     assert!(SystemMillisClock.now_ms() >= due);
     assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3);
 }
+
+/// Calls queued together commit in one transaction. A call in the group that
+/// fails (a duplicate event id) must roll back alone: the others commit,
+/// and the failed one leaves nothing behind.
+#[tokio::test]
+async fn sqlite_a_failing_call_in_a_commit_group_rolls_back_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = add_destination(SqliteStore::open(dir.path().join("q.db")).unwrap(), "dst_a").await;
+    let taken = OutgoingEvent::new("kpi.alert", &0).unwrap();
+    store
+        .enqueue(&taken, 1, &[NewDelivery::new(taken.id(), "dst_a", 1)])
+        .await
+        .unwrap();
+    // 64 calls queued at once (the store thread groups whatever has queued
+    // while it was busy), every eighth one a duplicate of `taken` carrying
+    // a delivery of its own that must not be stored.
+    let calls = (0..64).map(|i| {
+        let store = store.clone();
+        let event = if i % 8 == 3 {
+            taken.clone()
+        } else {
+            OutgoingEvent::new("kpi.alert", &i).unwrap()
+        };
+        async move {
+            let new = NewDelivery::new(event.id(), "dst_a", 2);
+            let id = new.id.clone();
+            (id, store.enqueue(&event, 2, &[new]).await)
+        }
+    });
+    let results = futures_util::future::join_all(calls).await;
+    let mut stored = 0;
+    for (i, (delivery_id, result)) in results.into_iter().enumerate() {
+        if i % 8 == 3 {
+            assert!(
+                matches!(result, Err(SenderError::DuplicateEvent { .. })),
+                "call {i}: {result:?}"
+            );
+            assert!(store.delivery(&delivery_id).await.unwrap().is_none());
+        } else {
+            assert_eq!(result.unwrap()[0].id, delivery_id, "call {i}");
+            assert!(store.delivery(&delivery_id).await.unwrap().is_some());
+            stored += 1;
+        }
+    }
+    assert_eq!(stored, 56);
+    let all = store
+        .deliveries(&DeliveryQuery::new().limit(500))
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 57, "56 new and the first one");
+}

@@ -29,6 +29,12 @@ use crate::sender::error::{SenderError, StoreError};
 
 const SCHEMA_VERSION: i64 = 1;
 
+/// The schema. Every delivery writes as few B-trees as it can: an event is
+/// one row of a `WITHOUT ROWID` table, a delivery one row and four index
+/// entries, an attempt one row of a `WITHOUT ROWID` table keyed by its
+/// delivery. The status index covers only the dead letter queue (small, and
+/// listed often); a delivery that succeeds leaves no index entry behind but
+/// its row's.
 const MIGRATION_1: &str = "
 CREATE TABLE destinations (
     id              TEXT PRIMARY KEY,
@@ -46,9 +52,9 @@ CREATE TABLE events (
     event_type    TEXT NOT NULL,
     body          BLOB NOT NULL,
     created_at_ms INTEGER NOT NULL
-);
+) WITHOUT ROWID;
 CREATE TABLE deliveries (
-    seq                 INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq                 INTEGER PRIMARY KEY,
     id                  TEXT NOT NULL UNIQUE,
     event_id            TEXT NOT NULL REFERENCES events(id),
     destination_id      TEXT NOT NULL,
@@ -67,25 +73,60 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_due ON deliveries(next_attempt_at_ms) WHERE status = 'pending';
 CREATE INDEX deliveries_destination ON deliveries(destination_id, seq);
 CREATE INDEX deliveries_event ON deliveries(event_id);
-CREATE INDEX deliveries_status ON deliveries(status, seq);
+CREATE INDEX deliveries_dead ON deliveries(seq) WHERE status = 'dead_lettered';
 CREATE TABLE attempts (
-    rowid          INTEGER PRIMARY KEY,
     delivery_id    TEXT NOT NULL,
+    n              INTEGER NOT NULL,
     attempt        INTEGER NOT NULL,
     started_at_ms  INTEGER NOT NULL,
     duration_ms    INTEGER NOT NULL,
     status_code    INTEGER,
     error_class    TEXT,
     error          TEXT,
-    response_body  TEXT
-);
-CREATE INDEX attempts_delivery ON attempts(delivery_id, rowid);
+    response_body  TEXT,
+    PRIMARY KEY (delivery_id, n)
+) WITHOUT ROWID;
 ";
 
-/// Work for the store thread: runs inside the current group's transaction
-/// and returns what to do once the group is committed (or not).
-type Job = Box<dyn FnOnce(&Connection) -> Finish + Send>;
-type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+/// Work for the store thread: a call that can run inside the current
+/// group's transaction (more than once, should the group be rolled back and
+/// run again) and answer its caller once the group has committed (or not).
+trait Job: Send {
+    /// Runs the call; reports whether it succeeded.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Answers the caller with the call's result, or with the commit's
+    /// failure.
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+struct Call<F, T, E> {
+    work: F,
+    result: Option<Result<T, E>>,
+    reply: tokio::sync::oneshot::Sender<Result<T, E>>,
+}
+
+impl<F, T, E> Job for Call<F, T, E>
+where
+    F: Fn(&Connection) -> Result<T, E> + Send,
+    T: Send,
+    E: From<StoreError> + Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = (self.work)(conn);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+        let answer = match (commit, self.result) {
+            (Ok(()), Some(result)) => result,
+            (Ok(()), None) => Err(E::from(StoreError::new("the store skipped the call"))),
+            (Err(e), _) => Err(E::from(e)),
+        };
+        let _ = self.reply.send(answer);
+    }
+}
 
 /// Most jobs committed in one transaction.
 const MAX_GROUP: usize = 256;
@@ -98,7 +139,7 @@ const MAX_GROUP: usize = 256;
 /// back alone. A call returns only after its transaction has committed.
 #[derive(Clone)]
 pub struct SqliteStore {
-    jobs: std::sync::mpsc::Sender<Job>,
+    jobs: std::sync::mpsc::Sender<Box<dyn Job>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -165,6 +206,10 @@ impl SqliteStore {
             .map_err(db_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(db_err)?;
+        // Savepoints (the slow path of a group) journal in memory, not in a
+        // temporary file created and deleted per group.
+        conn.pragma_update(None, "temp_store", "MEMORY")
+            .map_err(db_err)?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
@@ -198,7 +243,7 @@ impl SqliteStore {
                 .spawn(move || run_checkpointer(&checkpointer, &stop))
                 .map_err(|e| StoreError::new(format!("cannot start the checkpoint thread: {e}")))?;
         }
-        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
             .name("webhook-guard-sqlite".into())
             .spawn(move || {
@@ -209,38 +254,22 @@ impl SqliteStore {
         Ok(Self { jobs })
     }
 
+    /// Runs `work` on the store thread in the next commit group and returns
+    /// its result once that group has committed. `work` must only touch the
+    /// database: it may run twice (see [`run_group`]).
     async fn call<T, E>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, E> + Send + 'static,
+        work: impl Fn(&Connection) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<StoreError> + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |conn: &Connection| -> Finish {
-            let result = match run_cached(conn, "SAVEPOINT job") {
-                Ok(()) => {
-                    let result = f(conn);
-                    let undo = if result.is_err() {
-                        run_cached(conn, "ROLLBACK TO job")
-                            .and_then(|()| run_cached(conn, "RELEASE job"))
-                    } else {
-                        run_cached(conn, "RELEASE job")
-                    };
-                    match undo {
-                        Ok(()) => result,
-                        Err(e) => Err(E::from(db_err(e))),
-                    }
-                }
-                Err(e) => Err(E::from(db_err(e))),
-            };
-            Box::new(move |commit: Result<(), StoreError>| {
-                let _ = reply.send(match commit {
-                    Ok(()) => result,
-                    Err(e) => Err(E::from(e)),
-                });
-            })
+        let job: Box<dyn Job> = Box::new(Call {
+            work,
+            result: None,
+            reply,
         });
         self.jobs
             .send(job)
@@ -286,7 +315,7 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 /// Runs queued jobs in groups, one transaction per group, until every
 /// handle to the store is dropped.
-fn run_store_thread(conn: &Connection, queue: &std::sync::mpsc::Receiver<Job>) {
+fn run_store_thread(conn: &Connection, queue: &std::sync::mpsc::Receiver<Box<dyn Job>>) {
     while let Ok(first) = queue.recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -295,20 +324,62 @@ fn run_store_thread(conn: &Connection, queue: &std::sync::mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        // Without BEGIN (another process holds the lock past the busy
-        // timeout), each job's savepoint is its own transaction.
-        let grouped = run_cached(conn, "BEGIN IMMEDIATE").is_ok();
-        let finishes: Vec<Finish> = group.into_iter().map(|job| job(conn)).collect();
-        let commit = if grouped {
-            run_cached(conn, "COMMIT").map_err(|e| {
+        let commit = run_group(conn, &mut group);
+        for job in group {
+            job.finish(commit.clone());
+        }
+    }
+}
+
+/// Runs one group of jobs in one transaction.
+///
+/// The fast path runs them one after the other with no savepoints. Should
+/// one fail, the whole transaction is rolled back and the group runs again,
+/// each job in its own savepoint, so that a failing job rolls back alone
+/// and the others still commit. Without `BEGIN` (another process holds the
+/// write lock past the busy timeout) each job's savepoint is its own
+/// transaction.
+fn run_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+    if run_cached(conn, "BEGIN IMMEDIATE").is_ok() {
+        let mut all_ok = true;
+        for job in group.iter_mut() {
+            if !job.run(conn) {
+                all_ok = false;
+                break;
+            }
+        }
+        if all_ok {
+            return run_cached(conn, "COMMIT").map_err(|e| {
                 let _ = conn.execute_batch("ROLLBACK");
                 db_err(e)
-            })
+            });
+        }
+        run_cached(conn, "ROLLBACK").map_err(db_err)?;
+        if run_cached(conn, "BEGIN IMMEDIATE").is_ok() {
+            run_isolated(conn, group);
+            return run_cached(conn, "COMMIT").map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                db_err(e)
+            });
+        }
+    }
+    run_isolated(conn, group);
+    Ok(())
+}
+
+/// Runs each job in a savepoint of its own, rolled back if the job fails.
+fn run_isolated(conn: &Connection, group: &mut [Box<dyn Job>]) {
+    for job in group.iter_mut() {
+        if run_cached(conn, "SAVEPOINT job").is_err() {
+            continue;
+        }
+        let undo = if job.run(conn) {
+            run_cached(conn, "RELEASE job")
         } else {
-            Ok(())
+            run_cached(conn, "ROLLBACK TO job").and_then(|()| run_cached(conn, "RELEASE job"))
         };
-        for finish in finishes {
-            finish(commit.clone());
+        if let Err(e) = undo {
+            tracing::error!(error = %e, "SQLite savepoint failed");
         }
     }
 }
@@ -506,7 +577,7 @@ impl DeliveryStore for SqliteStore {
         self.call(move |conn: &Connection| {
             conn.query_row(
                 &format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = ?1"),
-                [id],
+                [&id],
                 destination_from_row,
             )
             .optional()
@@ -633,35 +704,35 @@ impl DeliveryStore for SqliteStore {
         limit: usize,
         lease_until_ms: i64,
     ) -> Result<Vec<Delivery>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.call(move |conn: &Connection| {
-            let seqs: Vec<i64> = {
+            // No `LIMIT ?`: a bound LIMIT makes SQLite prepare the statement
+            // again on every call. The due index yields rows in order, so
+            // stepping stops after `limit` of them.
+            let mut out: Vec<Delivery> = {
                 let mut stmt = conn
-                    .prepare_cached(
-                        "UPDATE deliveries SET lease_until_ms = ?3 WHERE seq IN (
-                           SELECT d.seq FROM deliveries d JOIN destinations t ON t.id = d.destination_id
-                           WHERE d.status = 'pending' AND d.next_attempt_at_ms <= ?1
-                             AND (d.lease_until_ms IS NULL OR d.lease_until_ms <= ?1)
-                             AND t.enabled = 1
-                           ORDER BY d.next_attempt_at_ms, d.seq LIMIT ?2)
-                         RETURNING seq",
-                    )
+                    .prepare_cached(&format!(
+                        "{DELIVERY_SELECT} JOIN destinations t ON t.id = d.destination_id \
+                         WHERE d.status = 'pending' AND d.next_attempt_at_ms <= ?1 \
+                           AND (d.lease_until_ms IS NULL OR d.lease_until_ms <= ?1) \
+                           AND t.enabled = 1 \
+                         ORDER BY d.next_attempt_at_ms, d.seq"
+                    ))
                     .map_err(db_err)?;
-                stmt.query_map(params![now_ms, limit, lease_until_ms], |r| r.get(0))
+                stmt.query_map([now_ms], delivery_from_row)
                     .map_err(db_err)?
+                    .take(limit)
                     .collect::<Result<_, _>>()
                     .map_err(db_err)?
             };
-            let mut out = Vec::with_capacity(seqs.len());
-            {
-                let mut stmt = conn
-                    .prepare_cached(&format!("{DELIVERY_SELECT} WHERE d.seq = ?1"))
+            let mut lease = conn
+                .prepare_cached("UPDATE deliveries SET lease_until_ms = ?2 WHERE seq = ?1")
+                .map_err(db_err)?;
+            for d in &mut out {
+                lease
+                    .execute(params![d.seq, lease_until_ms])
                     .map_err(db_err)?;
-                for seq in seqs {
-                    out.push(stmt.query_row([seq], delivery_from_row).map_err(db_err)?);
-                }
+                d.lease_until_ms = Some(lease_until_ms);
             }
-            out.sort_by_key(|d| (d.next_attempt_at_ms, d.seq));
             Ok(out)
         })
         .await
@@ -678,8 +749,10 @@ impl DeliveryStore for SqliteStore {
                 .started_at_ms
                 .saturating_add(i64::try_from(a.duration_ms).unwrap_or(i64::MAX));
             conn.prepare_cached(
-                "INSERT INTO attempts (delivery_id, attempt, started_at_ms, duration_ms, \
-                 status_code, error_class, error, response_body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO attempts (delivery_id, n, attempt, started_at_ms, duration_ms, \
+                 status_code, error_class, error, response_body) VALUES (?1, \
+                 (SELECT COALESCE(MAX(n), 0) + 1 FROM attempts WHERE delivery_id = ?1), \
+                 ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )
             .map_err(db_err)?
             .execute(params![
@@ -764,6 +837,11 @@ impl DeliveryStore for SqliteStore {
         self.call(move |conn: &Connection| {
             let mut clauses = Vec::new();
             let mut args: Vec<Value> = Vec::new();
+            if let Some(x) = q.status {
+                // A literal (one of four fixed names), not a parameter, so
+                // that the planner can use the dead letter index.
+                clauses.push(format!("d.status = '{}'", x.as_str()));
+            }
             let mut push = |clause: &str, v: Value| {
                 args.push(v);
                 clauses.push(format!("{clause} ?{}", args.len()));
@@ -776,9 +854,6 @@ impl DeliveryStore for SqliteStore {
             }
             if let Some(x) = &q.event_type {
                 push("e.event_type =", Value::Text(x.clone()));
-            }
-            if let Some(x) = q.status {
-                push("d.status =", Value::Text(x.as_str().to_owned()));
             }
             if let Some(x) = q.since_ms {
                 push("d.created_at_ms >=", Value::Integer(x));
@@ -822,10 +897,10 @@ impl DeliveryStore for SqliteStore {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT delivery_id, attempt, started_at_ms, duration_ms, status_code, \
-                     error_class, error, response_body FROM attempts WHERE delivery_id = ?1 ORDER BY rowid",
+                     error_class, error, response_body FROM attempts WHERE delivery_id = ?1 ORDER BY n",
                 )
                 .map_err(db_err)?;
-            stmt.query_map([id], |r| {
+            stmt.query_map([&id], |r| {
                 let class: Option<String> = r.get(5)?;
                 let duration: i64 = r.get(3)?;
                 Ok(DeliveryAttempt {
