@@ -128,7 +128,7 @@ pub(crate) struct Settings {
     destination_cache: Duration,
 }
 
-type DestinationCache = Option<(std::time::Instant, Arc<Vec<Destination>>)>;
+type DestinationCache = Option<(std::time::Instant, Arc<Vec<Arc<worker::Target>>>)>;
 
 pub(crate) struct Inner<S> {
     store: S,
@@ -146,13 +146,41 @@ pub(crate) struct Inner<S> {
     /// Hands freshly published, already leased deliveries to the running
     /// workers (saves a claim).
     direct: Mutex<Option<tokio::sync::mpsc::UnboundedSender<Delivery>>>,
+    /// Deliveries handed over through `direct` that no attempt has taken
+    /// yet; bounded by `max_in_flight` so none waits long on its lease.
+    handed: std::sync::atomic::AtomicUsize,
+}
+
+impl<S> Inner<S> {
+    /// Reserves room for `n` deliveries in the workers' hand-over queue.
+    fn reserve_handoff(&self, n: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        let limit = self.config.max_in_flight;
+        self.handed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                queued.checked_add(n).filter(|&total| total <= limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives back room in the hand-over queue.
+    pub(crate) fn release_handoff(&self, n: usize) {
+        use std::sync::atomic::Ordering;
+        let _ = self
+            .handed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                Some(queued.saturating_sub(n))
+            });
+    }
 }
 
 impl<S: DeliveryStore> Inner<S> {
     /// Every destination, read from the store at most once per
     /// `destination_cache` period (changes made through this sender are
     /// seen at once).
-    pub(crate) async fn all_destinations(&self) -> Result<Arc<Vec<Destination>>, StoreError> {
+    pub(crate) async fn all_destinations(
+        &self,
+    ) -> Result<Arc<Vec<Arc<worker::Target>>>, StoreError> {
         let ttl = self.config.destination_cache;
         if !ttl.is_zero() {
             let cached = self.destinations.lock().unwrap_or_else(|e| e.into_inner());
@@ -162,7 +190,14 @@ impl<S: DeliveryStore> Inner<S> {
                 }
             }
         }
-        let list = Arc::new(self.store.destinations().await?);
+        let list: Arc<Vec<_>> = Arc::new(
+            self.store
+                .destinations()
+                .await?
+                .into_iter()
+                .map(|d| Arc::new(worker::Target::new(d)))
+                .collect(),
+        );
         *self.destinations.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((std::time::Instant::now(), Arc::clone(&list)));
         Ok(list)
@@ -172,11 +207,20 @@ impl<S: DeliveryStore> Inner<S> {
     pub(crate) async fn find_destination(
         &self,
         id: &str,
-    ) -> Result<Option<Destination>, StoreError> {
-        if let Some(d) = self.all_destinations().await?.iter().find(|d| d.id == id) {
-            return Ok(Some(d.clone()));
+    ) -> Result<Option<Arc<worker::Target>>, StoreError> {
+        if let Some(t) = self
+            .all_destinations()
+            .await?
+            .iter()
+            .find(|t| t.destination.id == id)
+        {
+            return Ok(Some(Arc::clone(t)));
         }
-        self.store.destination(id).await
+        Ok(self
+            .store
+            .destination(id)
+            .await?
+            .map(|d| Arc::new(worker::Target::new(d))))
     }
 
     pub(crate) fn forget_destinations(&self) {
@@ -398,6 +442,7 @@ impl<S: DeliveryStore> SenderBuilder<S> {
                 destinations: Mutex::new(None),
                 slots: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
                 direct: Mutex::new(None),
+                handed: std::sync::atomic::AtomicUsize::new(0),
             }),
         })
     }
@@ -733,30 +778,44 @@ impl<S: DeliveryStore> Sender<S> {
             .all_destinations()
             .await?
             .iter()
+            .map(|t| &t.destination)
             .filter(|d| d.enabled && d.events.matches(event.event_type()))
             .map(|d| NewDelivery::new(event.id(), &d.id, now))
             .collect();
-        // With workers running here and idle slots, lease the deliveries in
-        // the same transaction and hand them over: no claim needed. Should
-        // they sit past the lease, a claim picks them up again.
+        // With workers running here and room in their queue (at most one
+        // round of `max_in_flight` waiting for a slot), lease the deliveries
+        // in the same transaction and hand them over: no claim needed.
+        // Should they sit past the lease, a claim picks them up again.
         let direct = self
             .inner
             .direct
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .filter(|tx| !tx.is_closed() && self.inner.slots.available_permits() >= news.len());
+            .filter(|tx| !tx.is_closed() && self.inner.reserve_handoff(news.len()));
         if direct.is_some() {
             let lease = now.saturating_add(self.inner.config.lease_ms);
             for n in &mut news {
                 n.lease_until_ms = Some(lease);
             }
         }
-        let out = self.inner.store.enqueue(&event, now, &news).await?;
+        let out = match self.inner.store.enqueue(&event, now, &news).await {
+            Ok(out) => out,
+            Err(e) => {
+                if direct.is_some() {
+                    self.inner.release_handoff(news.len());
+                }
+                return Err(e);
+            }
+        };
         match direct {
             Some(tx) => {
                 for d in &out {
-                    let _ = tx.send(d.clone());
+                    if tx.send(d.clone()).is_err() {
+                        // The workers stopped: the lease expires and a
+                        // claim (here or after a restart) takes it.
+                        self.inner.release_handoff(1);
+                    }
                 }
             }
             None if !out.is_empty() => self.inner.wake.notify_one(),
@@ -769,14 +828,13 @@ impl<S: DeliveryStore> Sender<S> {
     ///
     /// # Errors
     ///
-    /// [`SenderError::DestinationNotFound`]; [`SenderError::WrongState`] for
-    /// a disabled destination; a store failure.
+    /// [`SenderError::DestinationNotFound`];
+    /// [`SenderError::DestinationDisabled`] for a disabled destination; a
+    /// store failure.
     pub async fn send_test_event(&self, destination_id: &str) -> Result<Delivery, SenderError> {
         let d = self.destination(destination_id).await?;
         if !d.enabled {
-            return Err(SenderError::InvalidDestination {
-                reason: format!("destination `{destination_id}` is disabled; enable it first"),
-            });
+            return Err(SenderError::DestinationDisabled { id: d.id });
         }
         let now = self.now();
         let timestamp = time::OffsetDateTime::from_unix_timestamp(now.div_euclid(1000))

@@ -1,5 +1,6 @@
 //! The delivery loop: claim due deliveries, sign, POST, record, move on.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,50 @@ use super::{Inner, metric_names};
 use crate::scheme::{Message, Scheme};
 use crate::secret::SecretSet;
 
+/// A destination with what each attempt needs, worked out once per
+/// destination cache refresh instead of once per attempt.
+pub(crate) struct Target {
+    pub(crate) destination: Destination,
+    signer: Result<Signer, (ErrorClass, String)>,
+}
+
+struct Signer {
+    url: reqwest::Url,
+    scheme: Scheme,
+    secrets: SecretSet,
+}
+
+impl Target {
+    pub(crate) fn new(destination: Destination) -> Self {
+        let signer = Self::signer(&destination);
+        Self {
+            destination,
+            signer,
+        }
+    }
+
+    fn signer(destination: &Destination) -> Result<Signer, (ErrorClass, String)> {
+        let url = reqwest::Url::parse(&destination.url).map_err(|e| {
+            (
+                ErrorClass::Signing,
+                format!("the destination URL is invalid: {e}"),
+            )
+        })?;
+        let scheme = Scheme::from_name(&destination.scheme)
+            .map_err(|e| (ErrorClass::Signing, e.to_string()))?;
+        let secrets = SecretSet::new(destination.secrets.iter().cloned())
+            .map_err(|e| (ErrorClass::Signing, e.to_string()))?;
+        Ok(Signer {
+            url,
+            scheme,
+            secrets,
+        })
+    }
+}
+
+/// The header naming the event type on every delivery.
+static EVENT_HEADER: http::HeaderName = http::HeaderName::from_static("x-webhook-event");
+
 /// Circuit breaker state of one destination (in this process).
 #[derive(Debug, Default)]
 pub(crate) struct Circuit {
@@ -35,9 +80,7 @@ pub(crate) enum Gate {
 
 impl<S: DeliveryStore> Inner<S> {
     fn gate(&self, destination_id: &str, now_ms: i64) -> Gate {
-        {
-            let mut circuits = lock(&self.circuits);
-            let c = circuits.entry(destination_id.to_owned()).or_default();
+        if let Some(c) = lock(&self.circuits).get_mut(destination_id) {
             if let Some(until) = c.open_until_ms {
                 if now_ms < until || c.probing {
                     return Gate::Later(until.max(now_ms + self.config.busy_delay_ms));
@@ -48,11 +91,14 @@ impl<S: DeliveryStore> Inner<S> {
         }
         let gate = {
             let mut gates = lock(&self.gates);
-            Arc::clone(
-                gates
-                    .entry(destination_id.to_owned())
-                    .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_destination))),
-            )
+            match gates.get(destination_id) {
+                Some(gate) => Arc::clone(gate),
+                None => Arc::clone(
+                    gates
+                        .entry(destination_id.to_owned())
+                        .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_destination))),
+                ),
+            }
         };
         match gate.try_acquire_owned() {
             Ok(permit) => Gate::Go(permit),
@@ -68,12 +114,13 @@ impl<S: DeliveryStore> Inner<S> {
 
     fn note_outcome(&self, destination_id: &str, success: bool, now_ms: i64) {
         let mut circuits = lock(&self.circuits);
-        let c = circuits.entry(destination_id.to_owned()).or_default();
-        c.probing = false;
         if success {
-            *c = Circuit::default();
+            // Only a destination that failed has an entry; success removes it.
+            circuits.remove(destination_id);
             return;
         }
+        let c = circuits.entry(destination_id.to_owned()).or_default();
+        c.probing = false;
         c.consecutive_failures = c.consecutive_failures.saturating_add(1);
         if c.consecutive_failures >= self.config.breaker_threshold {
             if c.open_until_ms.is_none() {
@@ -127,7 +174,14 @@ fn spawn_delivery<S: DeliveryStore>(
 /// Runs until the handle says stop (or is dropped), then waits for the
 /// attempts in flight. Deliveries come from two places: claims of due ones
 /// from the store, and freshly published ones that `publish` leased and
-/// handed over directly.
+/// handed over directly. Both wait in one queue for an attempt slot.
+///
+/// A claim is a store round trip, so the loop claims only when there may be
+/// something to claim (at start, when woken by a publish that could not
+/// hand over, a resend or a replay, on each poll tick for retries falling
+/// due and leases expiring, and again after a full batch) and only while
+/// fewer than `max_in_flight` deliveries wait: under load it claims whole
+/// batches ahead instead of one delivery per freed slot.
 pub(crate) async fn dispatch<S: DeliveryStore>(
     inner: Arc<Inner<S>>,
     mut stop: watch::Receiver<bool>,
@@ -135,62 +189,76 @@ pub(crate) async fn dispatch<S: DeliveryStore>(
 ) {
     let slots = Arc::clone(&inner.slots);
     let mut tasks = JoinSet::new();
+    let poll = inner.config.poll_interval;
+    let low_water = inner.config.max_in_flight;
+    let mut ready: VecDeque<Delivery> = VecDeque::new();
+    let mut want_claim = true;
+    let mut next_poll = tokio::time::Instant::now() + poll;
     'run: loop {
         while tasks.try_join_next().is_some() {}
         if stopping(&stop) {
             break;
         }
         while let Ok(delivery) = inbox.try_recv() {
-            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-                break 'run;
-            };
-            spawn_delivery(&mut tasks, &inner, delivery, slot);
+            inner.release_handoff(1);
+            ready.push_back(delivery);
         }
-        let free = slots.available_permits().min(inner.config.batch_size);
-        if free == 0 {
-            tokio::select! {
-                _ = tasks.join_next() => {}
-                _ = stop.changed() => {}
+        while !ready.is_empty() {
+            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                break;
+            };
+            if let Some(delivery) = ready.pop_front() {
+                spawn_delivery(&mut tasks, &inner, delivery, slot);
             }
+        }
+        if tokio::time::Instant::now() >= next_poll {
+            want_claim = true;
+            next_poll = tokio::time::Instant::now() + poll;
+        }
+        if want_claim && ready.len() < low_water {
+            let room = (2 * low_water - ready.len()).min(inner.config.batch_size);
+            let now = inner.clock.now_ms();
+            let claimed = inner
+                .store
+                .claim_due(now, room, now.saturating_add(inner.config.lease_ms))
+                .await;
+            let batch = match claimed {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming due deliveries failed; retrying");
+                    Vec::new()
+                }
+            };
+            // A full batch may have left more behind: claim again.
+            want_claim = batch.len() == room;
+            ready.extend(batch);
             continue;
         }
-        let now = inner.clock.now_ms();
-        let claimed = inner
-            .store
-            .claim_due(now, free, now.saturating_add(inner.config.lease_ms))
-            .await;
-        let batch = match claimed {
-            Ok(batch) => batch,
-            Err(e) => {
-                tracing::error!(error = %e, "claiming due deliveries failed; retrying");
-                Vec::new()
+        tokio::select! {
+            Some(delivery) = inbox.recv() => {
+                inner.release_handoff(1);
+                ready.push_back(delivery);
             }
-        };
-        if batch.is_empty() {
-            tokio::select! {
-                Some(delivery) = inbox.recv() => {
-                    let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-                        break 'run;
-                    };
+            slot = Arc::clone(&slots).acquire_owned(), if !ready.is_empty() => {
+                let Ok(slot) = slot else { break 'run };
+                if let Some(delivery) = ready.pop_front() {
                     spawn_delivery(&mut tasks, &inner, delivery, slot);
                 }
-                () = inner.wake.notified() => {}
-                () = tokio::time::sleep(inner.config.poll_interval) => {}
-                _ = stop.changed() => {}
             }
-            continue;
-        }
-        for delivery in batch {
-            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
-                break 'run;
-            };
-            spawn_delivery(&mut tasks, &inner, delivery, slot);
+            () = inner.wake.notified() => want_claim = true,
+            () = tokio::time::sleep_until(next_poll) => {}
+            _ = stop.changed() => {}
         }
     }
-    // Hand nothing more over; release what was handed over but not started.
+    // Hand nothing more over; release what was handed over or claimed but
+    // not started.
     *inner.direct.lock().unwrap_or_else(|e| e.into_inner()) = None;
     inbox.close();
     while let Ok(delivery) = inbox.try_recv() {
+        inner.release_handoff(1);
+        ready.push_back(delivery);
+    }
+    for delivery in ready {
         let now = inner.clock.now_ms();
         if let Err(e) = inner.store.reschedule(&delivery.id, now).await {
             tracing::error!(error = %e, "releasing a delivery failed; its lease will expire");
@@ -201,8 +269,8 @@ pub(crate) async fn dispatch<S: DeliveryStore>(
 
 async fn run_delivery<S: DeliveryStore>(inner: &Inner<S>, delivery: Delivery) {
     let now = inner.clock.now_ms();
-    let destination = match inner.find_destination(&delivery.destination_id).await {
-        Ok(Some(d)) => d,
+    let target = match inner.find_destination(&delivery.destination_id).await {
+        Ok(Some(t)) => t,
         Ok(None) => {
             let reason = "the destination was deleted";
             if let Err(e) = inner.store.dead_letter(&delivery.id, now, reason).await {
@@ -216,6 +284,7 @@ async fn run_delivery<S: DeliveryStore>(inner: &Inner<S>, delivery: Delivery) {
             return;
         }
     };
+    let destination = &target.destination;
     if !destination.enabled {
         // Disabled after the claim: hold it until re-enabled.
         let _ = inner
@@ -240,7 +309,7 @@ async fn run_delivery<S: DeliveryStore>(inner: &Inner<S>, delivery: Delivery) {
         status = tracing::field::Empty,
         error_class = tracing::field::Empty,
     );
-    let (attempt, outcome) = attempt_once(inner, &destination, &delivery, number)
+    let (attempt, outcome) = attempt_once(inner, &target, &delivery, number)
         .instrument(span.clone())
         .await;
     drop(permit);
@@ -315,7 +384,7 @@ struct Outcome {
 
 async fn attempt_once<S: DeliveryStore>(
     inner: &Inner<S>,
-    destination: &Destination,
+    target: &Target,
     delivery: &Delivery,
     number: u32,
 ) -> (DeliveryAttempt, Outcome) {
@@ -337,7 +406,7 @@ async fn attempt_once<S: DeliveryStore>(
         attempt.error = Some(msg);
     };
 
-    let request = match build_request(inner, destination, delivery, started_at_ms) {
+    let request = match build_request(inner, target, delivery, started_at_ms) {
         Ok(r) => r,
         Err((class, msg)) => {
             fail(&mut attempt, class, msg);
@@ -398,17 +467,16 @@ async fn attempt_once<S: DeliveryStore>(
 
 fn build_request<S: DeliveryStore>(
     inner: &Inner<S>,
-    destination: &Destination,
+    target: &Target,
     delivery: &Delivery,
     now_ms: i64,
 ) -> Result<reqwest::Request, (ErrorClass, String)> {
-    let url = reqwest::Url::parse(&destination.url).map_err(|e| {
-        (
-            ErrorClass::Signing,
-            format!("the destination URL is invalid: {e}"),
-        )
-    })?;
-    if let Some(ip) = literal_ip(&url) {
+    let Signer {
+        url,
+        scheme,
+        secrets,
+    } = target.signer.as_ref().map_err(Clone::clone)?;
+    if let Some(ip) = literal_ip(url) {
         inner.policy.check(ip).map_err(|why| {
             (
                 ErrorClass::Blocked,
@@ -416,18 +484,14 @@ fn build_request<S: DeliveryStore>(
             )
         })?;
     }
-    let scheme =
-        Scheme::from_name(&destination.scheme).map_err(|e| (ErrorClass::Signing, e.to_string()))?;
-    let secrets = SecretSet::new(destination.secrets.iter().cloned())
-        .map_err(|e| (ErrorClass::Signing, e.to_string()))?;
     let body: Bytes = delivery.body.clone();
     let headers = scheme
         .sign(
-            &secrets,
+            secrets,
             &Message::new(&delivery.event_id, now_ms.div_euclid(1000), &body),
         )
         .map_err(|e| (ErrorClass::Signing, format!("cannot sign: {e}")))?;
-    let mut request = reqwest::Request::new(reqwest::Method::POST, url);
+    let mut request = reqwest::Request::new(reqwest::Method::POST, url.clone());
     *request.body_mut() = Some(reqwest::Body::from(body));
     let h = request.headers_mut();
     h.extend(headers);
@@ -436,7 +500,7 @@ fn build_request<S: DeliveryStore>(
         HeaderValue::from_static("application/json"),
     );
     if let Ok(v) = HeaderValue::from_str(&delivery.event_type) {
-        h.insert("x-webhook-event", v);
+        h.insert(&EVENT_HEADER, v);
     }
     Ok(request)
 }
