@@ -676,7 +676,11 @@ async fn whole_story_over_real_http() {
         None,
     )
     .await;
-    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(st, StatusCode::CONFLICT, "{refused}");
+    assert!(
+        refused["detail"].as_str().unwrap().contains("is disabled"),
+        "{refused}"
+    );
     let (_, on) = http_json(
         &client,
         Method::PATCH,

@@ -783,7 +783,7 @@ async fn resend_test_event_replay_all_and_delete() {
         .unwrap();
     assert!(matches!(
         sender.send_test_event(&d.id).await,
-        Err(SenderError::InvalidDestination { .. })
+        Err(SenderError::DestinationDisabled { id }) if id == d.id
     ));
     sender.delete_destination(&d.id).await.unwrap();
     assert!(matches!(

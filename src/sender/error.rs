@@ -60,6 +60,12 @@ pub enum SenderError {
         /// The id asked for.
         id: String,
     },
+    /// The operation needs an enabled destination.
+    #[error("destination `{id}` is disabled; enable it first")]
+    DestinationDisabled {
+        /// The destination id.
+        id: String,
+    },
     /// No delivery has this id.
     #[error("no delivery with id `{id}`")]
     DeliveryNotFound {

@@ -27,7 +27,10 @@
 //! what is wrong: a URL that does not parse or is not http(s) (`422`,
 //! type `…#invalid-destination`), a URL the SSRF guard refuses
 //! (`422`, `…#forbidden-address`), an unknown event type or an empty event
-//! list (`422`, `…#invalid-event-filter`), malformed JSON (`400`).
+//! list (`422`, `…#invalid-event-filter`), malformed JSON (`400`). An
+//! operation the current state does not allow (a test event to a disabled
+//! destination, a resend of a pending delivery) gets `409`,
+//! `…#wrong-state`.
 //!
 //! # Authentication
 //!
@@ -276,7 +279,9 @@ impl From<SenderError> for ApiError {
             SenderError::DestinationNotFound { .. } | SenderError::DeliveryNotFound { .. } => {
                 problem(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
             }
-            SenderError::WrongState { .. } | SenderError::DuplicateEvent { .. } => problem(
+            SenderError::WrongState { .. }
+            | SenderError::DestinationDisabled { .. }
+            | SenderError::DuplicateEvent { .. } => problem(
                 StatusCode::CONFLICT,
                 "wrong-state",
                 "Not possible now",
