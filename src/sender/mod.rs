@@ -312,7 +312,10 @@ impl<S: DeliveryStore> SenderBuilder<S> {
         self
     }
 
-    /// Most attempts in flight in total (default 64).
+    /// Most HTTP attempts in flight in total (default 64). An attempt's slot
+    /// is free again when its HTTP exchange ends; recording the outcome
+    /// happens beside the next attempt. Up to as many again may wait,
+    /// claimed or handed over by `publish`, for a free slot.
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.config.max_in_flight = n;
         self

@@ -166,8 +166,7 @@ fn spawn_delivery<S: DeliveryStore>(
             event_id = %delivery.event_id,
             destination = %delivery.destination_id,
         );
-        run_delivery(&inner, delivery).instrument(span).await;
-        drop(slot);
+        run_delivery(&inner, delivery, slot).instrument(span).await;
     });
 }
 
@@ -267,7 +266,15 @@ pub(crate) async fn dispatch<S: DeliveryStore>(
     while tasks.join_next().await.is_some() {}
 }
 
-async fn run_delivery<S: DeliveryStore>(inner: &Inner<S>, delivery: Delivery) {
+/// Runs one attempt of a delivery and records it. `slot` bounds the
+/// attempts in flight: it is given back as soon as the HTTP exchange ends,
+/// so waiting for the record's commit does not hold back the next attempt
+/// (the delivery's lease keeps it from being claimed meanwhile).
+async fn run_delivery<S: DeliveryStore>(
+    inner: &Inner<S>,
+    delivery: Delivery,
+    slot: OwnedSemaphorePermit,
+) {
     let now = inner.clock.now_ms();
     let target = match inner.find_destination(&delivery.destination_id).await {
         Ok(Some(t)) => t,
@@ -313,6 +320,7 @@ async fn run_delivery<S: DeliveryStore>(inner: &Inner<S>, delivery: Delivery) {
         .instrument(span.clone())
         .await;
     drop(permit);
+    drop(slot);
     if let Some(code) = attempt.status_code {
         span.record("status", code);
     }
