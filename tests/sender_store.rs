@@ -75,9 +75,36 @@ async fn contract<S: DeliveryStore + Clone>(store: S) {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, d1.id);
 
+    // The first worker, whose lease (2 000) expired and was claimed again,
+    // finishes late: its attempt joins the history, but only the current
+    // holder (lease 3 000) moves the delivery on.
+    store
+        .record_attempt(
+            &attempt(&d1.id, 1, 1_000, false),
+            2_000,
+            &NextStep::DeadLetter("late".into()),
+        )
+        .await
+        .unwrap();
+    store.reschedule(&d1.id, 2_000, 99_000).await.unwrap();
+    store
+        .dead_letter(&d1.id, 2_000, 2_100, "late")
+        .await
+        .unwrap();
+    let d = store.delivery(&d1.id).await.unwrap().unwrap();
+    assert_eq!(
+        (d.status, d.next_attempt_at_ms, d.lease_until_ms),
+        (DeliveryStatus::Pending, Some(1_000), Some(3_000)),
+        "a stale lease moved the delivery"
+    );
+
     // A failed attempt schedules a retry and releases the lease.
     store
-        .record_attempt(&attempt(&d1.id, 1, 2_000, false), &NextStep::RetryAt(4_000))
+        .record_attempt(
+            &attempt(&d1.id, 1, 2_000, false),
+            3_000,
+            &NextStep::RetryAt(4_000),
+        )
         .await
         .unwrap();
     let d = store.delivery(&d1.id).await.unwrap().unwrap();
@@ -94,12 +121,17 @@ async fn contract<S: DeliveryStore + Clone>(store: S) {
     assert_eq!(rest[0].id, d2.id);
 
     store
-        .record_attempt(&attempt(&d1.id, 2, 5_000, true), &NextStep::Delivered)
+        .record_attempt(
+            &attempt(&d1.id, 2, 5_000, true),
+            9_000,
+            &NextStep::Delivered,
+        )
         .await
         .unwrap();
     store
         .record_attempt(
             &attempt(&d2.id, 1, 5_000, false),
+            9_000,
             &NextStep::DeadLetter("gave up".into()),
         )
         .await
@@ -110,7 +142,11 @@ async fn contract<S: DeliveryStore + Clone>(store: S) {
     // A late worker's failure after another delivered it changes nothing
     // but the history.
     store
-        .record_attempt(&attempt(&d1.id, 2, 5_100, false), &NextStep::RetryAt(6_000))
+        .record_attempt(
+            &attempt(&d1.id, 2, 5_100, false),
+            9_000,
+            &NextStep::RetryAt(6_000),
+        )
         .await
         .unwrap();
     let d = store.delivery(&d1.id).await.unwrap().unwrap();
@@ -118,17 +154,17 @@ async fn contract<S: DeliveryStore + Clone>(store: S) {
         (d.status, d.next_attempt_at_ms),
         (DeliveryStatus::Delivered, None)
     );
-    assert_eq!(store.attempts(&d1.id).await.unwrap().len(), 3);
+    assert_eq!(store.attempts(&d1.id).await.unwrap().len(), 4);
     let dead = store.delivery(&d2.id).await.unwrap().unwrap();
     assert_eq!(dead.status, DeliveryStatus::DeadLettered);
     assert_eq!(dead.last_error.as_deref(), Some("gave up"));
     let attempts = store.attempts(&d1.id).await.unwrap();
     assert_eq!(
         attempts.iter().map(|a| a.attempt).collect::<Vec<_>>(),
-        [1, 2, 2]
+        [1, 1, 2, 2]
     );
     assert_eq!(
-        attempts[0].error.as_deref(),
+        attempts[1].error.as_deref(),
         Some("the endpoint answered 500")
     );
 
@@ -148,7 +184,18 @@ async fn contract<S: DeliveryStore + Clone>(store: S) {
     // Reschedule without an attempt, then a disabled destination holds it.
     let c = store.claim_due(6_000, 10, 9_000).await.unwrap();
     assert_eq!(c.len(), 1);
-    store.reschedule(&replay.id, 7_000).await.unwrap();
+    store.reschedule(&replay.id, 1, 7_000).await.unwrap();
+    assert_eq!(
+        store
+            .delivery(&replay.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .lease_until_ms,
+        Some(9_000),
+        "a reschedule with another lease changed nothing"
+    );
+    store.reschedule(&replay.id, 9_000, 7_000).await.unwrap();
     let mut dest = store.destination("dst_a").await.unwrap().unwrap();
     dest.enabled = false;
     store.save_destination(&dest).await.unwrap();

@@ -143,6 +143,14 @@ impl<S: DeliveryStore> Inner<S> {
     }
 }
 
+/// The lease a worker holds on a delivery it was handed or claimed: the
+/// fencing token for every store call that moves the delivery on.
+fn lease_of(delivery: &Delivery) -> i64 {
+    // Every delivery a worker holds was created or claimed with a lease;
+    // `i64::MIN` matches none, so a missing one moves nothing.
+    delivery.lease_until_ms.unwrap_or(i64::MIN)
+}
+
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -259,7 +267,11 @@ pub(crate) async fn dispatch<S: DeliveryStore>(
     }
     for delivery in ready {
         let now = inner.clock.now_ms();
-        if let Err(e) = inner.store.reschedule(&delivery.id, now).await {
+        if let Err(e) = inner
+            .store
+            .reschedule(&delivery.id, lease_of(&delivery), now)
+            .await
+        {
             tracing::error!(error = %e, "releasing a delivery failed; its lease will expire");
         }
     }
@@ -280,7 +292,11 @@ async fn run_delivery<S: DeliveryStore>(
         Ok(Some(t)) => t,
         Ok(None) => {
             let reason = "the destination was deleted";
-            if let Err(e) = inner.store.dead_letter(&delivery.id, now, reason).await {
+            if let Err(e) = inner
+                .store
+                .dead_letter(&delivery.id, lease_of(&delivery), now, reason)
+                .await
+            {
                 tracing::error!(error = %e, "dead-lettering failed");
             }
             metrics::counter!(metric_names::DEAD_LETTERED).increment(1);
@@ -296,14 +312,22 @@ async fn run_delivery<S: DeliveryStore>(
         // Disabled after the claim: hold it until re-enabled.
         let _ = inner
             .store
-            .reschedule(&delivery.id, now + inner.config.busy_delay_ms)
+            .reschedule(
+                &delivery.id,
+                lease_of(&delivery),
+                now + inner.config.busy_delay_ms,
+            )
             .await;
         return;
     }
     let permit = match inner.gate(&destination.id, now) {
         Gate::Go(permit) => permit,
         Gate::Later(at) => {
-            if let Err(e) = inner.store.reschedule(&delivery.id, at).await {
+            if let Err(e) = inner
+                .store
+                .reschedule(&delivery.id, lease_of(&delivery), at)
+                .await
+            {
                 tracing::error!(error = %e, "rescheduling failed; the lease will expire");
             }
             return;
@@ -375,7 +399,11 @@ async fn run_delivery<S: DeliveryStore>(
         next = ?next,
         "delivery attempt recorded"
     );
-    if let Err(e) = inner.store.record_attempt(&attempt, &next).await {
+    if let Err(e) = inner
+        .store
+        .record_attempt(&attempt, lease_of(&delivery), &next)
+        .await
+    {
         tracing::error!(error = %e, "recording the attempt failed; the lease will expire");
     }
     if let Some(observer) = &inner.observer {

@@ -202,6 +202,7 @@ impl DeliveryStore for MemoryStore {
     async fn record_attempt(
         &self,
         attempt: &DeliveryAttempt,
+        lease_until_ms: i64,
         next: &NextStep,
     ) -> Result<(), StoreError> {
         let mut s = self.lock();
@@ -215,7 +216,7 @@ impl DeliveryStore for MemoryStore {
         let d = s.get_mut(&attempt.delivery_id).ok_or_else(|| {
             StoreError::new(format!("delivery `{}` is not stored", attempt.delivery_id))
         })?;
-        if d.status != DeliveryStatus::Pending {
+        if d.status != DeliveryStatus::Pending || d.lease_until_ms != Some(lease_until_ms) {
             // A worker whose lease expired finished late: keep its attempt in
             // the history, but the delivery has moved on without it.
             return Ok(());
@@ -236,9 +237,14 @@ impl DeliveryStore for MemoryStore {
         Ok(())
     }
 
-    async fn reschedule(&self, delivery_id: &str, at_ms: i64) -> Result<(), StoreError> {
+    async fn reschedule(
+        &self,
+        delivery_id: &str,
+        lease_until_ms: i64,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
         if let Some(d) = self.lock().get_mut(delivery_id) {
-            if d.status == DeliveryStatus::Pending {
+            if d.status == DeliveryStatus::Pending && d.lease_until_ms == Some(lease_until_ms) {
                 d.lease_until_ms = None;
                 d.next_attempt_at_ms = Some(at_ms);
             }
@@ -249,11 +255,12 @@ impl DeliveryStore for MemoryStore {
     async fn dead_letter(
         &self,
         delivery_id: &str,
+        lease_until_ms: i64,
         now_ms: i64,
         reason: &str,
     ) -> Result<(), StoreError> {
         if let Some(d) = self.lock().get_mut(delivery_id) {
-            if d.status == DeliveryStatus::Pending {
+            if d.status == DeliveryStatus::Pending && d.lease_until_ms == Some(lease_until_ms) {
                 dead_letter_in_place(d, now_ms, reason);
             }
         }

@@ -160,28 +160,36 @@ pub trait DeliveryStore: Send + Sync + 'static {
         lease_until_ms: i64,
     ) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
 
-    /// Appends the attempt to the history and moves its delivery on
-    /// (delivered, retry at a time, or dead letter), releasing the lease.
-    /// A delivery that is no longer pending (another worker finished it
-    /// after this one's lease expired) only gains the attempt.
+    /// Appends the attempt to the history and, when `lease_until_ms` is
+    /// still the delivery's lease, moves it on (delivered, retry at a time,
+    /// or dead letter) and releases the lease. A worker whose lease expired
+    /// and was taken by another claim, or whose delivery another worker
+    /// already finished, only adds its attempt to the history: the lease is
+    /// the fencing token that keeps a late worker from overwriting the
+    /// current holder's outcome.
     fn record_attempt(
         &self,
         attempt: &DeliveryAttempt,
+        lease_until_ms: i64,
         next: &NextStep,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Releases the lease without an attempt and makes the delivery due at
-    /// `at_ms` (a paused or busy destination).
+    /// Releases the lease `lease_until_ms` without an attempt and makes the
+    /// delivery due at `at_ms` (a paused or busy destination). Does nothing
+    /// when the delivery is no longer pending under that lease.
     fn reschedule(
         &self,
         delivery_id: &str,
+        lease_until_ms: i64,
         at_ms: i64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Dead-letters a pending delivery without an attempt.
+    /// Dead-letters a delivery pending under the lease `lease_until_ms`,
+    /// without an attempt.
     fn dead_letter(
         &self,
         delivery_id: &str,
+        lease_until_ms: i64,
         now_ms: i64,
         reason: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;

@@ -523,22 +523,32 @@ fn insert_delivery(
     ))
 }
 
+/// Dead-letters the pending deliveries of a destination, or one pending
+/// delivery held under the lease `lease`.
 fn dead_letter_pending(
     conn: &Connection,
-    where_clause: &str,
-    key: &str,
+    target: DeadLetterTarget<'_>,
     now_ms: i64,
     reason: &str,
 ) -> Result<usize, StoreError> {
-    conn.execute(
-        &format!(
-            "UPDATE deliveries SET status = 'dead_lettered', next_attempt_at_ms = NULL, \
-             lease_until_ms = NULL, dead_lettered_at_ms = ?2, updated_at_ms = ?2, last_error = ?3 \
-             WHERE {where_clause} = ?1 AND status = 'pending'"
+    const SET: &str = "UPDATE deliveries SET status = 'dead_lettered', next_attempt_at_ms = NULL, \
+         lease_until_ms = NULL, dead_lettered_at_ms = ?2, updated_at_ms = ?2, last_error = ?3";
+    match target {
+        DeadLetterTarget::Destination(id) => conn.execute(
+            &format!("{SET} WHERE destination_id = ?1 AND status = 'pending'"),
+            params![id, now_ms, reason],
         ),
-        params![key, now_ms, reason],
-    )
+        DeadLetterTarget::Leased { id, lease } => conn.execute(
+            &format!("{SET} WHERE id = ?1 AND status = 'pending' AND lease_until_ms = ?4"),
+            params![id, now_ms, reason, lease],
+        ),
+    }
     .map_err(db_err)
+}
+
+enum DeadLetterTarget<'a> {
+    Destination(&'a str),
+    Leased { id: &'a str, lease: i64 },
 }
 
 impl DeliveryStore for SqliteStore {
@@ -616,7 +626,7 @@ impl DeliveryStore for SqliteStore {
             let n = conn
                 .execute("DELETE FROM destinations WHERE id = ?1", [&id])
                 .map_err(db_err)?;
-            dead_letter_pending(conn, "destination_id", &id, now_ms, &reason)?;
+            dead_letter_pending(conn, DeadLetterTarget::Destination(&id), now_ms, &reason)?;
             Ok(n > 0)
         })
         .await
@@ -741,6 +751,7 @@ impl DeliveryStore for SqliteStore {
     async fn record_attempt(
         &self,
         attempt: &DeliveryAttempt,
+        lease_until_ms: i64,
         next: &NextStep,
     ) -> Result<(), StoreError> {
         let (a, next) = (attempt.clone(), next.clone());
@@ -778,7 +789,7 @@ impl DeliveryStore for SqliteStore {
                  next_attempt_at_ms = ?4, lease_until_ms = NULL, updated_at_ms = ?5, \
                  delivered_at_ms = COALESCE(?6, delivered_at_ms), \
                  dead_lettered_at_ms = COALESCE(?7, dead_lettered_at_ms), last_error = ?8 \
-                 WHERE id = ?1 AND status = 'pending'",
+                 WHERE id = ?1 AND status = 'pending' AND lease_until_ms = ?9",
             )
             .map_err(db_err)?
             .execute(params![
@@ -789,7 +800,8 @@ impl DeliveryStore for SqliteStore {
                 now,
                 delivered,
                 dead,
-                error
+                error,
+                lease_until_ms
             ])
             .map_err(db_err)?;
             Ok(())
@@ -797,15 +809,20 @@ impl DeliveryStore for SqliteStore {
         .await
     }
 
-    async fn reschedule(&self, delivery_id: &str, at_ms: i64) -> Result<(), StoreError> {
+    async fn reschedule(
+        &self,
+        delivery_id: &str,
+        lease_until_ms: i64,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
         let id = delivery_id.to_owned();
         self.call(move |conn: &Connection| {
             conn.prepare_cached(
                 "UPDATE deliveries SET lease_until_ms = NULL, next_attempt_at_ms = ?2 \
-                 WHERE id = ?1 AND status = 'pending'",
+                 WHERE id = ?1 AND status = 'pending' AND lease_until_ms = ?3",
             )
             .map_err(db_err)?
-            .execute(params![id, at_ms])
+            .execute(params![id, at_ms, lease_until_ms])
             .map_err(db_err)?;
             Ok(())
         })
@@ -815,12 +832,17 @@ impl DeliveryStore for SqliteStore {
     async fn dead_letter(
         &self,
         delivery_id: &str,
+        lease_until_ms: i64,
         now_ms: i64,
         reason: &str,
     ) -> Result<(), StoreError> {
         let (id, reason) = (delivery_id.to_owned(), reason.to_owned());
         self.call(move |conn: &Connection| {
-            dead_letter_pending(conn, "id", &id, now_ms, &reason)?;
+            let target = DeadLetterTarget::Leased {
+                id: &id,
+                lease: lease_until_ms,
+            };
+            dead_letter_pending(conn, target, now_ms, &reason)?;
             Ok(())
         })
         .await
