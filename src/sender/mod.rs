@@ -152,18 +152,8 @@ pub(crate) struct Inner<S> {
 }
 
 impl<S> Inner<S> {
-    /// Reserves room for `n` deliveries in the workers' hand-over queue.
-    fn reserve_handoff(&self, n: usize) -> bool {
-        use std::sync::atomic::Ordering;
-        let limit = self.config.max_in_flight;
-        self.handed
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
-                queued.checked_add(n).filter(|&total| total <= limit)
-            })
-            .is_ok()
-    }
-
-    /// Gives back room in the hand-over queue.
+    /// Gives back room in the hand-over queue: a delivery handed over was
+    /// taken off it (or never arrived).
     pub(crate) fn release_handoff(&self, n: usize) {
         use std::sync::atomic::Ordering;
         let _ = self
@@ -171,6 +161,44 @@ impl<S> Inner<S> {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
                 Some(queued.saturating_sub(n))
             });
+    }
+}
+
+/// Room reserved in the workers' hand-over queue for one publish. Room not
+/// used by a delivery actually handed over is given back on drop, so a
+/// failed enqueue or a cancelled `publish` leaks none.
+struct Handoff<'a, S> {
+    inner: &'a Inner<S>,
+    unused: usize,
+}
+
+impl<'a, S> Handoff<'a, S> {
+    /// Reserves room for `n` deliveries, if at most `max_in_flight` would
+    /// then be waiting.
+    fn reserve(inner: &'a Inner<S>, n: usize) -> Option<Self> {
+        use std::sync::atomic::Ordering;
+        let limit = inner.config.max_in_flight;
+        inner
+            .handed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                queued.checked_add(n).filter(|&total| total <= limit)
+            })
+            .ok()
+            .map(|_| Self { inner, unused: n })
+    }
+
+    /// One delivery was handed over: the workers release its room when
+    /// they take it.
+    fn hand_over_one(&mut self) {
+        self.unused = self.unused.saturating_sub(1);
+    }
+}
+
+impl<S> Drop for Handoff<'_, S> {
+    fn drop(&mut self) {
+        if self.unused > 0 {
+            self.inner.release_handoff(self.unused);
+        }
     }
 }
 
@@ -795,29 +823,24 @@ impl<S: DeliveryStore> Sender<S> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .filter(|tx| !tx.is_closed() && self.inner.reserve_handoff(news.len()));
+            .filter(|tx| !tx.is_closed())
+            .and_then(|tx| Handoff::reserve(&self.inner, news.len()).map(|room| (tx, room)));
         if direct.is_some() {
             let lease = now.saturating_add(self.inner.config.lease_ms);
             for n in &mut news {
                 n.lease_until_ms = Some(lease);
             }
         }
-        let out = match self.inner.store.enqueue(&event, now, &news).await {
-            Ok(out) => out,
-            Err(e) => {
-                if direct.is_some() {
-                    self.inner.release_handoff(news.len());
-                }
-                return Err(e);
-            }
-        };
+        // Should this future be dropped or the enqueue fail, the reserved
+        // room is given back when `direct` is dropped.
+        let out = self.inner.store.enqueue(&event, now, &news).await?;
         match direct {
-            Some(tx) => {
+            Some((tx, mut room)) => {
                 for d in &out {
-                    if tx.send(d.clone()).is_err() {
-                        // The workers stopped: the lease expires and a
-                        // claim (here or after a restart) takes it.
-                        self.inner.release_handoff(1);
+                    // A failed send means the workers stopped: the lease
+                    // expires and a claim (here or after a restart) takes it.
+                    if tx.send(d.clone()).is_ok() {
+                        room.hand_over_one();
                     }
                 }
             }
@@ -1012,5 +1035,57 @@ impl<S: DeliveryStore> Sender<S> {
             }
         }
         Ok(summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Room reserved in the hand-over queue comes back whatever happens to
+    /// the publish: handed over and taken by a worker, refused by the store
+    /// (a duplicate event id), or dropped before the store answered.
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn hand_over_room_is_never_leaked() {
+        // SQLite answers on another thread, so a publish can be dropped
+        // while it waits for the store.
+        let sender = Sender::builder(SqliteStore::open_in_memory().unwrap())
+            .address_policy(AddressPolicy::new().allow("127.0.0.1").unwrap())
+            .build()
+            .unwrap();
+        sender
+            .add_destination(NewDestination::new("http://127.0.0.1:9/", "s"))
+            .await
+            .unwrap();
+        let _workers = sender.start();
+        let handed = || sender.inner.handed.load(Ordering::Acquire);
+
+        let event = OutgoingEvent::new("kpi.alert", &1).unwrap();
+        sender.publish(event.clone()).await.unwrap();
+        assert!(matches!(
+            sender.publish(event).await,
+            Err(SenderError::DuplicateEvent { .. })
+        ));
+        // A publish dropped while it waits for the store.
+        let mut pending = Box::pin(sender.publish(OutgoingEvent::new("kpi.alert", &2).unwrap()));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(pending.as_mut().poll(&mut cx).is_pending());
+        assert!(handed() > 0, "the publish reserved room before waiting");
+        drop(pending);
+        let start = std::time::Instant::now();
+        while handed() != 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{} still reserved",
+                handed()
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 }

@@ -237,7 +237,7 @@ pub(crate) async fn dispatch<S: DeliveryStore>(
                 }
             };
             // A full batch may have left more behind: claim again.
-            want_claim = batch.len() == room;
+            want_claim = !batch.is_empty() && batch.len() == room;
             ready.extend(batch);
             continue;
         }
