@@ -5,16 +5,22 @@
 
 mod console_support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
+use base64::Engine as _;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 use webhook_guard::sender::console::{self, Console};
-use webhook_guard::sender::{AddressPolicy, MemoryStore, NewDestination, Sender};
+use webhook_guard::sender::{
+    AddressPolicy, EventFilter, MemoryStore, NewDestination, OutgoingEvent, Sender,
+};
+use webhook_guard::{Scheme, SecretSet, Verified, VerifyLayer};
 
 use console_support::{HOSTILE_BODY, serve, setup};
 
@@ -800,4 +806,315 @@ async fn rotating_a_secret_shows_the_new_one_once_and_keeps_the_old_for_the_over
         "not-found",
         "dst_nope",
     );
+}
+
+#[tokio::test]
+async fn scheme_is_chosen_at_creation_and_secrets_come_in_its_format() {
+    let sender = loopback_sender();
+    let app = console::router(sender.clone());
+    let create = |body: Value| {
+        let app = app.clone();
+        async move { call(&app, "POST", "/api/destinations", Some(body)).await }
+    };
+
+    // Standard Webhooks: a generated `whsec_<base64>` secret, and the sender
+    // signs with the decoded bytes.
+    let standard = create(json!({"url": "http://127.0.0.1:9/s", "scheme": "standard"})).await;
+    assert_eq!(standard.0, StatusCode::CREATED, "{:?}", standard.2);
+    assert_eq!(standard.2["destination"]["scheme"], "standard");
+    assert_eq!(standard.2["secretGenerated"], true);
+    let secret = standard.2["secret"].as_str().unwrap().to_owned();
+    let b64 = secret.strip_prefix("whsec_").expect("a whsec_ secret");
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    assert_eq!(key.len(), 32);
+    let id = standard.2["destination"]["id"].as_str().unwrap().to_owned();
+    let stored = sender.destination(&id).await.unwrap();
+    assert_eq!(stored.scheme, "standard");
+    assert_eq!(stored.secrets[0].expose_bytes(), key.as_slice());
+    let shown = call(&app, "GET", &format!("/api/destinations/{id}"), None).await;
+    assert_eq!(shown.2["scheme"], "standard");
+    assert!(!shown.2.to_string().contains(b64));
+
+    // Rotation generates in the destination's scheme too.
+    let rotated = call(
+        &app,
+        "POST",
+        &format!("/api/destinations/{id}/rotate-secret"),
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(rotated.0, StatusCode::OK, "{:?}", rotated.2);
+    let new_secret = rotated.2["secret"].as_str().unwrap();
+    let new_key = Scheme::standard().parse_secret(new_secret).unwrap();
+    assert!(new_secret.starts_with("whsec_"));
+    let stored = sender.destination(&id).await.unwrap();
+    assert_eq!(stored.secrets[0].expose_bytes(), new_key.expose_bytes());
+    assert_eq!(stored.secrets[1].expose_bytes(), key.as_slice());
+
+    // A given `whsec_` secret is decoded the same way; an alias is stored
+    // by the scheme's name.
+    let given = create(json!({
+        "url": "http://127.0.0.1:9/g",
+        "scheme": "svix",
+        "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    }))
+    .await;
+    assert_eq!(given.0, StatusCode::CREATED, "{:?}", given.2);
+    assert_eq!(given.2["destination"]["scheme"], "standard");
+    assert_eq!(given.2["secret"], "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+    let gid = given.2["destination"]["id"].as_str().unwrap();
+    assert_eq!(
+        sender.destination(gid).await.unwrap().secrets[0].expose_bytes(),
+        base64::engine::general_purpose::STANDARD
+            .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .unwrap()
+    );
+
+    // Schemes keyed with the string itself get hex, signed as given.
+    for scheme in ["native-body-only", "github", "stripe", "slack", "shopify"] {
+        let made = create(json!({"url": "http://127.0.0.1:9/h", "scheme": scheme})).await;
+        assert_eq!(made.0, StatusCode::CREATED, "{scheme}: {:?}", made.2);
+        assert_eq!(made.2["destination"]["scheme"], scheme);
+        let secret = made.2["secret"].as_str().unwrap();
+        assert_eq!(secret.len(), 64, "{scheme}");
+        assert!(secret.bytes().all(|b| b.is_ascii_hexdigit()), "{scheme}");
+        let did = made.2["destination"]["id"].as_str().unwrap();
+        assert_eq!(
+            sender.destination(did).await.unwrap().secrets[0].expose_bytes(),
+            secret.as_bytes()
+        );
+    }
+    let native = create(json!({"url": "http://127.0.0.1:9/n"})).await;
+    assert_eq!(native.2["destination"]["scheme"], "native");
+
+    // Refusals: an unknown scheme names the accepted ones; a secret the
+    // scheme cannot read is refused before anything is stored.
+    let before = sender.destinations().await.unwrap().len();
+    let unknown = create(json!({"url": "http://127.0.0.1:9/u", "scheme": "hmac-sha1"})).await;
+    assert_problem(
+        &unknown,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-scheme",
+        "unknown scheme `hmac-sha1`",
+    );
+    assert!(
+        unknown.2["detail"]
+            .as_str()
+            .unwrap()
+            .contains("native, native-body-only, standard, github, stripe, slack, shopify"),
+        "{:?}",
+        unknown.2
+    );
+    assert_problem(
+        &create(json!({"url": "http://127.0.0.1:9/u", "scheme": "standard", "secret": "whsec_not base64!"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-input",
+        "base64",
+    );
+    assert_problem(
+        &create(json!({"url": "http://127.0.0.1:9/u", "scheme": 7})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-input",
+        "scheme",
+    );
+    assert_eq!(sender.destinations().await.unwrap().len(), before);
+}
+
+/// A receiver on loopback that verifies with `layer` and counts what passes.
+async fn verifying_receiver(
+    listener: tokio::net::TcpListener,
+    layer: VerifyLayer,
+) -> Arc<AtomicUsize> {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&hits);
+    let app = Router::new()
+        .route(
+            "/hook",
+            axum::routing::post(move |_: Verified| {
+                let counted = Arc::clone(&counted);
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    StatusCode::OK
+                }
+            }),
+        )
+        .layer(layer);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    hits
+}
+
+#[tokio::test]
+async fn generated_standard_secret_pasted_into_a_receiver_verifies_a_real_delivery() {
+    let s = setup().await;
+    let base = serve(console::router(s.sender.clone())).await;
+    let client = reqwest::Client::new();
+    use reqwest::Method;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (st, created) = http_json(
+        &client,
+        Method::POST,
+        &format!("{base}/api/destinations"),
+        Some(json!({"url": hook, "scheme": "standard"})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    let id = created["destination"]["id"].as_str().unwrap().to_owned();
+
+    // The receiver is configured the way its operator would: the secret
+    // string exactly as the console showed it, read by the scheme.
+    let scheme = Scheme::standard();
+    let secret = scheme
+        .parse_secret(created["secret"].as_str().unwrap())
+        .unwrap();
+    let hits = verifying_receiver(
+        listener,
+        VerifyLayer::new(SecretSet::single(secret).unwrap()).scheme(scheme),
+    )
+    .await;
+
+    let (st, test) = http_json(
+        &client,
+        Method::POST,
+        &format!("{base}/api/destinations/{id}/test"),
+        None,
+    )
+    .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{test}");
+    let delivery = test["id"].as_str().unwrap();
+    let done = wait_for(
+        &client,
+        &format!("{base}/api/deliveries/{delivery}"),
+        "the test delivery to finish",
+        |v| v["delivery"]["status"] != "pending",
+    )
+    .await;
+    assert_eq!(done["delivery"]["status"], "delivered", "{done}");
+    assert_eq!(done["attempts"][0]["statusCode"], 200, "{done}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    s.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn patch_changes_the_event_filter_for_the_next_publish() {
+    let s = setup().await;
+    let base = serve(console::router(s.sender.clone())).await;
+    let client = reqwest::Client::new();
+    use reqwest::Method;
+    let patch = |id: &str, body: Value| {
+        let client = client.clone();
+        let url = format!("{base}/api/destinations/{id}");
+        async move { http_json(&client, Method::PATCH, &url, Some(body)).await }
+    };
+
+    let (st, created) = http_json(
+        &client,
+        Method::POST,
+        &format!("{base}/api/destinations"),
+        Some(json!({"url": format!("{}/ok", s.receiver_url), "events": ["kpi.alert"]})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{created}");
+    let id = created["destination"]["id"].as_str().unwrap().to_owned();
+    let completed = |n: u64| OutgoingEvent::new("ingestion.completed", &json!({"n": n})).unwrap();
+    // Before: not subscribed (and the destination list is now cached).
+    assert!(s.sender.publish(completed(1)).await.unwrap().is_empty());
+
+    let (st, changed) = patch(&id, json!({"events": ["ingestion.*"]})).await;
+    assert_eq!(st, StatusCode::OK, "{changed}");
+    assert_eq!(
+        changed["events"],
+        json!({"kind": "only", "types": ["ingestion.*"]})
+    );
+    assert_eq!(changed["enabled"], true, "enabled is left alone");
+    // At once: the next publish goes to it, and it arrives.
+    assert_eq!(s.sender.publish(completed(2)).await.unwrap().len(), 1);
+    let alert = OutgoingEvent::new("kpi.alert", &json!({})).unwrap();
+    assert!(s.sender.publish(alert).await.unwrap().is_empty());
+    wait_for(
+        &client,
+        &format!("{base}/api/deliveries?destinationId={id}"),
+        "the delivery after the change",
+        |v| {
+            v["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d["status"] == "delivered")
+        },
+    )
+    .await;
+    assert_eq!(s.receiver.ok_hits.load(Ordering::SeqCst), 1);
+
+    // `null`: every event.
+    let (st, all) = patch(&id, json!({"events": null})).await;
+    assert_eq!(st, StatusCode::OK, "{all}");
+    assert_eq!(all["events"], json!({"kind": "all"}));
+    let other = OutgoingEvent::new("dashboard.ready", &json!({})).unwrap();
+    assert_eq!(s.sender.publish(other).await.unwrap().len(), 1);
+
+    // Both at once.
+    let (st, both) = patch(&id, json!({"events": ["kpi.alert"], "enabled": false})).await;
+    assert_eq!(st, StatusCode::OK, "{both}");
+    assert_eq!(
+        both["events"],
+        json!({"kind": "only", "types": ["kpi.alert"]})
+    );
+    assert_eq!(both["enabled"], false);
+
+    // Refusals leave the destination as it was, even the valid half.
+    let rejected = [
+        (
+            json!({"events": []}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-event-filter",
+            "empty",
+        ),
+        (
+            json!({"events": ["kpi.alrt"]}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-event-filter",
+            "unknown event type `kpi.alrt`",
+        ),
+        (
+            json!({"events": ["nope.*"], "enabled": true}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-event-filter",
+            "nope.*",
+        ),
+        (
+            json!({"events": "kpi.alert"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-input",
+            "events",
+        ),
+        (
+            json!({}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-input",
+            "enabled",
+        ),
+    ];
+    for (body, status, kind, detail) in rejected {
+        let (st, p) = patch(&id, body.clone()).await;
+        assert_eq!(st, status, "{body}: {p}");
+        assert!(
+            p["type"].as_str().unwrap().ends_with(&format!("#{kind}")),
+            "{body}: {p}"
+        );
+        assert!(
+            p["detail"].as_str().unwrap().contains(detail),
+            "{body}: {p}"
+        );
+    }
+    let kept = s.sender.destination(&id).await.unwrap();
+    assert_eq!(kept.events, EventFilter::only(["kpi.alert"]));
+    assert!(!kept.enabled);
+    let (st, p) = patch("dst_missing", json!({"events": ["kpi.alert"]})).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("dst_missing"));
+    s.handle.shutdown().await;
 }

@@ -106,6 +106,16 @@ async fn browser(driver: &Driver) -> Client {
         .unwrap_or_else(|e| panic!("cannot open a Chromium session: {e}. {INSTALL_HINT}"))
 }
 
+/// chromedriver, a Chromium session at a fixed window size, and `url`
+/// loaded in it. Keep the driver alive as long as the session.
+async fn open_page(url: &str) -> (Driver, Client) {
+    let driver = start_driver().await;
+    let c = browser(&driver).await;
+    c.set_window_size(1400, 1000).await.unwrap();
+    c.goto(url).await.unwrap();
+    (driver, c)
+}
+
 /// Evaluates `expr` in the page until it is true.
 async fn wait_until(c: &Client, expr: &str, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -167,7 +177,11 @@ async fn register(c: &Client, url: &str, events: &[&str]) {
     field.clear().await.unwrap();
     field.send_keys(url).await.unwrap();
     for e in events {
-        click(c, &format!("//input[@name='events' and @value='{e}']")).await;
+        click(
+            c,
+            &format!("//form[@id='register-form']//input[@name='events' and @value='{e}']"),
+        )
+        .await;
     }
     click(c, "//form[@id='register-form']//button[@type='submit']").await;
 }
@@ -188,10 +202,7 @@ async fn assert_nothing_injected(c: &Client) {
 async fn operator_registers_tests_sees_history_and_replays_the_dlq() {
     let s = setup().await;
     let base = serve(Router::new().nest("/console", console::router(s.sender.clone()))).await;
-    let driver = start_driver().await;
-    let c = browser(&driver).await;
-    c.set_window_size(1400, 1000).await.unwrap();
-    c.goto(&format!("{base}/console")).await.unwrap();
+    let (_driver, c) = open_page(&format!("{base}/console")).await;
     wait_until(
         &c,
         "!document.getElementById('webhooks-empty').hidden",
@@ -376,6 +387,152 @@ async fn operator_registers_tests_sees_history_and_replays_the_dlq() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_picks_a_scheme_and_edits_the_events() {
+    let s = setup().await;
+    let base = serve(console::router(s.sender.clone())).await;
+    let (_driver, c) = open_page(&base).await;
+    wait_until(
+        &c,
+        "!document.getElementById('webhooks-empty').hidden",
+        "the empty table",
+    )
+    .await;
+
+    // Standard Webhooks from the form's choice: a `whsec_` secret, and the
+    // list shows the scheme.
+    c.find(Locator::Id("scheme"))
+        .await
+        .unwrap()
+        .select_by_value("standard")
+        .await
+        .unwrap();
+    let url = format!("{}/ok", s.receiver_url);
+    register(&c, &url, &["kpi.alert"]).await;
+    wait_until(
+        &c,
+        "!document.getElementById('secret-once').hidden && document.querySelectorAll('#webhooks tbody tr').length === 1",
+        "the generated secret and the new row",
+    )
+    .await;
+    let shown = text(&c, "document.getElementById('secret-value').textContent").await;
+    let key = webhook_guard::Scheme::standard()
+        .parse_secret(&shown)
+        .unwrap();
+    let d = s.sender.destinations().await.unwrap().remove(0);
+    assert_eq!(d.scheme, "standard");
+    assert_eq!(d.secrets[0].expose_bytes(), key.expose_bytes());
+    let cell = |class: &str| {
+        format!(
+            "document.querySelector('#webhooks tr[data-id=\"{}\"] td.{class}').textContent",
+            d.id
+        )
+    };
+    assert_eq!(text(&c, &cell("scheme")).await, "standard");
+    assert_eq!(text(&c, &cell("events")).await, "kpi.alert");
+    assert_eq!(
+        text(&c, "document.getElementById('scheme').value").await,
+        "native",
+        "the form resets to the default"
+    );
+
+    // Edit events: the editor starts from the current filter; a pattern
+    // that is no checkbox is kept as text.
+    s.sender
+        .set_event_filter(
+            &d.id,
+            webhook_guard::sender::EventFilter::only(["kpi.alert", "ingestion.*"]),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        &c,
+        &format!("{} === 'kpi.alert, ingestion.*'", cell("events")),
+        "the filter changed in Rust",
+    )
+    .await;
+    let edit = format!(
+        "//table[@id='webhooks']//tr[@data-id='{}']//button[normalize-space()='Edit events']",
+        d.id
+    );
+    click(&c, &edit).await;
+    wait_until(
+        &c,
+        "!document.getElementById('edit-events-form').hidden",
+        "the editor",
+    )
+    .await;
+    assert_eq!(
+        text(&c, "document.getElementById('edit-events-patterns').value").await,
+        "ingestion.*"
+    );
+    assert_eq!(
+        text(
+            &c,
+            "document.querySelector('#edit-events-form input[value=\"kpi.alert\"]').checked"
+        )
+        .await,
+        "true"
+    );
+    screenshot(&c, "07-edit-events", "#webhooks-title").await;
+    // Untick kpi.alert, tick dashboard.ready, keep the pattern.
+    let boxes = "//form[@id='edit-events-form']//input[@name='events'";
+    click(&c, &format!("{boxes} and @value='kpi.alert']")).await;
+    click(&c, &format!("{boxes} and @value='dashboard.ready']")).await;
+    click(&c, "//form[@id='edit-events-form']//button[@type='submit']").await;
+    wait_until(
+        &c,
+        &format!(
+            "document.getElementById('edit-events-form').hidden && {} === 'dashboard.ready, ingestion.*'",
+            cell("events")
+        ),
+        "the saved filter",
+    )
+    .await;
+    assert_eq!(
+        s.sender.destination(&d.id).await.unwrap().events,
+        webhook_guard::sender::EventFilter::only(["dashboard.ready", "ingestion.*"])
+    );
+
+    // A pattern nothing matches gets the API's error in the editor.
+    click(&c, &edit).await;
+    let patterns = c.find(Locator::Id("edit-events-patterns")).await.unwrap();
+    patterns.clear().await.unwrap();
+    patterns.send_keys("nope.*").await.unwrap();
+    click(&c, "//form[@id='edit-events-form']//button[@type='submit']").await;
+    wait_until(
+        &c,
+        "!document.getElementById('edit-events-error').hidden",
+        "the editor's error",
+    )
+    .await;
+    let err = text(
+        &c,
+        "document.getElementById('edit-events-error').textContent",
+    )
+    .await;
+    assert!(err.contains("nope.*"), "{err}");
+
+    // Nothing ticked and no pattern: every event.
+    click(&c, &format!("{boxes} and @value='dashboard.ready']")).await;
+    let patterns = c.find(Locator::Id("edit-events-patterns")).await.unwrap();
+    patterns.clear().await.unwrap();
+    click(&c, "//form[@id='edit-events-form']//button[@type='submit']").await;
+    wait_until(
+        &c,
+        &format!("{} === 'All events'", cell("events")),
+        "every event",
+    )
+    .await;
+    assert_eq!(
+        s.sender.destination(&d.id).await.unwrap().events,
+        webhook_guard::sender::EventFilter::All
+    );
+    assert_nothing_injected(&c).await;
+    c.close().await.unwrap();
+    s.handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_asks_for_the_token_when_the_api_requires_one() {
     let s = setup().await;
     s.sender
@@ -389,10 +546,7 @@ async fn page_asks_for_the_token_when_the_api_requires_one() {
         .bearer_token("browser-token")
         .router();
     let base = serve(app).await;
-    let driver = start_driver().await;
-    let c = browser(&driver).await;
-    c.set_window_size(1400, 1000).await.unwrap();
-    c.goto(&base).await.unwrap();
+    let (_driver, c) = open_page(&base).await;
     wait_until(
         &c,
         "!document.getElementById('token-panel').hidden",

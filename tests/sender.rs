@@ -507,6 +507,85 @@ async fn event_filters_fan_out() {
 }
 
 #[tokio::test]
+async fn a_changed_event_filter_applies_to_the_next_publish() {
+    let (url, rx) = receiver(ok).await;
+    // A long destination cache: only the change itself can refresh it.
+    let sender = fast(MemoryStore::new())
+        .destination_cache(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let d = sender
+        .add_destination(NewDestination::new(url, SECRET).events(EventFilter::only(["kpi.*"])))
+        .await
+        .unwrap();
+    assert_eq!(
+        sender.publish(event("kpi.alert", 1)).await.unwrap().len(),
+        1
+    );
+    assert!(
+        sender
+            .publish(event("ingestion.completed", 2))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let changed = sender
+        .set_event_filter(&d.id, EventFilter::only(["ingestion.completed"]))
+        .await
+        .unwrap();
+    assert_eq!(changed.events, EventFilter::only(["ingestion.completed"]));
+    assert_eq!(
+        sender.destination(&d.id).await.unwrap().events,
+        changed.events
+    );
+    assert_eq!(
+        sender
+            .publish(event("ingestion.completed", 3))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        sender
+            .publish(event("kpi.alert", 4))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let _w = sender.start();
+    wait_for("two deliveries", Duration::from_secs(10), || async {
+        rx.count() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut arrived: Vec<u64> = rx
+        .hits()
+        .iter()
+        .map(|h| {
+            serde_json::from_slice::<serde_json::Value>(&h.body).unwrap()["n"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    arrived.sort_unstable();
+    assert_eq!(
+        arrived,
+        [1, 3],
+        "the events the filter let through at publish time"
+    );
+
+    assert!(matches!(
+        sender
+            .set_event_filter("dst_missing", EventFilter::All)
+            .await,
+        Err(SenderError::DestinationNotFound { id }) if id == "dst_missing"
+    ));
+}
+
+#[tokio::test]
 async fn body_only_scheme_is_stored_by_name_and_verifies() {
     let secrets = SecretSet::single(SECRET).unwrap();
     let app_rx = Receiver {

@@ -733,6 +733,21 @@ impl<S: DeliveryStore> Sender<S> {
         .await
     }
 
+    /// Changes which events a destination receives. The next
+    /// [`publish`](Self::publish) uses the new filter; deliveries already
+    /// created stay as they are.
+    ///
+    /// # Errors
+    ///
+    /// [`SenderError::DestinationNotFound`], or a store failure.
+    pub async fn set_event_filter(
+        &self,
+        id: &str,
+        events: EventFilter,
+    ) -> Result<Destination, SenderError> {
+        self.update_destination(id, |d| d.events = events).await
+    }
+
     /// Deletes a destination; its pending deliveries are dead-lettered.
     /// Its delivery history stays.
     ///

@@ -8,9 +8,9 @@
 //! |---|---|
 //! | `GET /` | the web page (HTML, CSS and JavaScript embedded in the crate) |
 //! | `GET /api/destinations` | every destination, with `paused` (circuit breaker) |
-//! | `POST /api/destinations` | register `{url, secret?, events?, id?}`; `201` with the secret, shown this once |
+//! | `POST /api/destinations` | register `{url, scheme?, secret?, events?, id?}`; `201` with the secret, shown this once |
 //! | `GET /api/destinations/{id}` | one destination |
-//! | `PATCH /api/destinations/{id}` | `{enabled, disabledReason?}`: pause or resume |
+//! | `PATCH /api/destinations/{id}` | `{enabled?, disabledReason?, events?}`: pause or resume, change the event filter (`null`: every event) |
 //! | `DELETE /api/destinations/{id}` | delete (pending deliveries are dead-lettered) |
 //! | `POST /api/destinations/{id}/test` | send a `webhook.test` event |
 //! | `POST /api/destinations/{id}/rotate-secret` | `{secret?, overlapSeconds?}`: a new secret (shown this once), the old one keeps signing during the overlap (default 24 h) |
@@ -21,13 +21,25 @@
 //! | `POST /api/dead-letters/{id}/replay` | replay one dead letter |
 //! | `POST /api/dead-letters/replay-all` | replay every dead letter |
 //!
+//! `scheme` is a wire format's name as [`Scheme::from_name`] reads it
+//! ([`SCHEME_NAMES`]: `native`, the default, `native-body-only`,
+//! `standard`, `github`, `stripe`, `slack`, `shopify`). A secret is given
+//! and returned in the form that scheme's receivers are configured with,
+//! and read the way [`Scheme::parse_secret`] reads it: for `standard`,
+//! `whsec_` followed by the base64 of the key bytes (the sender signs with
+//! the decoded bytes); for the others, the string itself.
+//!
 //! Secrets are write-only: `POST /api/destinations` returns the secret once
-//! (the one given, or a generated one when `secret` is absent); no other
-//! answer contains it. Bad input gets an RFC 9457 problem response naming
-//! what is wrong: a URL that does not parse or is not http(s) (`422`,
-//! type `…#invalid-destination`), a URL the SSRF guard refuses
-//! (`422`, `…#forbidden-address`), an unknown event type or an empty event
-//! list (`422`, `…#invalid-event-filter`), malformed JSON (`400`). An
+//! (the one given, or a generated one when `secret` is absent: 32 random
+//! bytes, as `whsec_<base64>` for `standard` and as 64 hex digits
+//! otherwise); no other answer contains it. `rotate-secret` does the same
+//! in the destination's scheme. Bad input gets an RFC 9457 problem
+//! response naming what is wrong: a URL that does not parse or is not
+//! http(s) (`422`, type `…#invalid-destination`), a URL the SSRF guard
+//! refuses (`422`, `…#forbidden-address`), an unknown scheme (`422`,
+//! `…#invalid-scheme`, naming the accepted ones), an unknown event type or
+//! an empty event list (`422`, `…#invalid-event-filter`), a secret the
+//! scheme cannot read (`422`, `…#invalid-input`), malformed JSON (`400`). An
 //! operation the current state does not allow (a test event to a disabled
 //! destination, a resend of a pending delivery) gets `409`,
 //! `…#wrong-state`.
@@ -113,6 +125,8 @@ use super::{
 };
 use crate::event::Event;
 use crate::problem::Problem;
+use crate::scheme::{SCHEME_NAMES, Scheme, SchemeName};
+use crate::secret::Secret;
 
 /// The `type` URI of the console's problem responses, one anchor per kind.
 fn problem_type(kind: &str) -> String {
@@ -342,6 +356,7 @@ async fn show_page<S: DeliveryStore>(
     page::render(
         &base,
         &state.event_types,
+        SCHEME_NAMES,
         state.refresh_seconds,
         state.token_required,
     )
@@ -385,6 +400,9 @@ async fn get_destination<S: DeliveryStore>(
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct CreateDestination {
     url: String,
+    /// Absent: the native scheme.
+    #[serde(default)]
+    scheme: Option<String>,
     #[serde(default)]
     secret: Option<String>,
     /// Absent or `null`: every event.
@@ -403,9 +421,50 @@ struct CreatedDestination {
     secret_generated: bool,
 }
 
-/// A fresh secret: 32 random bytes, hex (64 characters).
-fn generate_secret() -> String {
-    hex::encode(rand::random::<[u8; 32]>())
+/// A fresh secret of 32 random bytes, written the way `scheme`'s receivers
+/// are given one: `whsec_<base64>` for Standard Webhooks (whose libraries
+/// decode it), 64 hex digits for the others (which key with the string).
+fn generate_secret(scheme: &Scheme) -> String {
+    let bytes = rand::random::<[u8; 32]>();
+    match scheme.name() {
+        SchemeName::Standard => {
+            use base64::Engine as _;
+            format!(
+                "whsec_{}",
+                base64::engine::general_purpose::STANDARD.encode(bytes)
+            )
+        }
+        _ => hex::encode(bytes),
+    }
+}
+
+/// The secret text to hand out (the given one, or a fresh one), whether it
+/// was generated, and the key the sender signs with: the text read the way
+/// `scheme`'s receivers read it.
+fn secret_for(scheme: &Scheme, given: Option<String>) -> Result<(String, bool, Secret), ApiError> {
+    let (text, generated) = match given {
+        Some(text) => (text, false),
+        None => (generate_secret(scheme), true),
+    };
+    let key = scheme
+        .parse_secret(&text)
+        .map_err(|e| ApiError::from(SenderError::from(e)))?;
+    Ok((text, generated, key))
+}
+
+fn scheme_named(name: Option<&str>) -> Result<Scheme, ApiError> {
+    let Some(name) = name else {
+        return Ok(Scheme::native());
+    };
+    Scheme::from_name(name).map_err(|_| {
+        let shown: String = name.chars().take(40).collect();
+        problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-scheme",
+            "Unknown scheme",
+            format!("unknown scheme `{shown}`; accepted schemes: {SCHEME_NAMES}"),
+        )
+    })
 }
 
 fn event_filter(known: &[String], events: Option<Vec<String>>) -> Result<EventFilter, ApiError> {
@@ -450,12 +509,12 @@ async fn create_destination<S: DeliveryStore>(
     body: Result<Json<CreateDestination>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedDestination>), ApiError> {
     let body = json_body(body)?;
+    let scheme = scheme_named(body.scheme.as_deref())?;
     let events = event_filter(&state.event_types, body.events)?;
-    let (secret, secret_generated) = match body.secret {
-        Some(s) => (s, false),
-        None => (generate_secret(), true),
-    };
-    let mut new = NewDestination::new(body.url, secret.as_str()).events(events);
+    let (secret, secret_generated, key) = secret_for(&scheme, body.secret)?;
+    let mut new = NewDestination::new(body.url, key)
+        .scheme(scheme)
+        .events(events);
     if let Some(id) = body.id {
         new = new.id(id);
     }
@@ -473,9 +532,23 @@ async fn create_destination<S: DeliveryStore>(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct UpdateDestination {
-    enabled: bool,
+    #[serde(default)]
+    enabled: Option<bool>,
     #[serde(default)]
     disabled_reason: Option<String>,
+    /// Absent: unchanged; `null`: every event; a list: only those.
+    #[serde(default, deserialize_with = "present")]
+    events: Option<Option<Vec<String>>>,
+}
+
+/// Reads a field that is present (even as `null`), so that `Option<Option<T>>`
+/// tells an absent field (`None`) from a `null` one (`Some(None)`).
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 async fn update_destination<S: DeliveryStore>(
@@ -484,13 +557,36 @@ async fn update_destination<S: DeliveryStore>(
     body: Result<Json<UpdateDestination>, JsonRejection>,
 ) -> Result<Json<DestinationView>, ApiError> {
     let body = json_body(body)?;
-    let d = if body.enabled {
-        state.sender.enable_destination(&id).await?
-    } else {
-        let reason = body
-            .disabled_reason
-            .unwrap_or_else(|| "paused by an operator".to_owned());
-        state.sender.disable_destination(&id, reason).await?
+    if body.enabled.is_none() && body.events.is_none() {
+        return Err(problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-input",
+            "Nothing to change",
+            "give `enabled` (true or false) and/or `events` (a list of event types, or null for every event)",
+        ));
+    }
+    // Check everything before changing anything.
+    let events = body
+        .events
+        .map(|events| event_filter(&state.event_types, events))
+        .transpose()?;
+    let mut d = None;
+    if let Some(events) = events {
+        d = Some(state.sender.set_event_filter(&id, events).await?);
+    }
+    match body.enabled {
+        Some(true) => d = Some(state.sender.enable_destination(&id).await?),
+        Some(false) => {
+            let reason = body
+                .disabled_reason
+                .unwrap_or_else(|| "paused by an operator".to_owned());
+            d = Some(state.sender.disable_destination(&id, reason).await?);
+        }
+        None => {}
+    }
+    let d = match d {
+        Some(d) => d,
+        None => state.sender.destination(&id).await?,
     };
     Ok(Json(view(&state.sender, d)))
 }
@@ -513,17 +609,14 @@ async fn rotate_secret<S: DeliveryStore>(
     body: Result<Json<RotateSecret>, JsonRejection>,
 ) -> Result<Json<CreatedDestination>, ApiError> {
     let body = json_body(body)?;
-    let (secret, secret_generated) = match body.secret {
-        Some(s) => (s, false),
-        None => (generate_secret(), true),
-    };
+    // The new secret is read the way the destination's receivers read it.
+    let current = state.sender.destination(&id).await?;
+    let scheme = Scheme::from_name(&current.scheme).map_err(SenderError::from)?;
+    let (secret, secret_generated, key) = secret_for(&scheme, body.secret)?;
     let overlap = body
         .overlap_seconds
         .map_or(DEFAULT_ROTATION_OVERLAP, std::time::Duration::from_secs);
-    let d = state
-        .sender
-        .rotate_secret(&id, secret.as_str(), overlap)
-        .await?;
+    let d = state.sender.rotate_secret(&id, key, overlap).await?;
     Ok(Json(CreatedDestination {
         destination: view(&state.sender, d),
         secret,

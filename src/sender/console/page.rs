@@ -44,6 +44,7 @@ fn with_headers(mut res: Response, content_type: &'static str) -> Response {
 pub(super) fn render(
     base: &str,
     event_types: &[String],
+    scheme_names: &str,
     refresh_seconds: u32,
     token_required: bool,
 ) -> Response {
@@ -56,9 +57,20 @@ pub(super) fn render(
             )
         })
         .collect();
+    // The first name is the default (native).
+    let scheme_options: String = scheme_names
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            let n = escape(n);
+            format!("<option value=\"{n}\">{n}</option>\n")
+        })
+        .collect();
     let html = TEMPLATE
         .replace("{{base}}", &escape(base))
         .replace("{{event_checkboxes}}", &checkboxes)
+        .replace("{{scheme_options}}", &scheme_options)
         .replace("{{refresh_seconds}}", &refresh_seconds.to_string())
         .replace(
             "{{token_required}}",

@@ -6,7 +6,7 @@
   const body = document.body;
   const base = body.dataset.base || "./";
   const refreshMs = Math.max(1, Number(body.dataset.refreshSeconds) || 5) * 1000;
-  const state = { historyDestination: null, historyCursor: null, destinations: [] };
+  const state = { historyDestination: null, historyCursor: null, destinations: [], editing: null };
 
   const $ = (id) => document.getElementById(id);
 
@@ -100,6 +100,7 @@
       const actions = el("td", { className: "nowrap" }, [
         button("Test", () => act("Test event", () => api("POST", "api/destinations/" + encodeURIComponent(d.id) + "/test")), { "aria-label": "Send a test event to " + d.url }),
         button("History", () => showHistory(d), { "aria-label": "Delivery history of " + d.url }),
+        button("Edit events", () => editEvents(d), { "aria-label": "Edit the events of " + d.url }),
         button("Rotate secret", () => {
           if (confirm("Give " + d.url + " a new signing secret? The current one keeps signing for 24 hours.")) {
             act("Rotate secret", async () => {
@@ -122,7 +123,8 @@
       if (d.disabledReason) status.append(el("div", { className: "muted", text: d.disabledReason }));
       return el("tr", { "data-id": d.id }, [
         el("td", { className: "url", text: d.url }),
-        el("td", { text: eventsText(d.events) }),
+        el("td", { className: "scheme" }, [el("code", { text: d.scheme })]),
+        el("td", { className: "events", text: eventsText(d.events) }),
         status,
         el("td", { className: "nowrap", text: when(d.createdAtMs) }),
         actions,
@@ -130,6 +132,27 @@
     });
     tbody.replaceChildren(...rows);
     $("webhooks-empty").hidden = list.length > 0;
+  }
+
+  // The event filter editor: the known types as checkboxes, any other
+  // pattern (`*`, `kpi.*`) as text, so saving keeps what it cannot tick.
+  function editEvents(d) {
+    const form = $("edit-events-form");
+    state.editing = d;
+    $("edit-events-url").textContent = d.url;
+    $("edit-events-error").hidden = true;
+    const types = d.events && d.events.kind === "only" ? d.events.types : [];
+    const boxes = Array.from(form.querySelectorAll("input[name=events]"));
+    for (const box of boxes) box.checked = types.includes(box.value);
+    const known = new Set(boxes.map((b) => b.value));
+    form.patterns.value = types.filter((t) => !known.has(t)).join(", ");
+    form.hidden = false;
+    form.scrollIntoView({ behavior: "smooth", block: "nearest" });
+  }
+
+  function closeEditor() {
+    state.editing = null;
+    $("edit-events-form").hidden = true;
   }
 
   function deliveryBadge(status) {
@@ -239,7 +262,7 @@
     const errorBox = $("register-error");
     errorBox.hidden = true;
     $("secret-once").hidden = true;
-    const payload = { url: form.url.value.trim() };
+    const payload = { url: form.url.value.trim(), scheme: form.scheme.value };
     if (form.secret.value !== "") payload.secret = form.secret.value;
     const events = Array.from(form.querySelectorAll("input[name=events]:checked")).map((c) => c.value);
     if (events.length > 0) payload.events = events;
@@ -254,6 +277,29 @@
     }
     refresh();
   });
+
+  $("edit-events-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const form = ev.target;
+    const d = state.editing;
+    if (!d) return;
+    const errorBox = $("edit-events-error");
+    errorBox.hidden = true;
+    const ticked = Array.from(form.querySelectorAll("input[name=events]:checked")).map((c) => c.value);
+    const patterns = form.patterns.value.split(",").map((p) => p.trim()).filter((p) => p !== "");
+    const events = ticked.concat(patterns.filter((p) => !ticked.includes(p)));
+    try {
+      await api("PATCH", "api/destinations/" + encodeURIComponent(d.id), { events: events.length > 0 ? events : null });
+      closeEditor();
+      say("Events of " + d.url + ": " + (events.length > 0 ? events.join(", ") : "all events") + ".");
+    } catch (e) {
+      errorBox.textContent = e.message;
+      errorBox.hidden = false;
+    }
+    refresh();
+  });
+
+  $("edit-events-cancel").addEventListener("click", closeEditor);
 
   $("secret-dismiss").addEventListener("click", () => {
     $("secret-value").textContent = "";
