@@ -10,6 +10,12 @@
 //! (elements) per second. After the throughput group, publish-to-receive
 //! latency percentiles are printed for a paced and a burst load.
 //!
+//! The plain loop waits for each response before the next request, so its
+//! rate follows how fast an idle CPU wakes up: on a small virtual machine it
+//! is several times higher while something else keeps the CPUs busy (try
+//! `nice -n 19 sh -c 'while :; do :; done' &` beside the bench). BENCHMARKS.md
+//! reports both conditions.
+//!
 //! `cargo bench --features sqlite --bench sender -- --warm-up-time 1 --measurement-time 3`
 // criterion's macros generate undocumented functions.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
