@@ -94,6 +94,8 @@ CREATE TABLE attempts (
 trait Job: Send {
     /// Runs the call; reports whether it succeeded.
     fn run(&mut self, conn: &Connection) -> bool;
+    /// Forgets the result of an earlier run that was rolled back.
+    fn reset(&mut self);
     /// Answers the caller with the call's result, or with the commit's
     /// failure.
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
@@ -118,6 +120,10 @@ where
         ok
     }
 
+    fn reset(&mut self) {
+        self.result = None;
+    }
+
     fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
         let answer = match (commit, self.result) {
             (Ok(()), Some(result)) => result,
@@ -135,8 +141,10 @@ const MAX_GROUP: usize = 256;
 ///
 /// One thread owns the connection. Calls queue up for it, and whatever has
 /// queued while a transaction ran is committed together in the next one
-/// (group commit), each call in its own savepoint so a failing call rolls
-/// back alone. A call returns only after its transaction has committed.
+/// (group commit). Should a call in the group fail, the group is rolled
+/// back and run again with each call in its own savepoint, so a failing
+/// call rolls back alone. A call returns only after its transaction has
+/// committed.
 #[derive(Clone)]
 pub struct SqliteStore {
     jobs: std::sync::mpsc::Sender<Box<dyn Job>>,
@@ -370,6 +378,9 @@ fn run_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), StoreE
 /// Runs each job in a savepoint of its own, rolled back if the job fails.
 fn run_isolated(conn: &Connection, group: &mut [Box<dyn Job>]) {
     for job in group.iter_mut() {
+        // A job that cannot run now answers "skipped", not the result of a
+        // run that was rolled back.
+        job.reset();
         if run_cached(conn, "SAVEPOINT job").is_err() {
             continue;
         }
