@@ -282,7 +282,7 @@ async fn sqlite_schema_is_versioned_and_data_survives_reopening() {
     );
     drop(reopened);
     let conn = rusqlite_version(&path);
-    assert_eq!(conn, (1, "wal".to_owned()));
+    assert_eq!(conn, (2, "wal".to_owned()));
 }
 
 fn rusqlite_version(path: &std::path::Path) -> (i64, String) {
@@ -449,4 +449,93 @@ async fn sqlite_a_failing_call_in_a_commit_group_rolls_back_alone() {
         .await
         .unwrap();
     assert_eq!(all.items.len(), 57, "56 new and the first one");
+}
+
+/// A database written with schema version 1 is migrated on open: its
+/// destination, events, deliveries (pending, delivered, dead-lettered) and
+/// attempts survive, in order, and the store goes on working with them.
+#[tokio::test]
+async fn sqlite_schema_1_is_migrated_with_everything_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../src/sender/store/schema/1.sql"))
+            .unwrap();
+        conn.execute_batch(
+            "PRAGMA user_version = 1;
+             INSERT INTO destinations VALUES ('dst_a', 'http://127.0.0.1:9/', 'native', '{\"kind\":\"all\"}',
+                 1, NULL, 1, '[{\"key\":\"cw==\",\"expiresAt\":null}]', 1);
+             INSERT INTO events VALUES ('evt_1', 'kpi.alert', X'7B7D', 10), ('evt_2', 'kpi.alert', X'5B5D', 20);
+             INSERT INTO deliveries (id, event_id, destination_id, status, attempts, next_attempt_at_ms,
+                 created_at_ms, updated_at_ms, delivered_at_ms, dead_lettered_at_ms, last_error)
+             VALUES ('dlv_done', 'evt_1', 'dst_a', 'delivered', 2, NULL, 10, 30, 30, NULL, NULL),
+                    ('dlv_dead', 'evt_2', 'dst_a', 'dead_lettered', 1, NULL, 20, 40, NULL, 40, 'gave up'),
+                    ('dlv_wait', 'evt_2', 'dst_a', 'pending', 1, 5000, 21, 41, NULL, NULL, 'the endpoint answered 500');
+             INSERT INTO attempts (delivery_id, attempt, started_at_ms, duration_ms, status_code, error_class, error)
+             VALUES ('dlv_done', 1, 11, 1, 500, 'status', 'the endpoint answered 500'),
+                    ('dlv_done', 2, 25, 5, 200, NULL, NULL),
+                    ('dlv_dead', 1, 39, 1, 500, 'status', 'gave up'),
+                    ('dlv_wait', 1, 40, 1, 500, 'status', 'the endpoint answered 500');",
+        )
+        .unwrap();
+    }
+
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(rusqlite_version(&path).0, 2);
+    let d = store.destination("dst_a").await.unwrap().unwrap();
+    assert_eq!(d.secrets[0].expose_bytes(), b"s");
+    let all = store.deliveries(&DeliveryQuery::new()).await.unwrap();
+    assert_eq!(
+        all.items.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        ["dlv_wait", "dlv_dead", "dlv_done"],
+        "newest first, sequence numbers kept"
+    );
+    assert_eq!(all.items[2].body.as_ref(), b"{}");
+    let dead = store
+        .deliveries(&DeliveryQuery::new().status(DeliveryStatus::DeadLettered))
+        .await
+        .unwrap();
+    assert_eq!(dead.items.len(), 1);
+    assert_eq!(dead.items[0].last_error.as_deref(), Some("gave up"));
+    let history = store.attempts("dlv_done").await.unwrap();
+    assert_eq!(
+        history
+            .iter()
+            .map(|a| (a.attempt, a.status_code))
+            .collect::<Vec<_>>(),
+        [(1, Some(500)), (2, Some(200))]
+    );
+
+    // The pending one is claimed when due, and its next attempt appends to
+    // the migrated history.
+    assert!(store.claim_due(4_999, 10, 9_000).await.unwrap().is_empty());
+    let claimed = store.claim_due(5_000, 10, 9_000).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].id, "dlv_wait");
+    store
+        .record_attempt(
+            &attempt("dlv_wait", 2, 5_000, true),
+            9_000,
+            &NextStep::Delivered,
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.attempts("dlv_wait").await.unwrap().len(), 2);
+    // New deliveries get sequence numbers after the migrated ones.
+    let e = OutgoingEvent::new("kpi.alert", &3).unwrap();
+    let created = store
+        .enqueue(&e, 6_000, &[NewDelivery::new(e.id(), "dst_a", 6_000)])
+        .await
+        .unwrap();
+    assert!(created[0].seq > all.items[0].seq);
+    // A duplicate event id is still refused by the rebuilt events table.
+    let again = OutgoingEvent::from_json("kpi.alert", "{}")
+        .unwrap()
+        .with_id("evt_1")
+        .unwrap();
+    assert!(matches!(
+        store.enqueue(&again, 6_000, &[]).await,
+        Err(SenderError::DuplicateEvent { .. })
+    ));
 }

@@ -27,66 +27,20 @@ use crate::sender::delivery::{
 use crate::sender::destination::{Destination, EventFilter};
 use crate::sender::error::{SenderError, StoreError};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
-/// The schema. Every delivery writes as few B-trees as it can: an event is
-/// one row of a `WITHOUT ROWID` table, a delivery one row and four index
-/// entries, an attempt one row of a `WITHOUT ROWID` table keyed by its
-/// delivery. The status index covers only the dead letter queue (small, and
-/// listed often); a delivery that succeeds leaves no index entry behind but
-/// its row's.
-const MIGRATION_1: &str = "
-CREATE TABLE destinations (
-    id              TEXT PRIMARY KEY,
-    url             TEXT NOT NULL,
-    scheme          TEXT NOT NULL,
-    events          TEXT NOT NULL,
-    enabled         INTEGER NOT NULL,
-    disabled_reason TEXT,
-    created_at_ms   INTEGER NOT NULL,
-    secrets         TEXT NOT NULL,
-    position        INTEGER NOT NULL
-);
-CREATE TABLE events (
-    id            TEXT PRIMARY KEY,
-    event_type    TEXT NOT NULL,
-    body          BLOB NOT NULL,
-    created_at_ms INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE deliveries (
-    seq                 INTEGER PRIMARY KEY,
-    id                  TEXT NOT NULL UNIQUE,
-    event_id            TEXT NOT NULL REFERENCES events(id),
-    destination_id      TEXT NOT NULL,
-    status              TEXT NOT NULL,
-    attempts            INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at_ms  INTEGER,
-    lease_until_ms      INTEGER,
-    created_at_ms       INTEGER NOT NULL,
-    updated_at_ms       INTEGER NOT NULL,
-    delivered_at_ms     INTEGER,
-    dead_lettered_at_ms INTEGER,
-    last_error          TEXT,
-    replay_of           TEXT,
-    replayed_as         TEXT
-);
-CREATE INDEX deliveries_due ON deliveries(next_attempt_at_ms) WHERE status = 'pending';
-CREATE INDEX deliveries_destination ON deliveries(destination_id, seq);
-CREATE INDEX deliveries_event ON deliveries(event_id);
-CREATE INDEX deliveries_dead ON deliveries(seq) WHERE status = 'dead_lettered';
-CREATE TABLE attempts (
-    delivery_id    TEXT NOT NULL,
-    n              INTEGER NOT NULL,
-    attempt        INTEGER NOT NULL,
-    started_at_ms  INTEGER NOT NULL,
-    duration_ms    INTEGER NOT NULL,
-    status_code    INTEGER,
-    error_class    TEXT,
-    error          TEXT,
-    response_body  TEXT,
-    PRIMARY KEY (delivery_id, n)
-) WITHOUT ROWID;
-";
+/// The first schema.
+const MIGRATION_1: &str = include_str!("schema/1.sql");
+
+/// Version 2: every delivery writes as few B-trees as it can. An event is
+/// one row of a `WITHOUT ROWID` table, a delivery one row (no
+/// `AUTOINCREMENT`) and four index entries, an attempt one row of a
+/// `WITHOUT ROWID` table keyed by its delivery and its number in that
+/// delivery's history. The status index covers only the dead letter queue
+/// (small, and listed often): a delivery that succeeds leaves no index
+/// entry behind but its row's. Runs with foreign keys off, so the tables
+/// can be rebuilt under their old names.
+const MIGRATION_2: &str = include_str!("schema/2.sql");
 
 /// Work for the store thread: a call that can run inside the current
 /// group's transaction (more than once, should the group be rolled back and
@@ -212,7 +166,9 @@ impl SqliteStore {
             .map_err(db_err)?;
         conn.pragma_update(None, "synchronous", synchronous)
             .map_err(db_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
+        // Off while migrating: a migration rebuilds tables under their old
+        // names (`PRAGMA foreign_keys` cannot change inside a transaction).
+        conn.pragma_update(None, "foreign_keys", "OFF")
             .map_err(db_err)?;
         // Savepoints (the slow path of a group) journal in memory, not in a
         // temporary file created and deleted per group.
@@ -232,9 +188,23 @@ impl SqliteStore {
         if version < 1 {
             tx.execute_batch(MIGRATION_1).map_err(db_err)?;
         }
+        if version < 2 {
+            tx.execute_batch(MIGRATION_2).map_err(db_err)?;
+            let broken: Option<String> = tx
+                .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+                .optional()
+                .map_err(db_err)?;
+            if let Some(table) = broken {
+                return Err(StoreError::new(format!(
+                    "migrating to schema version 2 left a broken reference in `{table}`"
+                )));
+            }
+        }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(db_err)?;
         tx.commit().map_err(db_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(db_err)?;
         let stop = Arc::new(AtomicBool::new(false));
         if let Some(path) = path {
             // Checkpoints fsync; run them beside the writer, not inside its
