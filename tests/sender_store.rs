@@ -539,3 +539,59 @@ async fn sqlite_schema_1_is_migrated_with_everything_in_it() {
         Err(SenderError::DuplicateEvent { .. })
     ));
 }
+
+/// Another connection holding the write lock: a call waits for it (and
+/// goes through as soon as it is released), and after about five seconds
+/// gives up with an error that says the database is locked.
+#[tokio::test]
+async fn sqlite_waits_for_a_lock_held_elsewhere_then_gives_up_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let store = add_destination(SqliteStore::open(&path).unwrap(), "dst_a").await;
+    let other = rusqlite::Connection::open(&path).unwrap();
+
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        other.execute_batch("COMMIT").unwrap();
+        other
+    });
+    let e = OutgoingEvent::new("kpi.alert", &1).unwrap();
+    let started = std::time::Instant::now();
+    store
+        .enqueue(&e, 1, &[NewDelivery::new(e.id(), "dst_a", 1)])
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(250), "{waited:?}");
+    assert!(
+        waited < Duration::from_millis(1_500),
+        "went through soon after the release: {waited:?}"
+    );
+
+    let other = release.join().unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let e = OutgoingEvent::new("kpi.alert", &2).unwrap();
+    let started = std::time::Instant::now();
+    let refused = store
+        .enqueue(&e, 2, &[NewDelivery::new(e.id(), "dst_a", 2)])
+        .await
+        .unwrap_err();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(8),
+        "one wait of about five seconds for the whole call: {waited:?}"
+    );
+    assert!(refused.to_string().contains("locked"), "{refused}");
+    other.execute_batch("ROLLBACK").unwrap();
+    // Nothing of the refused call was stored; the store works again.
+    assert_eq!(
+        store
+            .deliveries(&DeliveryQuery::new())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+}

@@ -50,6 +50,8 @@ trait Job: Send {
     fn run(&mut self, conn: &Connection) -> bool;
     /// Forgets the result of an earlier run that was rolled back.
     fn reset(&mut self);
+    /// Answers with this error instead of running.
+    fn fail(&mut self, error: StoreError);
     /// Answers the caller with the call's result, or with the commit's
     /// failure.
     fn finish(self: Box<Self>, commit: Result<(), StoreError>);
@@ -76,6 +78,10 @@ where
 
     fn reset(&mut self) {
         self.result = None;
+    }
+
+    fn fail(&mut self, error: StoreError) {
+        self.result = Some(Err(E::from(error)));
     }
 
     fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
@@ -160,8 +166,7 @@ impl SqliteStore {
         synchronous: &str,
         path: Option<&Path>,
     ) -> Result<Self, StoreError> {
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(db_err)?;
+        conn.busy_handler(Some(wait_for_lock)).map_err(db_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(db_err)?;
         conn.pragma_update(None, "synchronous", synchronous)
@@ -213,7 +218,7 @@ impl SqliteStore {
                 .map_err(db_err)?;
             let checkpointer = Connection::open(path).map_err(db_err)?;
             checkpointer
-                .busy_timeout(std::time::Duration::from_secs(5))
+                .busy_handler(Some(wait_for_lock))
                 .map_err(db_err)?;
             let stop = Arc::clone(&stop);
             std::thread::Builder::new()
@@ -256,6 +261,53 @@ impl SqliteStore {
             .await
             .map_err(|_| E::from(StoreError::new("the store thread dropped the call")))?
     }
+}
+
+/// How long a connection waits for a lock held by another connection (the
+/// checkpointer, or another process) before it reports `SQLITE_BUSY`.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+thread_local! {
+    /// When the work under way on this thread stops waiting for locks: one
+    /// deadline for a whole commit group (or checkpoint), so that a group
+    /// retried call by call after a `BEGIN` that timed out does not wait
+    /// again for every call.
+    static LOCK_DEADLINE: std::cell::Cell<Option<std::time::Instant>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Runs `f` with a fresh lock-wait deadline on this thread.
+fn with_lock_deadline<T>(f: impl FnOnce() -> T) -> T {
+    LOCK_DEADLINE.with(|d| d.set(Some(std::time::Instant::now() + LOCK_WAIT)));
+    let out = f();
+    LOCK_DEADLINE.with(|d| d.set(None));
+    out
+}
+
+/// Waits for a lock in short steps: SQLite's own busy timeout sleeps 1, 2,
+/// 5, 10 ms and longer between tries, so a writer blocked for a few
+/// microseconds by a checkpoint would lose a millisecond or more.
+fn wait_for_lock(tries: i32) -> bool {
+    let tries = u32::try_from(tries).unwrap_or(0);
+    let out_of_time = match LOCK_DEADLINE.with(std::cell::Cell::get) {
+        Some(deadline) => std::time::Instant::now() >= deadline,
+        // Outside a deadline: count the steps slept, each at least as
+        // long as its step.
+        None => {
+            std::time::Duration::from_micros(20) * tries.min(100)
+                + std::time::Duration::from_micros(200) * tries.saturating_sub(100)
+                >= LOCK_WAIT
+        }
+    };
+    if out_of_time {
+        return false;
+    }
+    std::thread::sleep(if tries < 100 {
+        std::time::Duration::from_micros(20)
+    } else {
+        std::time::Duration::from_micros(200)
+    });
+    true
 }
 
 /// WAL pages after which a checkpoint may block writers to bound the file.
@@ -302,7 +354,7 @@ fn run_store_thread(conn: &Connection, queue: &std::sync::mpsc::Receiver<Box<dyn
                 Err(_) => break,
             }
         }
-        let commit = run_group(conn, &mut group);
+        let commit = with_lock_deadline(|| run_group(conn, &mut group));
         for job in group {
             job.finish(commit.clone());
         }
@@ -348,10 +400,11 @@ fn run_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), StoreE
 /// Runs each job in a savepoint of its own, rolled back if the job fails.
 fn run_isolated(conn: &Connection, group: &mut [Box<dyn Job>]) {
     for job in group.iter_mut() {
-        // A job that cannot run now answers "skipped", not the result of a
+        // A job that cannot run now answers why, not with the result of a
         // run that was rolled back.
         job.reset();
-        if run_cached(conn, "SAVEPOINT job").is_err() {
+        if let Err(e) = run_cached(conn, "SAVEPOINT job") {
+            job.fail(db_err(e));
             continue;
         }
         let undo = if job.run(conn) {
