@@ -66,6 +66,12 @@ impl MemoryStore {
     }
 }
 
+/// Whether a worker holding `lease_until_ms` may move `d` on: it is still
+/// pending under that very lease (the fencing rule of the store trait).
+fn held_under(d: &Delivery, lease_until_ms: i64) -> bool {
+    d.status == DeliveryStatus::Pending && d.lease_until_ms == Some(lease_until_ms)
+}
+
 fn dead_letter_in_place(d: &mut Delivery, now_ms: i64, reason: &str) {
     d.status = DeliveryStatus::DeadLettered;
     d.next_attempt_at_ms = None;
@@ -216,7 +222,7 @@ impl DeliveryStore for MemoryStore {
         let d = s.get_mut(&attempt.delivery_id).ok_or_else(|| {
             StoreError::new(format!("delivery `{}` is not stored", attempt.delivery_id))
         })?;
-        if d.status != DeliveryStatus::Pending || d.lease_until_ms != Some(lease_until_ms) {
+        if !held_under(d, lease_until_ms) {
             // A worker whose lease expired finished late: keep its attempt in
             // the history, but the delivery has moved on without it.
             return Ok(());
@@ -244,7 +250,7 @@ impl DeliveryStore for MemoryStore {
         at_ms: i64,
     ) -> Result<(), StoreError> {
         if let Some(d) = self.lock().get_mut(delivery_id) {
-            if d.status == DeliveryStatus::Pending && d.lease_until_ms == Some(lease_until_ms) {
+            if held_under(d, lease_until_ms) {
                 d.lease_until_ms = None;
                 d.next_attempt_at_ms = Some(at_ms);
             }
@@ -260,7 +266,7 @@ impl DeliveryStore for MemoryStore {
         reason: &str,
     ) -> Result<(), StoreError> {
         if let Some(d) = self.lock().get_mut(delivery_id) {
-            if d.status == DeliveryStatus::Pending && d.lease_until_ms == Some(lease_until_ms) {
+            if held_under(d, lease_until_ms) {
                 dead_letter_in_place(d, now_ms, reason);
             }
         }

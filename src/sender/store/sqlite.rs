@@ -48,8 +48,6 @@ const MIGRATION_2: &str = include_str!("schema/2.sql");
 trait Job: Send {
     /// Runs the call; reports whether it succeeded.
     fn run(&mut self, conn: &Connection) -> bool;
-    /// Forgets the result of an earlier run that was rolled back.
-    fn reset(&mut self);
     /// Answers with this error instead of running.
     fn fail(&mut self, error: StoreError);
     /// Answers the caller with the call's result, or with the commit's
@@ -74,10 +72,6 @@ where
         let ok = result.is_ok();
         self.result = Some(result);
         ok
-    }
-
-    fn reset(&mut self) {
-        self.result = None;
     }
 
     fn fail(&mut self, error: StoreError) {
@@ -288,25 +282,22 @@ fn with_lock_deadline<T>(f: impl FnOnce() -> T) -> T {
 /// 5, 10 ms and longer between tries, so a writer blocked for a few
 /// microseconds by a checkpoint would lose a millisecond or more.
 fn wait_for_lock(tries: i32) -> bool {
+    const SHORT_STEPS: u32 = 100;
+    const SHORT: std::time::Duration = std::time::Duration::from_micros(20);
+    const LONG: std::time::Duration = std::time::Duration::from_micros(200);
     let tries = u32::try_from(tries).unwrap_or(0);
     let out_of_time = match LOCK_DEADLINE.with(std::cell::Cell::get) {
         Some(deadline) => std::time::Instant::now() >= deadline,
         // Outside a deadline: count the steps slept, each at least as
         // long as its step.
         None => {
-            std::time::Duration::from_micros(20) * tries.min(100)
-                + std::time::Duration::from_micros(200) * tries.saturating_sub(100)
-                >= LOCK_WAIT
+            SHORT * tries.min(SHORT_STEPS) + LONG * tries.saturating_sub(SHORT_STEPS) >= LOCK_WAIT
         }
     };
     if out_of_time {
         return false;
     }
-    std::thread::sleep(if tries < 100 {
-        std::time::Duration::from_micros(20)
-    } else {
-        std::time::Duration::from_micros(200)
-    });
+    std::thread::sleep(if tries < SHORT_STEPS { SHORT } else { LONG });
     true
 }
 
@@ -379,30 +370,31 @@ fn run_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), StoreE
             }
         }
         if all_ok {
-            return run_cached(conn, "COMMIT").map_err(|e| {
-                let _ = conn.execute_batch("ROLLBACK");
-                db_err(e)
-            });
+            return commit(conn);
         }
         run_cached(conn, "ROLLBACK").map_err(db_err)?;
         if run_cached(conn, "BEGIN IMMEDIATE").is_ok() {
             run_isolated(conn, group);
-            return run_cached(conn, "COMMIT").map_err(|e| {
-                let _ = conn.execute_batch("ROLLBACK");
-                db_err(e)
-            });
+            return commit(conn);
         }
     }
     run_isolated(conn, group);
     Ok(())
 }
 
+/// Commits the open transaction, or rolls it back if the commit fails.
+fn commit(conn: &Connection) -> Result<(), StoreError> {
+    run_cached(conn, "COMMIT").map_err(|e| {
+        let _ = conn.execute_batch("ROLLBACK");
+        db_err(e)
+    })
+}
+
 /// Runs each job in a savepoint of its own, rolled back if the job fails.
 fn run_isolated(conn: &Connection, group: &mut [Box<dyn Job>]) {
     for job in group.iter_mut() {
-        // A job that cannot run now answers why, not with the result of a
-        // run that was rolled back.
-        job.reset();
+        // Every path below replaces the result of the rolled-back run: a
+        // job that cannot run answers with that error.
         if let Err(e) = run_cached(conn, "SAVEPOINT job") {
             job.fail(db_err(e));
             continue;
