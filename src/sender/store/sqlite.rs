@@ -394,7 +394,8 @@ fn commit(conn: &Connection) -> Result<(), StoreError> {
 fn run_isolated(conn: &Connection, group: &mut [Box<dyn Job>]) {
     for job in group.iter_mut() {
         // Every path below replaces the result of the rolled-back run: a
-        // job that cannot run answers with that error.
+        // job that cannot run, or whose savepoint cannot be closed, answers
+        // with that error.
         if let Err(e) = run_cached(conn, "SAVEPOINT job") {
             job.fail(db_err(e));
             continue;
@@ -405,7 +406,7 @@ fn run_isolated(conn: &Connection, group: &mut [Box<dyn Job>]) {
             run_cached(conn, "ROLLBACK TO job").and_then(|()| run_cached(conn, "RELEASE job"))
         };
         if let Err(e) = undo {
-            tracing::error!(error = %e, "SQLite savepoint failed");
+            job.fail(db_err(e));
         }
     }
 }
