@@ -1069,8 +1069,11 @@ mod tests {
     #[tokio::test]
     async fn hand_over_room_is_never_leaked() {
         // SQLite answers on another thread, so a publish can be dropped
-        // while it waits for the store.
-        let sender = Sender::builder(SqliteStore::open_in_memory().unwrap())
+        // while it waits for the store; a second connection holding the
+        // write lock makes sure it is still waiting.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.db");
+        let sender = Sender::builder(SqliteStore::open(&path).unwrap())
             .address_policy(AddressPolicy::new().allow("127.0.0.1").unwrap())
             .build()
             .unwrap();
@@ -1088,11 +1091,14 @@ mod tests {
             Err(SenderError::DuplicateEvent { .. })
         ));
         // A publish dropped while it waits for the store.
+        let lock = rusqlite::Connection::open(&path).unwrap();
+        lock.execute_batch("BEGIN IMMEDIATE").unwrap();
         let mut pending = Box::pin(sender.publish(OutgoingEvent::new("kpi.alert", &2).unwrap()));
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(pending.as_mut().poll(&mut cx).is_pending());
         assert!(handed() > 0, "the publish reserved room before waiting");
         drop(pending);
+        lock.execute_batch("ROLLBACK").unwrap();
         let start = std::time::Instant::now();
         while handed() != 0 {
             assert!(
