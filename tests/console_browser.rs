@@ -201,7 +201,15 @@ async fn assert_nothing_injected(c: &Client) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_registers_tests_sees_history_and_replays_the_dlq() {
     let s = setup().await;
-    let base = serve(Router::new().nest("/console", console::router(s.sender.clone()))).await;
+    let base = serve(
+        Router::new().nest(
+            "/console",
+            console::Console::new(s.sender.clone())
+                .allow_unauthenticated()
+                .router(),
+        ),
+    )
+    .await;
     let (_driver, c) = open_page(&format!("{base}/console")).await;
     wait_until(
         &c,
@@ -389,7 +397,12 @@ async fn operator_registers_tests_sees_history_and_replays_the_dlq() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_picks_a_scheme_and_edits_the_events() {
     let s = setup().await;
-    let base = serve(console::router(s.sender.clone())).await;
+    let base = serve(
+        console::Console::new(s.sender.clone())
+            .allow_unauthenticated()
+            .router(),
+    )
+    .await;
     let (_driver, c) = open_page(&base).await;
     wait_until(
         &c,
