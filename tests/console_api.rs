@@ -1384,7 +1384,7 @@ async fn a_change_that_does_not_say_json_gets_415() {
     let changes = [
         (
             reqwest::Method::POST,
-            format!("api/destinations"),
+            "api/destinations".to_owned(),
             create_body.as_str(),
         ),
         (
