@@ -352,9 +352,9 @@ async fn event_type_names_are_escaped_in_the_page() {
 
 #[tokio::test]
 async fn bearer_token_guards_the_api_but_not_the_page() {
-    let app = Console::new(loopback_sender())
-        .bearer_token("tok-123")
-        .router();
+    let console = Console::new(loopback_sender()).bearer_token("tok-123");
+    assert!(!format!("{console:?}").contains("tok-123"), "{console:?}");
+    let app = console.router();
     let req = |uri: &str, auth: Option<&str>| {
         let mut r = Request::get(uri).header("host", "localhost");
         if let Some(a) = auth {
