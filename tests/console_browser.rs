@@ -654,9 +654,9 @@ fn attacker_page(console: &str, destination: &str, dead: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_page_on_another_origin_cannot_change_anything() {
-    let s = setup().await;
+/// A destination at the failing endpoint and its test event, dead-lettered:
+/// `(destination id, dead letter id)`.
+async fn a_dead_letter(s: &console_support::Setup) -> (String, String) {
     let flaky = s
         .sender
         .add_destination(webhook_guard::sender::NewDestination::new(
@@ -675,6 +675,13 @@ async fn a_page_on_another_origin_cannot_change_anything() {
         assert!(Instant::now() < deadline, "no dead letter");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    (flaky.id, dead)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_on_another_origin_cannot_change_anything() {
+    let s = setup().await;
+    let (flaky_id, dead) = a_dead_letter(&s).await;
     let snapshot = |sender: webhook_guard::sender::Sender<_>| async move {
         let deliveries = sender.deliveries(&Default::default()).await.unwrap();
         let destinations = sender.destinations().await.unwrap();
@@ -690,7 +697,7 @@ async fn a_page_on_another_origin_cannot_change_anything() {
         .router()
         .layer(axum::middleware::from_fn_with_state(seen.clone(), record));
     let console_url = serve(console_app).await;
-    let page = attacker_page(&console_url, &flaky.id, &dead);
+    let page = attacker_page(&console_url, &flaky_id, &dead);
     let attacker = serve(Router::new().route(
         "/",
         axum::routing::get(move || async move { axum::response::Html(page) }),
