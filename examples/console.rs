@@ -5,8 +5,9 @@
 //! ```
 //!
 //! Starts a sender with a SQLite queue (in a temporary directory), a local
-//! receiver, and the console, then prints the console's URL. The receiver
-//! has three endpoints, already registered:
+//! receiver, and the console, then prints the console's URL and the token
+//! to sign in with (a fresh random one unless `CONSOLE_TOKEN` is set). The
+//! receiver has three endpoints, already registered:
 //!
 //! - `/ok` answers `200`;
 //! - `/flaky` fails every other request with a `500`, so deliveries retry
@@ -22,7 +23,7 @@
 //! | variable | meaning | default |
 //! |---|---|---|
 //! | `CONSOLE_PORT` | the console's port | `8080`; `0` picks a free one |
-//! | `CONSOLE_TOKEN` | require this bearer token on the API | none |
+//! | `CONSOLE_TOKEN` | the bearer token the API requires | 32 random bytes in hex, printed |
 //! | `CONSOLE_RUN_SECONDS` | stop after this long | run until Ctrl-C |
 
 use std::sync::Arc;
@@ -143,15 +144,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
-    // The console.
-    let mut console = Console::new(sender).refresh_seconds(3);
-    if let Ok(token) = std::env::var("CONSOLE_TOKEN") {
-        console = console.bearer_token(token);
-    }
+    // The console, behind a bearer token: the given one, or a fresh one.
+    let (token, token_note) = match std::env::var("CONSOLE_TOKEN") {
+        Ok(token) if !token.is_empty() => (token, "from CONSOLE_TOKEN"),
+        _ => (
+            hex::encode(rand::random::<[u8; 32]>()),
+            "generated for this run; set CONSOLE_TOKEN to choose one",
+        ),
+    };
+    let console = Console::new(sender).refresh_seconds(3).bearer_token(&token);
     let app = Router::new().nest("/webhooks", console.router());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let console_url = format!("http://{}/webhooks", listener.local_addr()?);
     println!("console:  {console_url}");
+    println!("token:    {token} ({token_note})");
     println!("receiver: {receiver_url} (open {receiver_url}/heal to bring /down back)");
     let server = axum::serve(listener, app);
     match run_for {

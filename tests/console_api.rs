@@ -16,13 +16,18 @@ use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use webhook_guard::sender::console::{self, Console};
+use webhook_guard::sender::console::Console;
 use webhook_guard::sender::{
     AddressPolicy, EventFilter, MemoryStore, NewDestination, OutgoingEvent, Sender,
 };
 use webhook_guard::{Scheme, SecretSet, Verified, VerifyLayer};
 
 use console_support::{HOSTILE_BODY, serve, setup};
+
+/// The console with no authentication of its own, as the tests call it.
+fn open_console(sender: Sender<MemoryStore>) -> Router {
+    Console::new(sender).allow_unauthenticated().router()
+}
 
 fn loopback_sender() -> Sender<MemoryStore> {
     Sender::builder(MemoryStore::new())
@@ -37,14 +42,14 @@ async fn call(
     uri: &str,
     body: Option<Value>,
 ) -> (StatusCode, String, Value) {
-    let mut req = Request::builder().method(method).uri(uri);
-    let body = match body {
-        Some(v) => {
-            req = req.header("content-type", "application/json");
-            Body::from(v.to_string())
-        }
-        None => Body::empty(),
-    };
+    let mut req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("host", "localhost");
+    if method != "GET" {
+        req = req.header("content-type", "application/json");
+    }
+    let body = body.map_or_else(Body::empty, |v| Body::from(v.to_string()));
     let res = app.clone().oneshot(req.body(body).unwrap()).await.unwrap();
     let status = res.status();
     let ct = res
@@ -88,7 +93,7 @@ fn assert_problem(
 
 #[tokio::test]
 async fn secret_is_generated_and_shown_only_at_creation() {
-    let app = console::router(loopback_sender());
+    let app = open_console(loopback_sender());
     let created = call(
         &app,
         "POST",
@@ -130,7 +135,7 @@ async fn secret_is_generated_and_shown_only_at_creation() {
 #[tokio::test]
 async fn given_secret_signs_and_is_not_returned_again() {
     let sender = loopback_sender();
-    let app = console::router(sender.clone());
+    let app = open_console(sender.clone());
     let created = call(
         &app,
         "POST",
@@ -156,7 +161,7 @@ async fn given_secret_signs_and_is_not_returned_again() {
 #[tokio::test]
 async fn bad_input_gets_specific_problems() {
     // Default address policy: internal addresses are refused.
-    let app = console::router(Sender::builder(MemoryStore::new()).build().unwrap());
+    let app = open_console(Sender::builder(MemoryStore::new()).build().unwrap());
     let post = |body: Value| {
         let app = app.clone();
         async move { call(&app, "POST", "/api/destinations", Some(body)).await }
@@ -226,6 +231,7 @@ async fn bad_input_gets_specific_problems() {
         .clone()
         .oneshot(
             Request::post("/api/destinations")
+                .header("host", "localhost")
                 .header("content-type", "application/json")
                 .body(Body::from("{\"url\":"))
                 .unwrap(),
@@ -270,6 +276,7 @@ async fn bad_input_gets_specific_problems() {
 async fn custom_event_types_drive_validation_and_the_form() {
     let app = Console::new(loopback_sender())
         .event_types(["order.created", "order.paid"])
+        .allow_unauthenticated()
         .router();
     let ok = call(
         &app,
@@ -294,7 +301,12 @@ async fn custom_event_types_drive_validation_and_the_form() {
     );
     let page = app
         .clone()
-        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get("/")
+                .header("host", "localhost")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     let html = String::from_utf8(
@@ -314,9 +326,15 @@ async fn custom_event_types_drive_validation_and_the_form() {
 async fn event_type_names_are_escaped_in_the_page() {
     let app = Console::new(loopback_sender())
         .event_types(["<img src=x onerror=alert(1)>"])
+        .allow_unauthenticated()
         .router();
     let page = app
-        .oneshot(Request::get("/").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get("/")
+                .header("host", "localhost")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     let html = String::from_utf8(
@@ -334,11 +352,11 @@ async fn event_type_names_are_escaped_in_the_page() {
 
 #[tokio::test]
 async fn bearer_token_guards_the_api_but_not_the_page() {
-    let app = Console::new(loopback_sender())
-        .bearer_token("tok-123")
-        .router();
+    let console = Console::new(loopback_sender()).bearer_token("tok-123");
+    assert!(!format!("{console:?}").contains("tok-123"), "{console:?}");
+    let app = console.router();
     let req = |uri: &str, auth: Option<&str>| {
-        let mut r = Request::get(uri);
+        let mut r = Request::get(uri).header("host", "localhost");
         if let Some(a) = auth {
             r = r.header("authorization", a);
         }
@@ -388,11 +406,16 @@ async fn bearer_token_guards_the_api_but_not_the_page() {
 
 #[tokio::test]
 async fn page_works_under_a_path_prefix() {
-    let app = Router::new().nest("/admin/webhooks", console::router(loopback_sender()));
+    let app = Router::new().nest("/admin/webhooks", open_console(loopback_sender()));
     for path in ["/admin/webhooks", "/admin/webhooks/"] {
         let res = app
             .clone()
-            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .oneshot(
+                Request::get(path)
+                    .header("host", "localhost")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         if res.status() == StatusCode::NOT_FOUND {
@@ -414,7 +437,12 @@ async fn page_works_under_a_path_prefix() {
     }
     let first = app
         .clone()
-        .oneshot(Request::get("/admin/webhooks").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get("/admin/webhooks")
+                .header("host", "localhost")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(first.status(), StatusCode::OK);
@@ -422,6 +450,7 @@ async fn page_works_under_a_path_prefix() {
         .clone()
         .oneshot(
             Request::get("/admin/webhooks/assets/console.css")
+                .header("host", "localhost")
                 .body(Body::empty())
                 .unwrap(),
         )
@@ -437,6 +466,7 @@ async fn page_works_under_a_path_prefix() {
     let api = app
         .oneshot(
             Request::get("/admin/webhooks/api/dead-letters")
+                .header("host", "localhost")
                 .body(Body::empty())
                 .unwrap(),
         )
@@ -451,11 +481,12 @@ async fn http_json(
     url: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut req = client.request(method, url);
+    let mut req = client.request(method.clone(), url);
+    if method != reqwest::Method::GET {
+        req = req.header("content-type", "application/json");
+    }
     if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b.to_string());
+        req = req.body(b.to_string());
     }
     let res = req.send().await.unwrap();
     let status = StatusCode::from_u16(res.status().as_u16()).unwrap();
@@ -492,7 +523,7 @@ async fn wait_for(
 #[tokio::test]
 async fn whole_story_over_real_http() {
     let s = setup().await;
-    let base = serve(Router::new().nest("/console", console::router(s.sender.clone()))).await;
+    let base = serve(Router::new().nest("/console", open_console(s.sender.clone()))).await;
     let api = |p: &str| format!("{base}/console/api/{p}");
     let client = reqwest::Client::new();
     use reqwest::Method;
@@ -731,7 +762,7 @@ async fn destinations_added_in_rust_show_up_in_the_api() {
         )
         .await
         .unwrap();
-    let app = console::router(sender);
+    let app = open_console(sender);
     let one = call(&app, "GET", "/api/destinations/dst_rust", None).await;
     assert_eq!(one.0, StatusCode::OK);
     assert_eq!(one.2["paused"], false);
@@ -741,7 +772,7 @@ async fn destinations_added_in_rust_show_up_in_the_api() {
 #[tokio::test]
 async fn rotating_a_secret_shows_the_new_one_once_and_keeps_the_old_for_the_overlap() {
     let sender = loopback_sender();
-    let app = console::router(sender.clone());
+    let app = open_console(sender.clone());
     let created = call(
         &app,
         "POST",
@@ -811,7 +842,7 @@ async fn rotating_a_secret_shows_the_new_one_once_and_keeps_the_old_for_the_over
 #[tokio::test]
 async fn scheme_is_chosen_at_creation_and_secrets_come_in_its_format() {
     let sender = loopback_sender();
-    let app = console::router(sender.clone());
+    let app = open_console(sender.clone());
     let create = |body: Value| {
         let app = app.clone();
         async move { call(&app, "POST", "/api/destinations", Some(body)).await }
@@ -948,7 +979,7 @@ async fn verifying_receiver(
 #[tokio::test]
 async fn generated_standard_secret_pasted_into_a_receiver_verifies_a_real_delivery() {
     let s = setup().await;
-    let base = serve(console::router(s.sender.clone())).await;
+    let base = serve(open_console(s.sender.clone())).await;
     let client = reqwest::Client::new();
     use reqwest::Method;
 
@@ -1001,7 +1032,7 @@ async fn generated_standard_secret_pasted_into_a_receiver_verifies_a_real_delive
 #[tokio::test]
 async fn patch_changes_the_event_filter_for_the_next_publish() {
     let s = setup().await;
-    let base = serve(console::router(s.sender.clone())).await;
+    let base = serve(open_console(s.sender.clone())).await;
     let client = reqwest::Client::new();
     use reqwest::Method;
     let patch = |id: &str, body: Value| {
@@ -1117,4 +1148,349 @@ async fn patch_changes_the_event_filter_for_the_next_publish() {
     assert_eq!(st, StatusCode::NOT_FOUND, "{p}");
     assert!(p["detail"].as_str().unwrap().contains("dst_missing"));
     s.handle.shutdown().await;
+}
+
+/// Sends `method url` with exactly these extra headers and an empty body.
+async fn raw(
+    method: reqwest::Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, String, Value) {
+    let mut req = reqwest::Client::new().request(method, url);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let res = req.body(body.to_owned()).send().await.unwrap();
+    let status = StatusCode::from_u16(res.status().as_u16()).unwrap();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = res.bytes().await.unwrap();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, ct, v)
+}
+
+/// A started console with one dead letter (a test event the flaky
+/// endpoint refused); returns the setup, the console's base URL and the
+/// dead letter's id.
+async fn console_with_a_dead_letter() -> (console_support::Setup, String, String) {
+    let s = setup().await;
+    let base = serve(open_console(s.sender.clone())).await;
+    let flaky = s
+        .sender
+        .add_destination(NewDestination::new(
+            format!("{}/flaky", s.receiver_url),
+            "k",
+        ))
+        .await
+        .unwrap();
+    s.sender.send_test_event(&flaky.id).await.unwrap();
+    let dlq = wait_for(
+        &reqwest::Client::new(),
+        &format!("{base}/api/dead-letters"),
+        "a dead letter",
+        |v| v["items"].as_array().unwrap().len() == 1,
+    )
+    .await;
+    let id = dlq["items"][0]["id"].as_str().unwrap().to_owned();
+    (s, base, id)
+}
+
+/// Every delivery, newest first, as `(status, id)`.
+async fn delivery_statuses(
+    sender: &Sender<MemoryStore>,
+) -> Vec<(webhook_guard::sender::DeliveryStatus, String)> {
+    let query = webhook_guard::sender::DeliveryQuery::default();
+    let page = sender.deliveries(&query).await.unwrap();
+    page.items.into_iter().map(|d| (d.status, d.id)).collect()
+}
+
+#[tokio::test]
+async fn a_cross_site_form_post_to_replay_all_replays_nothing() {
+    let (s, base, dead) = console_with_a_dead_letter().await;
+    let before = delivery_statuses(&s.sender).await;
+    let replay_all = format!("{base}/api/dead-letters/replay-all");
+    let own_origin = base.clone();
+    // What a browser sends for an HTML form on another site, and variants
+    // a page could produce; each is refused before anything runs.
+    let refused: [&[(&str, &str)]; 6] = [
+        &[
+            ("origin", "http://evil.example"),
+            ("sec-fetch-site", "cross-site"),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        &[
+            ("origin", "http://evil.example"),
+            ("content-type", "application/json"),
+        ],
+        &[("origin", "null"), ("content-type", "application/json")],
+        &[
+            ("sec-fetch-site", "cross-site"),
+            ("content-type", "application/json"),
+        ],
+        &[
+            ("sec-fetch-site", "same-site"),
+            ("content-type", "application/json"),
+        ],
+        &[
+            ("origin", own_origin.as_str()),
+            ("sec-fetch-site", "cross-site"),
+            ("content-type", "application/json"),
+        ],
+    ];
+    for headers in refused {
+        let res = raw(reqwest::Method::POST, &replay_all, headers, "").await;
+        assert_problem(
+            &res,
+            StatusCode::FORBIDDEN,
+            "cross-site-request",
+            "another site",
+        );
+    }
+    let replay_one = format!("{base}/api/dead-letters/{dead}/replay");
+    let res = raw(
+        reqwest::Method::POST,
+        &replay_one,
+        &[
+            ("origin", "http://localhost.evil.example"),
+            ("content-type", "application/json"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(res.0, StatusCode::FORBIDDEN, "{:?}", res.2);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        delivery_statuses(&s.sender).await,
+        before,
+        "nothing replayed"
+    );
+
+    // The console's own page (same origin) may.
+    let ok = raw(
+        reqwest::Method::POST,
+        &replay_all,
+        &[
+            ("origin", own_origin.as_str()),
+            ("sec-fetch-site", "same-origin"),
+            ("content-type", "application/json"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(ok.0, StatusCode::ACCEPTED, "{:?}", ok.2);
+    assert_eq!(ok.2["replayed"].as_array().unwrap().len(), 1);
+    s.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_for_another_host_is_refused() {
+    let s = setup().await;
+    let base = serve(open_console(s.sender.clone())).await;
+    let port = base.rsplit(':').next().unwrap().to_owned();
+    // A page on a DNS name rebound to 127.0.0.1 is "same origin" to the
+    // browser; only the Host it sends gives it away.
+    let rebound = format!("evil.example:{port}");
+    let create = raw(
+        reqwest::Method::POST,
+        &format!("{base}/api/destinations"),
+        &[
+            ("host", rebound.as_str()),
+            ("origin", &format!("http://{rebound}")),
+            ("sec-fetch-site", "same-origin"),
+            ("content-type", "application/json"),
+        ],
+        &json!({"url": format!("{}/ok", s.receiver_url)}).to_string(),
+    )
+    .await;
+    assert_problem(
+        &create,
+        StatusCode::MISDIRECTED_REQUEST,
+        "misdirected-request",
+        "not `evil.example",
+    );
+    assert!(
+        !create.2.to_string().contains("secret\":"),
+        "{:?}",
+        create.2
+    );
+    assert!(s.sender.destinations().await.unwrap().is_empty());
+    for path in ["api/destinations", "api/dead-letters", ""] {
+        let res = raw(
+            reqwest::Method::GET,
+            &format!("{base}/{path}"),
+            &[("host", rebound.as_str())],
+            "",
+        )
+        .await;
+        assert_eq!(res.0, StatusCode::MISDIRECTED_REQUEST, "/{path}");
+    }
+    // The loopback names are served on any port.
+    for host in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        "[::1]".into(),
+    ] {
+        let res = raw(
+            reqwest::Method::GET,
+            &format!("{base}/api/destinations"),
+            &[("host", host.as_str())],
+            "",
+        )
+        .await;
+        assert_eq!(res.0, StatusCode::OK, "{host}");
+    }
+    s.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn configured_hosts_replace_the_loopback_names() {
+    let sender = loopback_sender();
+    let base = serve(
+        Console::new(sender)
+            .allowed_hosts(["console.example.com"])
+            .unwrap()
+            .allow_unauthenticated()
+            .router(),
+    )
+    .await;
+    let get = |host: &'static str| {
+        let url = format!("{base}/api/destinations");
+        async move { raw(reqwest::Method::GET, &url, &[("host", host)], "").await }
+    };
+    assert_eq!(get("console.example.com").await.0, StatusCode::OK);
+    assert_problem(
+        &get("localhost").await,
+        StatusCode::MISDIRECTED_REQUEST,
+        "misdirected-request",
+        "console.example.com",
+    );
+    let err = Console::new(loopback_sender())
+        .allowed_hosts(["https://console.example.com"])
+        .unwrap_err();
+    assert!(err.to_string().contains("allowed_hosts"), "{err}");
+}
+
+#[tokio::test]
+async fn a_change_that_does_not_say_json_gets_415() {
+    let (s, base, dead) = console_with_a_dead_letter().await;
+    let before = delivery_statuses(&s.sender).await;
+    let d = s.sender.destinations().await.unwrap().remove(0);
+    let create_body = json!({"url": format!("{}/ok", s.receiver_url)}).to_string();
+    let changes = [
+        (
+            reqwest::Method::POST,
+            "api/destinations".to_owned(),
+            create_body.as_str(),
+        ),
+        (
+            reqwest::Method::POST,
+            "api/dead-letters/replay-all".into(),
+            "",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("api/dead-letters/{dead}/replay"),
+            "",
+        ),
+        (
+            reqwest::Method::POST,
+            format!("api/destinations/{}/test", d.id),
+            "",
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("api/destinations/{}", d.id),
+            r#"{"enabled":false}"#,
+        ),
+        (
+            reqwest::Method::DELETE,
+            format!("api/destinations/{}", d.id),
+            "",
+        ),
+    ];
+    for (method, path, body) in &changes {
+        for content_type in [
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("application/jsonx"),
+            None,
+        ] {
+            let headers: Vec<(&str, &str)> = content_type
+                .map(|ct| ("content-type", ct))
+                .into_iter()
+                .collect();
+            let res = raw(method.clone(), &format!("{base}/{path}"), &headers, body).await;
+            assert_problem(
+                &res,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "application/json",
+            );
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(delivery_statuses(&s.sender).await, before, "nothing sent");
+    let still = s.sender.destinations().await.unwrap();
+    assert_eq!(still.len(), 1, "nothing registered or deleted");
+    assert!(still[0].enabled, "nothing disabled");
+
+    // With a parameter, it is still JSON.
+    let res = raw(
+        reqwest::Method::DELETE,
+        &format!("{base}/api/destinations/{}", d.id),
+        &[("content-type", "Application/JSON; charset=utf-8")],
+        "",
+    )
+    .await;
+    assert_eq!(res.0, StatusCode::NO_CONTENT, "{:?}", res.2);
+    s.handle.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_apps_own_auth_layer_guards_page_and_api_after_the_host_check() {
+    use axum::middleware::{self, Next};
+    async fn require_admin(
+        req: axum::extract::Request,
+        next: Next,
+    ) -> Result<axum::response::Response, StatusCode> {
+        if req.headers().get("x-admin").is_some_and(|v| v == "yes") {
+            Ok(next.run(req).await)
+        } else {
+            Err(StatusCode::FORBIDDEN)
+        }
+    }
+    let base = serve(
+        Console::new(loopback_sender())
+            .auth_layer(middleware::from_fn(require_admin))
+            .router(),
+    )
+    .await;
+    for path in ["", "api/destinations"] {
+        let url = format!("{base}/{path}");
+        let denied = raw(reqwest::Method::GET, &url, &[], "").await;
+        assert_eq!(denied.0, StatusCode::FORBIDDEN, "/{path}");
+        let ok = raw(reqwest::Method::GET, &url, &[("x-admin", "yes")], "").await;
+        assert_eq!(ok.0, StatusCode::OK, "/{path}");
+        let rebound = raw(
+            reqwest::Method::GET,
+            &url,
+            &[("x-admin", "yes"), ("host", "evil.example")],
+            "",
+        )
+        .await;
+        assert_eq!(rebound.0, StatusCode::MISDIRECTED_REQUEST, "/{path}");
+    }
+    let page = raw(reqwest::Method::GET, &base, &[("x-admin", "yes")], "").await;
+    assert!(
+        page.2
+            .as_str()
+            .unwrap()
+            .contains(r#"data-token-required="false""#)
+    );
 }

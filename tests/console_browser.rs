@@ -201,7 +201,15 @@ async fn assert_nothing_injected(c: &Client) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_registers_tests_sees_history_and_replays_the_dlq() {
     let s = setup().await;
-    let base = serve(Router::new().nest("/console", console::router(s.sender.clone()))).await;
+    let base = serve(
+        Router::new().nest(
+            "/console",
+            console::Console::new(s.sender.clone())
+                .allow_unauthenticated()
+                .router(),
+        ),
+    )
+    .await;
     let (_driver, c) = open_page(&format!("{base}/console")).await;
     wait_until(
         &c,
@@ -389,7 +397,12 @@ async fn operator_registers_tests_sees_history_and_replays_the_dlq() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_picks_a_scheme_and_edits_the_events() {
     let s = setup().await;
-    let base = serve(console::router(s.sender.clone())).await;
+    let base = serve(
+        console::Console::new(s.sender.clone())
+            .allow_unauthenticated()
+            .router(),
+    )
+    .await;
     let (_driver, c) = open_page(&base).await;
     wait_until(
         &c,
@@ -588,6 +601,160 @@ async fn page_asks_for_the_token_when_the_api_requires_one() {
         "the panel to close",
     )
     .await;
+    c.close().await.unwrap();
+    s.handle.shutdown().await;
+}
+
+/// Every request that reached the console: method, path and status.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, String, u16)>>>;
+
+async fn record(
+    axum::extract::State(seen): axum::extract::State<Seen>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (method, path) = (req.method().to_string(), req.uri().path().to_owned());
+    let res = next.run(req).await;
+    seen.lock()
+        .unwrap()
+        .push((method, path, res.status().as_u16()));
+    res
+}
+
+/// A page on another origin that tries every way a page can to change
+/// the console at `console`: an HTML form (`text/plain` with a JSON-looking
+/// body), `no-cors` fetches, and CORS fetches that need a preflight.
+fn attacker_page(console: &str, destination: &str, dead: &str) -> String {
+    format!(
+        r#"<!doctype html><html><body>
+<form id="form" method="POST" action="{console}/api/dead-letters/replay-all" enctype="text/plain">
+<input name='{{"x":"' value='"}}'></form>
+<script>
+(async () => {{
+  const c = "{console}";
+  const noCors = (method, path, headers, body) =>
+    fetch(c + path, {{ method, mode: "no-cors", headers, body }});
+  const tries = [
+    noCors("POST", "/api/dead-letters/replay-all"),
+    noCors("POST", "/api/dead-letters/replay-all", {{ "Content-Type": "application/json" }}, "{{}}"),
+    noCors("POST", "/api/dead-letters/{dead}/replay", {{ "Content-Type": "text/plain" }}, "{{}}"),
+    noCors("POST", "/api/destinations/{destination}/test"),
+    noCors("POST", "/api/destinations", {{ "Content-Type": "text/plain" }},
+      JSON.stringify({{ url: "http://127.0.0.1:9/stolen" }})),
+    fetch(c + "/api/destinations", {{ method: "POST", headers: {{ "Content-Type": "application/json" }},
+      body: JSON.stringify({{ url: "http://127.0.0.1:9/stolen" }}) }}),
+    fetch(c + "/api/destinations/{destination}", {{ method: "PATCH",
+      headers: {{ "Content-Type": "application/json" }}, body: '{{"enabled":false}}' }}),
+    fetch(c + "/api/destinations/{destination}", {{ method: "DELETE" }}),
+  ];
+  const results = await Promise.allSettled(tries);
+  window.__done = results.map((r) => r.status).join(",");
+}})();
+</script></body></html>"#
+    )
+}
+
+/// A destination at the failing endpoint and its test event, dead-lettered:
+/// `(destination id, dead letter id)`.
+async fn a_dead_letter(s: &console_support::Setup) -> (String, String) {
+    let flaky = s
+        .sender
+        .add_destination(webhook_guard::sender::NewDestination::new(
+            format!("{}/flaky", s.receiver_url),
+            "s",
+        ))
+        .await
+        .unwrap();
+    s.sender.send_test_event(&flaky.id).await.unwrap();
+    let query = webhook_guard::sender::DeliveryQuery::default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let dead = loop {
+        if let Some(d) = s.sender.dead_letters(&query).await.unwrap().items.pop() {
+            break d.id;
+        }
+        assert!(Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    (flaky.id, dead)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_on_another_origin_cannot_change_anything() {
+    let s = setup().await;
+    let (flaky_id, dead) = a_dead_letter(&s).await;
+    let snapshot = |sender: webhook_guard::sender::Sender<_>| async move {
+        let deliveries = sender.deliveries(&Default::default()).await.unwrap();
+        let destinations = sender.destinations().await.unwrap();
+        serde_json::to_string(&(deliveries.items, destinations)).unwrap()
+    };
+    let before = snapshot(s.sender.clone()).await;
+
+    // The console without authentication of its own: the checks alone
+    // must keep the other page out.
+    let seen = Seen::default();
+    let console_app = console::Console::new(s.sender.clone())
+        .allow_unauthenticated()
+        .router()
+        .layer(axum::middleware::from_fn_with_state(seen.clone(), record));
+    let console_url = serve(console_app).await;
+    let page = attacker_page(&console_url, &flaky_id, &dead);
+    let attacker = serve(Router::new().route(
+        "/",
+        axum::routing::get(move || async move { axum::response::Html(page) }),
+    ))
+    .await;
+    let port = attacker.rsplit(':').next().unwrap();
+    let driver = start_driver().await;
+    let c = browser(&driver).await;
+    // Another site (localhost), and the same site on another port.
+    for origin in [format!("http://localhost:{port}"), attacker.clone()] {
+        c.goto(&origin).await.unwrap();
+        wait_until(&c, "window.__done !== undefined", "the page's fetches").await;
+        c.execute("document.getElementById('form').submit();", vec![])
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !c
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .starts_with(&console_url)
+        {
+            assert!(Instant::now() < deadline, "the form was not submitted");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        wait_until(
+            &c,
+            "document.readyState === 'complete'",
+            "the form's answer",
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let seen = seen.lock().unwrap().clone();
+    let form_posts = seen
+        .iter()
+        .filter(|(m, p, _)| m == "POST" && p == "/api/dead-letters/replay-all")
+        .count();
+    assert!(form_posts >= 4, "the browser sent the attempts: {seen:?}");
+    for (method, path, status) in &seen {
+        if method != "GET" && method != "OPTIONS" {
+            assert!(
+                *status == 403 || *status == 415,
+                "{method} {path} answered {status}: {seen:?}"
+            );
+        }
+    }
+    assert_eq!(snapshot(s.sender.clone()).await, before, "nothing changed");
+    assert_eq!(
+        s.receiver
+            .flaky_hits
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "nothing was sent again"
+    );
     c.close().await.unwrap();
     s.handle.shutdown().await;
 }

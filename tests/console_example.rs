@@ -1,6 +1,6 @@
-//! `examples/console.rs` run as a process: its console shows deliveries,
-//! its `/down` endpoint fills the dead letter queue, and replaying after
-//! `/heal` delivers.
+//! `examples/console.rs` run as a process: it prints a fresh token that its
+//! console requires, the console shows deliveries, its `/down` endpoint
+//! fills the dead letter queue, and replaying after `/heal` delivers.
 #![cfg(all(feature = "console", feature = "sqlite"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -53,24 +53,42 @@ async fn the_console_example_tells_the_whole_story() {
     let mut child = Command::new(example_binary("console"))
         .env("CONSOLE_PORT", "0")
         .env("CONSOLE_RUN_SECONDS", "60")
+        .env_remove("CONSOLE_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let _running = Running(child);
-    let console = lines.next().unwrap().unwrap();
-    let console = console
-        .strip_prefix("console:  ")
-        .expect(&console)
-        .to_owned();
-    let receiver = lines.next().unwrap().unwrap();
-    let receiver = receiver
-        .strip_prefix("receiver: ")
-        .and_then(|r| r.split_whitespace().next())
-        .expect(&receiver)
-        .to_owned();
-    let client = reqwest::Client::new();
+    let mut next_line = |prefix: &str| {
+        let line = lines.next().unwrap().unwrap();
+        line.strip_prefix(prefix)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("expected `{prefix}...`, got {line:?}"))
+            .to_owned()
+    };
+    let console = next_line("console:  ");
+    let token = next_line("token:    ");
+    let receiver = next_line("receiver: ");
+    // No token given: a fresh one of 32 random bytes guards the API.
+    assert_eq!(token.len(), 64, "{token}");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()), "{token}");
+    let anonymous = reqwest::Client::new();
+    let denied = anonymous
+        .get(format!("{console}/api/destinations"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    let client = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap();
 
     let html = client
         .get(&console)
@@ -108,6 +126,7 @@ async fn the_console_example_tells_the_whole_story() {
     let summary: Value = serde_json::from_slice(
         &client
             .post(format!("{console}/api/dead-letters/replay-all"))
+            .header("content-type", "application/json")
             .send()
             .await
             .unwrap()

@@ -1,8 +1,8 @@
 //! The operator console: a JSON API and a web page for destinations,
 //! delivery history and the dead letter queue (feature `console`).
 //!
-//! [`router`] returns an axum [`Router`] that a platform mounts anywhere in
-//! its own app (`Router::nest("/admin/webhooks", ..)`). It serves
+//! [`Console::router`] returns an axum [`Router`] that a platform mounts
+//! anywhere in its own app (`Router::nest("/admin/webhooks", ..)`). It serves
 //!
 //! | method and path | what |
 //! |---|---|
@@ -47,13 +47,15 @@
 //! # Authentication
 //!
 //! The console can change where events go, so it must not be reachable
-//! without authentication. Put it behind the app's own auth layer, like any
-//! other admin route:
+//! without authentication, and it has no router until its authentication
+//! is chosen (a program that forgets does not compile). Put it behind the
+//! app's own auth layer, like any other admin route, with
+//! [`Console::auth_layer`]:
 //!
 //! ```
 //! use axum::{extract::Request, middleware::{self, Next}, response::Response};
 //! use http::StatusCode;
-//! use webhook_guard::sender::{MemoryStore, Sender, console};
+//! use webhook_guard::sender::{MemoryStore, Sender, console::Console};
 //!
 //! /// The app's own check (a session cookie, an SSO header, ...).
 //! async fn require_admin(req: Request, next: Next) -> Result<Response, StatusCode> {
@@ -63,11 +65,19 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let sender = Sender::builder(MemoryStore::new()).build()?;
-//! let app: axum::Router = axum::Router::new().nest(
-//!     "/admin/webhooks",
-//!     console::router(sender).layer(middleware::from_fn(require_admin)),
-//! );
+//! let console = Console::new(sender)
+//!     .allowed_hosts(["admin.example.com"])?
+//!     .auth_layer(middleware::from_fn(require_admin));
+//! let app: axum::Router = axum::Router::new().nest("/admin/webhooks", console.router());
 //! # let _ = app; Ok(()) }
+//! ```
+//!
+//! Forgetting to choose is a compile error:
+//!
+//! ```compile_fail
+//! # use webhook_guard::sender::{MemoryStore, Sender, console::Console};
+//! # let sender = Sender::builder(MemoryStore::new()).build().unwrap();
+//! let app = Console::new(sender).router(); // error: authentication is not chosen
 //! ```
 //!
 //! For services without one, [`Console::bearer_token`] guards the JSON API
@@ -86,7 +96,7 @@
 //!     .nest("/admin/webhooks", Console::new(sender).bearer_token("console-token").router());
 //!
 //! let get = |uri: &str, token: Option<&str>| {
-//!     let mut req = http::Request::get(uri);
+//!     let mut req = http::Request::get(uri).header("host", "localhost:8080");
 //!     if let Some(t) = token {
 //!         req = req.header("authorization", format!("Bearer {t}"));
 //!     }
@@ -102,8 +112,66 @@
 //! assert_eq!(listed.status(), 200);
 //! # Ok(()) }
 //! ```
+//!
+//! [`Console::allow_unauthenticated`] serves the API to anyone who reaches
+//! it: only for a console bound to a loopback port on the operator's own
+//! machine.
+//!
+//! # Other hosts and other sites
+//!
+//! Before authentication, every request goes through three checks, each
+//! refusing with a problem response:
+//!
+//! - <a id="misdirected-request"></a>The host the request names (`Host`)
+//!   must be one the console answers for: `localhost`, `127.0.0.1` and
+//!   `[::1]` on any port unless [`Console::allowed_hosts`] lists others.
+//!   Another host gets `421 Misdirected Request`, type
+//!   `…#misdirected-request`: the request reached a server that does not
+//!   serve that name (no credential would help, hence not `403`). This
+//!   keeps out a page on a DNS name rebound to the console's address, which
+//!   the browser would otherwise treat as the console's own origin.
+//! - <a id="cross-site-request"></a>A state-changing request (`POST`,
+//!   `PATCH`, `DELETE`) whose `Sec-Fetch-Site` is other than `same-origin`
+//!   or `none` (a sibling subdomain's `same-site` included), or whose
+//!   `Origin` is not the console's own (`http(s)://` and the `Host`), gets
+//!   `403`, type `…#cross-site-request`. Requests without these headers
+//!   (`curl`, scripts) pass.
+//! - <a id="unsupported-media-type"></a>A state-changing request must say
+//!   `Content-Type: application/json`, body-less ones included (test,
+//!   resend, replay, replay-all); anything else gets `415`, type
+//!   `…#unsupported-media-type`. An HTML form on another site cannot send
+//!   that type, and a script on another site cannot without a CORS
+//!   preflight, which the console does not grant.
+//!
+//! ```
+//! use tower::ServiceExt;
+//! use webhook_guard::sender::{MemoryStore, Sender, console::Console};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sender = Sender::builder(MemoryStore::new()).build()?;
+//! let app = Console::new(sender).allow_unauthenticated().router();
+//! let replay_all = |host: &str, origin: &str, content_type: &str| {
+//!     http::Request::post("/api/dead-letters/replay-all")
+//!         .header("host", host)
+//!         .header("origin", origin)
+//!         .header("content-type", content_type)
+//!         .body(axum::body::Body::empty())
+//!         .unwrap()
+//! };
+//! let ok = replay_all("127.0.0.1:8080", "http://127.0.0.1:8080", "application/json");
+//! assert_eq!(app.clone().oneshot(ok).await?.status(), 202);
+//! let rebound = replay_all("evil.example:8080", "http://evil.example:8080", "application/json");
+//! assert_eq!(app.clone().oneshot(rebound).await?.status(), 421);
+//! let cross_site = replay_all("127.0.0.1:8080", "http://evil.example", "application/json");
+//! assert_eq!(app.clone().oneshot(cross_site).await?.status(), 403);
+//! let form = replay_all("127.0.0.1:8080", "http://127.0.0.1:8080", "text/plain");
+//! assert_eq!(app.oneshot(form).await?.status(), 415);
+//! # Ok(()) }
+//! ```
 
 mod auth;
+mod guard;
 mod page;
 
 use std::sync::Arc;
@@ -119,10 +187,13 @@ use serde::{Deserialize, Serialize};
 
 pub use auth::{BearerAuth, BearerAuthLayer};
 
+use guard::AllowedHosts;
+
 use super::{
     Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStore, Destination, EventFilter,
     NewDestination, Page, Sender, SenderError,
 };
+use crate::error::ConfigError;
 use crate::event::Event;
 use crate::problem::Problem;
 use crate::scheme::{SCHEME_NAMES, Scheme, SchemeName};
@@ -133,43 +204,135 @@ fn problem_type(kind: &str) -> String {
     format!("https://docs.rs/webhook-guard/latest/webhook_guard/sender/console/index.html#{kind}")
 }
 
-/// The console over `sender`, offering the built-in event catalogue
-/// ([`Event::CATALOGUE`]) and no authentication of its own (see the
-/// [module docs](self) for how to add it).
-pub fn router<S: DeliveryStore>(sender: Sender<S>) -> Router {
-    Console::new(sender).router()
-}
-
-/// Configures the console; [`router`](Self::router) builds it.
+/// Configures the console; [`router`](Self::router) builds it once
+/// [authentication is chosen](AuthNotChosen).
 #[must_use]
-pub struct Console<S> {
+pub struct Console<S, A> {
     sender: Sender<S>,
     event_types: Vec<String>,
-    auth: Option<BearerAuthLayer>,
+    auth: A,
     refresh_seconds: u32,
+    allowed_hosts: AllowedHosts,
 }
 
-impl<S> std::fmt::Debug for Console<S> {
+impl<S, A: std::fmt::Debug> std::fmt::Debug for Console<S, A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Console")
             .field("event_types", &self.event_types)
             .field("auth", &self.auth)
             .field("refresh_seconds", &self.refresh_seconds)
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish_non_exhaustive()
     }
 }
 
-impl<S: DeliveryStore> Console<S> {
-    /// A console over `sender` with the built-in event catalogue.
+/// A [`Console`] whose authentication is not chosen yet: it has no
+/// [`router`](Console::router) until one of
+/// [`bearer_token`](Console::bearer_token),
+/// [`auth_layer`](Console::auth_layer) or
+/// [`allow_unauthenticated`](Console::allow_unauthenticated) is called, so
+/// an open console is never built by omission.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthNotChosen;
+
+/// A [`Console`] whose authentication is chosen; it can build its router.
+pub struct AuthChosen(ConsoleAuth);
+
+enum ConsoleAuth {
+    Bearer(BearerAuthLayer),
+    /// The app's own layer, around the page and the API.
+    AppLayer(Box<dyn FnOnce(Router) -> Router + Send + Sync>),
+    Unauthenticated,
+}
+
+impl std::fmt::Debug for AuthChosen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            ConsoleAuth::Bearer(layer) => layer.fmt(f),
+            ConsoleAuth::AppLayer(_) => f.write_str("AppLayer"),
+            ConsoleAuth::Unauthenticated => f.write_str("Unauthenticated"),
+        }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::AuthChosen {}
+}
+
+/// Implemented by [`AuthChosen`] only: [`Console::router`] needs it.
+#[diagnostic::on_unimplemented(
+    message = "the console's authentication is not chosen, so it has no router yet",
+    label = "choose how operators authenticate first",
+    note = "call `.bearer_token(token)`, `.auth_layer(your_auth_layer)` or, when only trusted operators can reach it, `.allow_unauthenticated()` before `.router()`"
+)]
+pub trait ChosenAuth: sealed::Sealed {
+    #[doc(hidden)]
+    fn into_chosen(self) -> AuthChosen;
+}
+
+impl ChosenAuth for AuthChosen {
+    fn into_chosen(self) -> AuthChosen {
+        self
+    }
+}
+
+impl<S: DeliveryStore> Console<S, AuthNotChosen> {
+    /// A console over `sender` with the built-in event catalogue
+    /// ([`Event::CATALOGUE`]), answering on the loopback names only.
     pub fn new(sender: Sender<S>) -> Self {
         Self {
             sender,
             event_types: Event::CATALOGUE.iter().map(|s| (*s).to_owned()).collect(),
-            auth: None,
+            auth: AuthNotChosen,
             refresh_seconds: 5,
+            allowed_hosts: AllowedHosts::loopback(),
         }
     }
 
+    /// Requires `Authorization: Bearer <token>` on every API request
+    /// ([`BearerAuthLayer`]); the page asks the operator for the token.
+    pub fn bearer_token(self, token: impl AsRef<[u8]>) -> Console<S, AuthChosen> {
+        self.with_auth(ConsoleAuth::Bearer(BearerAuthLayer::new(token)))
+    }
+
+    /// Puts the app's own authentication layer (a session check, an SSO
+    /// header, ...) around the page and the API. It runs after the
+    /// console's host and cross-site checks.
+    pub fn auth_layer<L>(self, layer: L) -> Console<S, AuthChosen>
+    where
+        L: tower_layer::Layer<axum::routing::Route> + Clone + Send + Sync + 'static,
+        L::Service: tower_service::Service<axum::extract::Request> + Clone + Send + Sync + 'static,
+        <L::Service as tower_service::Service<axum::extract::Request>>::Response:
+            IntoResponse + 'static,
+        <L::Service as tower_service::Service<axum::extract::Request>>::Error:
+            Into<std::convert::Infallible> + 'static,
+        <L::Service as tower_service::Service<axum::extract::Request>>::Future: Send + 'static,
+    {
+        self.with_auth(ConsoleAuth::AppLayer(Box::new(move |router: Router| {
+            router.layer(layer)
+        })))
+    }
+
+    /// Serves the API to anyone who reaches it. Only for a console that
+    /// only trusted operators can reach (a loopback port on their own
+    /// machine); the host and cross-site checks still apply.
+    pub fn allow_unauthenticated(self) -> Console<S, AuthChosen> {
+        self.with_auth(ConsoleAuth::Unauthenticated)
+    }
+
+    fn with_auth(self, auth: ConsoleAuth) -> Console<S, AuthChosen> {
+        Console {
+            sender: self.sender,
+            event_types: self.event_types,
+            auth: AuthChosen(auth),
+            refresh_seconds: self.refresh_seconds,
+            allowed_hosts: self.allowed_hosts,
+        }
+    }
+}
+
+impl<S: DeliveryStore, A> Console<S, A> {
     /// The event types operators can subscribe destinations to (replaces
     /// the built-in catalogue). Filters may also use `*` and `prefix.*`
     /// patterns that match at least one of them.
@@ -182,13 +345,6 @@ impl<S: DeliveryStore> Console<S> {
         self
     }
 
-    /// Requires `Authorization: Bearer <token>` on every API request
-    /// ([`BearerAuthLayer`]).
-    pub fn bearer_token(mut self, token: impl AsRef<[u8]>) -> Self {
-        self.auth = Some(BearerAuthLayer::new(token));
-        self
-    }
-
     /// How often the page refreshes its tables, in seconds (default 5;
     /// at least 1).
     pub fn refresh_seconds(mut self, seconds: u32) -> Self {
@@ -196,54 +352,92 @@ impl<S: DeliveryStore> Console<S> {
         self
     }
 
-    /// Builds the router.
-    pub fn router(self) -> Router {
+    /// The hosts the console answers for (replaces the default:
+    /// `localhost`, `127.0.0.1` and `[::1]` on any port). Each is a name
+    /// or an address (IPv6 in brackets), with `:port` to allow that port
+    /// only. A request for another host gets `421`: this keeps pages on a
+    /// DNS name rebound to the console's address away from it. Behind a
+    /// reverse proxy, have it pass the `Host` the operators use on, and
+    /// list that name.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSetting`] for an empty list or an entry that
+    /// is not a host.
+    pub fn allowed_hosts<I, T>(mut self, hosts: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        self.allowed_hosts = AllowedHosts::parse(hosts)?;
+        Ok(self)
+    }
+
+    /// Builds the router: the page and the API behind the host and
+    /// cross-site checks and the chosen authentication.
+    pub fn router(self) -> Router
+    where
+        A: ChosenAuth,
+    {
+        let AuthChosen(auth) = self.auth.into_chosen();
         let state = Arc::new(ConsoleState {
             sender: self.sender,
             event_types: self.event_types,
             refresh_seconds: self.refresh_seconds,
-            token_required: self.auth.is_some(),
+            token_required: matches!(auth, ConsoleAuth::Bearer(_)),
         });
-        let api = Router::new()
-            .route(
-                "/api/destinations",
-                get(list_destinations::<S>).post(create_destination::<S>),
-            )
-            .route(
-                "/api/destinations/{id}",
-                get(get_destination::<S>)
-                    .patch(update_destination::<S>)
-                    .delete(delete_destination::<S>),
-            )
-            .route("/api/destinations/{id}/test", post(test_destination::<S>))
-            .route(
-                "/api/destinations/{id}/rotate-secret",
-                post(rotate_secret::<S>),
-            )
-            .route("/api/deliveries", get(list_deliveries::<S>))
-            .route("/api/deliveries/{id}", get(get_delivery::<S>))
-            .route("/api/deliveries/{id}/resend", post(resend_delivery::<S>))
-            .route("/api/dead-letters", get(list_dead_letters::<S>))
-            .route(
-                "/api/dead-letters/replay-all",
-                post(replay_all_dead_letters::<S>),
-            )
-            .route(
-                "/api/dead-letters/{id}/replay",
-                post(replay_dead_letter::<S>),
-            )
-            .with_state(Arc::clone(&state));
-        let api = match self.auth {
-            Some(layer) => api.layer(layer),
-            None => api,
+        let (api, app_layer) = match auth {
+            ConsoleAuth::Bearer(layer) => (api_routes(&state).layer(layer), None),
+            ConsoleAuth::AppLayer(wrap) => (api_routes(&state), Some(wrap)),
+            ConsoleAuth::Unauthenticated => (api_routes(&state), None),
         };
-        Router::new()
+        let app = Router::new()
             .route("/", get(show_page::<S>))
             .route("/assets/console.js", get(page::script))
             .route("/assets/console.css", get(page::style))
             .with_state(state)
-            .merge(api)
+            .merge(api);
+        let app = match app_layer {
+            Some(wrap) => wrap(app),
+            None => app,
+        };
+        app.layer(axum::middleware::from_fn_with_state(
+            Arc::new(self.allowed_hosts),
+            guard::check_request,
+        ))
     }
+}
+
+fn api_routes<S: DeliveryStore>(state: &Arc<ConsoleState<S>>) -> Router {
+    Router::new()
+        .route(
+            "/api/destinations",
+            get(list_destinations::<S>).post(create_destination::<S>),
+        )
+        .route(
+            "/api/destinations/{id}",
+            get(get_destination::<S>)
+                .patch(update_destination::<S>)
+                .delete(delete_destination::<S>),
+        )
+        .route("/api/destinations/{id}/test", post(test_destination::<S>))
+        .route(
+            "/api/destinations/{id}/rotate-secret",
+            post(rotate_secret::<S>),
+        )
+        .route("/api/deliveries", get(list_deliveries::<S>))
+        .route("/api/deliveries/{id}", get(get_delivery::<S>))
+        .route("/api/deliveries/{id}/resend", post(resend_delivery::<S>))
+        .route("/api/dead-letters", get(list_dead_letters::<S>))
+        .route(
+            "/api/dead-letters/replay-all",
+            post(replay_all_dead_letters::<S>),
+        )
+        .route(
+            "/api/dead-letters/{id}/replay",
+            post(replay_dead_letter::<S>),
+        )
+        .with_state(Arc::clone(state))
 }
 
 struct ConsoleState<S> {

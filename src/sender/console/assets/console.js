@@ -31,10 +31,10 @@
     const t = token();
     if (t) headers.Authorization = "Bearer " + t;
     const init = { method, headers };
-    if (payload !== undefined) {
-      headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(payload);
-    }
+    // Every change says JSON, body or not: the console refuses anything
+    // else, which keeps other sites' forms out.
+    if (method !== "GET") headers["Content-Type"] = "application/json";
+    if (payload !== undefined) init.body = JSON.stringify(payload);
     const res = await fetch(base + path, init);
     if (res.status === 401) {
       $("token-panel").hidden = false;
