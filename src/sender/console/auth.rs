@@ -51,18 +51,27 @@ use crate::problem::Problem;
 #[derive(Clone)]
 #[must_use]
 pub struct BearerAuthLayer {
-    digest: Arc<[u8; 32]>,
+    /// `None` for an empty token, which no request can present.
+    digest: Option<Arc<[u8; 32]>>,
 }
 
 impl BearerAuthLayer {
     /// Accepts requests carrying exactly this token.
+    ///
+    /// An empty token accepts nothing: `Authorization: Bearer ` (with
+    /// nothing after it) is never taken as proof of anything, so a token
+    /// read from an unset variable locks the API instead of opening it.
     pub fn new(token: impl AsRef<[u8]>) -> Self {
+        let token = token.as_ref();
         Self {
-            digest: Arc::new(Sha256::digest(token.as_ref()).into()),
+            digest: (!token.is_empty()).then(|| Arc::new(Sha256::digest(token).into())),
         }
     }
 
     fn accepts(&self, headers: &http::HeaderMap) -> bool {
+        let Some(expected) = &self.digest else {
+            return false;
+        };
         let Some(given) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
@@ -70,7 +79,7 @@ impl BearerAuthLayer {
             return false;
         };
         let given: [u8; 32] = Sha256::digest(given).into();
-        bool::from(given.ct_eq(&*self.digest))
+        bool::from(given.ct_eq(&**expected))
     }
 }
 
@@ -126,5 +135,57 @@ where
         res.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         Either::Left(ready(Ok(res)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{Router, routing::get};
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    async fn status(layer: BearerAuthLayer, authorization: Option<&str>) -> StatusCode {
+        let app = Router::new()
+            .route("/", get(|| async { "ok" }))
+            .layer(layer);
+        let mut req = Request::get("/");
+        if let Some(value) = authorization {
+            req = req.header(header::AUTHORIZATION, value);
+        }
+        let res = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        res.status()
+    }
+
+    #[tokio::test]
+    async fn an_empty_token_accepts_nothing() {
+        for presented in [None, Some("Bearer "), Some("Bearer"), Some("")] {
+            assert_eq!(
+                status(BearerAuthLayer::new(""), presented).await,
+                StatusCode::UNAUTHORIZED,
+                "{presented:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_exact_token_is_accepted_and_no_other() {
+        let layer = BearerAuthLayer::new("tok-123");
+        assert_eq!(
+            status(layer.clone(), Some("Bearer tok-123")).await,
+            StatusCode::OK
+        );
+        for presented in [
+            "Bearer tok-12",
+            "Bearer tok-1234",
+            "bearer tok-123",
+            "Bearer ",
+        ] {
+            assert_eq!(
+                status(layer.clone(), Some(presented)).await,
+                StatusCode::UNAUTHORIZED,
+                "{presented}"
+            );
+        }
     }
 }
