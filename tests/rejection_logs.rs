@@ -7,14 +7,15 @@
 //! cache miss a subscriber installed with `set_default`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io;
-use std::sync::{Arc, Mutex};
+mod log_capture;
 
 use axum::body::Body;
 use http::{HeaderMap, HeaderValue, Request, Response, header};
 use tower::{Layer, ServiceExt, service_fn};
 use webhook_guard::scheme::NATIVE_SIGNATURE_HEADER;
 use webhook_guard::{FixedClock, Message, Scheme, SecretSet, VerifyLayer};
+
+use log_capture::LogBuffer;
 
 const NOW: i64 = 1_700_000_000;
 const SECRET: &str = "log-test-secret-c07e";
@@ -42,27 +43,6 @@ fn longest_hex_run(text: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// A `MakeWriter` that appends every log line to a shared buffer.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 /// Sends `headers` with `BODY` through `layer`; returns the status.
 async fn send(layer: &VerifyLayer, headers: HeaderMap) -> u16 {
     let mut req = Request::post("/webhooks").body(Body::from(BODY)).unwrap();
@@ -82,12 +62,7 @@ fn lines_at<'a>(text: &'a str, level: &str) -> Vec<&'a str> {
 #[tokio::test(flavor = "current_thread")]
 async fn log_events_never_contain_a_secret_or_the_expected_signature() {
     let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(logs.clone())
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let _guard = tracing::subscriber::set_default(logs.subscriber());
 
     let mut forbidden = vec![SECRET.to_owned(), hex::encode(SECRET)];
     // A forged request, a malformed one, a stale one, an oversized one and a
@@ -121,7 +96,7 @@ async fn log_events_never_contain_a_secret_or_the_expected_signature() {
     }
     assert_eq!(statuses, [401, 401, 401, 413, 200]);
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     for kind in [
         "kind=invalid-signature",
         "kind=malformed-header",
@@ -166,11 +141,11 @@ async fn flood_gives_a_few_warn_lines_and_a_debug_line_each(
     logs: &LogBuffer,
     forged: &HeaderMap,
 ) {
-    logs.0.lock().unwrap().clear();
+    logs.clear();
     for _ in 0..1000 {
         assert_eq!(send(layer, forged.clone()).await, 401);
     }
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let debug = lines_at(&text, "DEBUG");
     assert_eq!(
         debug
@@ -193,7 +168,7 @@ async fn flood_gives_a_few_warn_lines_and_a_debug_line_each(
 /// Once the interval has passed, the next rejection writes a summary of all
 /// rejections since the last one, by kind.
 async fn a_due_summary_counts_the_rejections_by_kind(logs: &LogBuffer, forged: &HeaderMap) {
-    logs.0.lock().unwrap().clear();
+    logs.clear();
     let layer = VerifyLayer::new(SecretSet::single(SECRET).unwrap())
         .clock(FixedClock::at(NOW))
         .rejection_summary_interval(std::time::Duration::from_millis(1500));
@@ -205,7 +180,7 @@ async fn a_due_summary_counts_the_rejections_by_kind(logs: &LogBuffer, forged: &
     send(&layer, HeaderMap::new()).await;
     tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
     send(&layer, forged.clone()).await;
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     let warn = lines_at(&text, "WARN");
     assert_eq!(warn.len(), 2, "{text}");
     assert!(
