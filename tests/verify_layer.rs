@@ -339,6 +339,7 @@ async fn a_bad_signature_is_answered_the_same_whatever_the_receiver_holds() {
             .scheme(scheme)
             .clock(FixedClock::at(NOW))
     };
+    #[cfg_attr(not(feature = "ed25519"), allow(unused_mut))]
     let mut layers = vec![
         standard(secrets(), Scheme::standard()),
         standard(three, Scheme::standard()),
