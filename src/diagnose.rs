@@ -219,6 +219,9 @@ impl fmt::Display for Diagnosis {
                     self.scheme,
                     err.kind()
                 )?;
+                if let Some(receiver) = err.receiver_detail() {
+                    write!(f, "\n- receiver: {receiver}")?;
+                }
                 for finding in &self.findings {
                     write!(f, "\n- {finding}")?;
                 }

@@ -37,6 +37,10 @@ pub enum ConfigError {
     },
 }
 
+/// The advice every signature mismatch ends with.
+pub(crate) const CHECK_SECRET_AND_BODY: &str = "check that the secret is the one the sender uses \
+     and that the body reaches the receiver unmodified";
+
 /// Why a request was rejected. Stable and `Copy`; match on it to decide how to
 /// react. New kinds may be added, hence `#[non_exhaustive]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -62,6 +66,33 @@ pub enum VerifyErrorKind {
 }
 
 impl VerifyErrorKind {
+    /// Every kind, in [`index`](Self::index) order.
+    pub(crate) const ALL: [Self; 8] = [
+        Self::MissingHeader,
+        Self::MalformedHeader,
+        Self::InvalidSignature,
+        Self::TimestampTooOld,
+        Self::TimestampTooNew,
+        Self::MissingTimestamp,
+        Self::PayloadTooLarge,
+        Self::BodyReadFailed,
+    ];
+
+    /// This kind's position in [`ALL`](Self::ALL) (a match, so a new kind
+    /// cannot be forgotten here).
+    pub(crate) const fn index(self) -> usize {
+        match self {
+            Self::MissingHeader => 0,
+            Self::MalformedHeader => 1,
+            Self::InvalidSignature => 2,
+            Self::TimestampTooOld => 3,
+            Self::TimestampTooNew => 4,
+            Self::MissingTimestamp => 5,
+            Self::PayloadTooLarge => 6,
+            Self::BodyReadFailed => 7,
+        }
+    }
+
     /// A short kebab-case name, used in logs and in the problem `type`.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -150,6 +181,7 @@ impl fmt::Display for VerifyErrorKind {
 pub struct VerifyError {
     kind: VerifyErrorKind,
     detail: Cow<'static, str>,
+    receiver_detail: Option<Cow<'static, str>>,
 }
 
 impl VerifyError {
@@ -157,7 +189,16 @@ impl VerifyError {
         Self {
             kind,
             detail: detail.into(),
+            receiver_detail: None,
         }
+    }
+
+    /// Adds what the receiver's own configuration contributed to the failure
+    /// (how many secrets were active, whether public keys are set). It is
+    /// logged, never answered: a caller must not learn the configuration.
+    pub(crate) fn with_receiver_detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
+        self.receiver_detail = Some(detail.into());
+        self
     }
 
     pub(crate) fn missing_header(name: &'static str) -> Self {
@@ -174,14 +215,16 @@ impl VerifyError {
         )
     }
 
+    /// No signature matched. The answer names only what the request carried;
+    /// how many secrets were active goes to the receiver detail.
     pub(crate) fn invalid_signature(tried: usize, secrets: usize) -> Self {
         Self::new(
             VerifyErrorKind::InvalidSignature,
             format!(
-                "none of the {tried} signature(s) in the request matches any of the {secrets} active secret(s); \
-                 check that the secret is the one the sender uses and that the body reaches the receiver unmodified"
+                "none of the {tried} signature(s) in the request matches an active secret; {CHECK_SECRET_AND_BODY}"
             ),
         )
+        .with_receiver_detail(format!("{secrets} active secret(s)"))
     }
 
     /// What went wrong, as a stable kind.
@@ -189,9 +232,23 @@ impl VerifyError {
         self.kind
     }
 
-    /// The human-readable explanation (the same text as `Display`).
+    /// The human-readable explanation (the same text as `Display`): what was
+    /// wrong with the request and what to check. It is what the default
+    /// rejection answers, so it never depends on the receiver's
+    /// configuration beyond what the request itself shows.
     pub fn detail(&self) -> &str {
         &self.detail
+    }
+
+    /// What the receiver's own configuration contributed, for the operator:
+    /// for example `"2 active secret(s)"`, or that no ed25519 public key is
+    /// set while the request carries `v1a` signatures.
+    /// [`VerifyLayer`](crate::VerifyLayer) logs it at `debug` level and never
+    /// puts it in a response; a custom
+    /// [`on_rejection`](crate::VerifyLayer::on_rejection) should not either,
+    /// since it tells an unauthenticated caller how the receiver is set up.
+    pub fn receiver_detail(&self) -> Option<&str> {
+        self.receiver_detail.as_deref()
     }
 }
 
@@ -202,3 +259,15 @@ impl fmt::Display for VerifyError {
 }
 
 impl std::error::Error for VerifyError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_sits_at_its_index() {
+        for (i, kind) in VerifyErrorKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind.index(), i, "{kind}");
+        }
+    }
+}

@@ -11,7 +11,10 @@
 //! }
 //! ```
 //!
-//! The `detail` never contains a secret or the expected signature.
+//! The `detail` never contains a secret or the expected signature, nor how
+//! the receiver is configured (how many secrets are active, whether public
+//! keys are set): it says what to check. The configuration side is in
+//! [`VerifyError::receiver_detail`], which the layer logs at `debug` level.
 
 use axum::body::Body;
 use http::{HeaderValue, Response, StatusCode, header};

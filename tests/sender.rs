@@ -928,6 +928,10 @@ async fn ssrf_guard_refuses_internal_targets_at_registration() {
         "http://[::ffff:127.0.0.1]/",
         "http://2130706433/",
         "http://0.0.0.0/",
+        // Host `x`, which does not resolve: refused in the same words as an
+        // internal host, so the answer tells nothing about internal DNS.
+        "http:///x",
+        "http://no-such-host.invalid/",
     ] {
         let err = strict
             .add_destination(NewDestination::new(url, SECRET))
@@ -942,7 +946,6 @@ async fn ssrf_guard_refuses_internal_targets_at_registration() {
         "ftp://example.com/",
         "http://user:pw@example.com/",
         "not a url",
-        "http:///x",
     ] {
         let err = strict
             .add_destination(NewDestination::new(url, SECRET))
@@ -1014,6 +1017,15 @@ async fn ssrf_guard_is_enforced_at_connect_time() {
             "{:?}",
             h.attempts[0]
         );
+        // The history, which tenants may see, names no address or range.
+        let error = h.attempts[0].error.as_deref().unwrap();
+        assert!(
+            error.contains("must resolve to public addresses"),
+            "{error}"
+        );
+        for needle in ["127.0.0.1", "loopback", "127.0.0.0/8"] {
+            assert!(!error.contains(needle), "{error}");
+        }
     }
     assert_eq!(rx.count(), 0);
 }

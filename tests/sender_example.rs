@@ -62,8 +62,11 @@ async fn the_example_publishes_retries_and_prints_each_attempt() {
     })
     .await
     .unwrap();
+    // The error names no address; the log (stderr) names the range.
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("loopback"));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("ForbiddenAddress"), "{stderr}");
+    assert!(stderr.contains("loopback (127.0.0.0/8)"), "{stderr}");
 
     let out = tokio::task::spawn_blocking({
         let mut cmd = run(Some("127.0.0.1"));

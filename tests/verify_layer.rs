@@ -294,7 +294,90 @@ async fn rotation_reports_which_secret_matched() {
         &[old, new, &sig[7..]],
     )
     .await;
-    assert!(err.detail().contains("1 active secret"), "{err}");
+    assert!(!err.detail().contains("active secret(s)"), "{err}");
+    assert_eq!(err.receiver_detail(), Some("1 active secret(s)"), "{err}");
+}
+
+/// The status and body `layer` answers `headers` with.
+async fn answer(layer: &VerifyLayer, headers: &HeaderMap) -> (StatusCode, Bytes, VerifyError) {
+    let (res, _) = send(layer, request(headers.clone(), Body::from(BODY))).await;
+    let status = res.status();
+    let err = res.extensions().get::<VerifyError>().cloned().unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, body, err)
+}
+
+#[tokio::test]
+async fn a_bad_signature_is_answered_the_same_whatever_the_receiver_holds() {
+    let three = SecretSet::new([
+        Secret::from(SECRET),
+        Secret::from("second-secret-77"),
+        Secret::from("third-secret-88"),
+    ])
+    .unwrap();
+    let mut forged = signed_headers("evt_forged", NOW, BODY);
+    forged.insert(
+        NATIVE_SIGNATURE_HEADER,
+        HeaderValue::from_str(&format!("sha256={}", "ab".repeat(32))).unwrap(),
+    );
+    let (status, one_body, one_err) = answer(&layer(), &forged).await;
+    let three_layer = VerifyLayer::new(three.clone()).clock(FixedClock::at(NOW));
+    let (_, three_body, three_err) = answer(&three_layer, &forged).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(one_body, three_body, "the answer tells how many secrets");
+    let text = String::from_utf8(one_body.to_vec()).unwrap();
+    assert!(text.contains("check that the secret"), "{text}");
+    // The operator still learns it, from the error (logged at debug).
+    assert_eq!(one_err.receiver_detail(), Some("1 active secret(s)"));
+    assert_eq!(three_err.receiver_detail(), Some("3 active secret(s)"));
+
+    // Standard Webhooks: a forged `v1` and `v1a` pair, then a lone `v1a`.
+    use base64::Engine as _;
+    let b64 = |n: usize| base64::engine::general_purpose::STANDARD.encode(vec![7u8; n]);
+    let standard = |set: SecretSet, scheme: Scheme| {
+        VerifyLayer::new(set)
+            .scheme(scheme)
+            .clock(FixedClock::at(NOW))
+    };
+    #[cfg_attr(not(feature = "ed25519"), allow(unused_mut))]
+    let mut layers = vec![
+        standard(secrets(), Scheme::standard()),
+        standard(three, Scheme::standard()),
+    ];
+    #[cfg(feature = "ed25519")]
+    {
+        let key = webhook_guard::Ed25519SigningKey::from_seed(&[9; 32]).public_key();
+        layers.push(standard(
+            secrets(),
+            Scheme::standard().with_public_keys([key]),
+        ));
+    }
+    for signature in [
+        format!("v1,{} v1a,{}", b64(32), b64(64)),
+        format!("v1a,{}", b64(64)),
+    ] {
+        let mut headers = Scheme::standard()
+            .sign(&secrets(), &Message::new("evt_std", NOW, BODY))
+            .unwrap();
+        headers.insert(
+            webhook_guard::scheme::STANDARD_SIGNATURE_HEADER,
+            HeaderValue::from_str(&signature).unwrap(),
+        );
+        let mut bodies = Vec::new();
+        for layer in &layers {
+            let (status, body, err) = answer(layer, &headers).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{err}");
+            assert!(err.receiver_detail().is_some(), "{err}");
+            bodies.push(body);
+        }
+        assert!(
+            bodies.windows(2).all(|w| w[0] == w[1]),
+            "{signature}: answers differ: {bodies:?}"
+        );
+        let text = String::from_utf8(bodies[0].to_vec()).unwrap();
+        assert!(!text.contains("public key(s)"), "{text}");
+        assert!(!text.contains("no public key"), "{text}");
+    }
 }
 
 #[tokio::test]

@@ -224,23 +224,32 @@ pub(super) fn verify(
             return Err(err);
         }
     }
-    let public = std_keys.public_key_count();
-    Err(VerifyError::new(
-        crate::error::VerifyErrorKind::InvalidSignature,
-        if !ed_candidates.is_empty() && public == 0 && hmac_candidates.is_empty() {
-            format!(
-                "the request carries {} `v1a` (ed25519) signature(s) and no public key is configured; \
-                 add one with `Scheme::standard().with_public_keys(..)` (feature `ed25519`)",
-                ed_candidates.len()
-            )
-        } else {
-            format!(
-                "none of the {} `v1` and {} `v1a` signature(s) matches any active secret or any of the {public} public key(s)",
-                hmac_candidates.len(),
-                ed_candidates.len()
-            )
-        },
+    Err(no_match(
+        hmac_candidates.len(),
+        ed_candidates.len(),
+        secrets.active_at(now).count(),
+        std_keys.public_key_count(),
     ))
+}
+
+/// Neither a `v1` nor a `v1a` signature matched. The answer depends only on
+/// the request; the receiver detail says what was configured.
+fn no_match(hmac: usize, ed: usize, active: usize, public: usize) -> VerifyError {
+    let mut receiver = format!("{active} active secret(s), {public} ed25519 public key(s)");
+    if ed > 0 && public == 0 {
+        receiver.push_str(
+            "; the request carries `v1a` (ed25519) signatures: add a public key with \
+             `Scheme::standard().with_public_keys(..)` (feature `ed25519`) to accept them",
+        );
+    }
+    VerifyError::new(
+        crate::error::VerifyErrorKind::InvalidSignature,
+        format!(
+            "none of the {hmac} `v1` and {ed} `v1a` signature(s) in the request matches an active secret or public key; {}",
+            crate::error::CHECK_SECRET_AND_BODY
+        ),
+    )
+    .with_receiver_detail(receiver)
 }
 
 #[cfg(feature = "ed25519")]

@@ -211,13 +211,18 @@ pub enum ErrorClass {
     Timeout,
     /// The connection was refused, reset or closed early.
     Connect,
-    /// The host name did not resolve.
+    /// The host name did not resolve. The sender itself reports a name that
+    /// does not resolve as [`Blocked`](Self::Blocked), so that the history
+    /// does not tell it from a name that resolves to internal addresses;
+    /// this class remains for attempts recorded before.
     Dns,
     /// The TLS handshake or certificate check failed.
     Tls,
     /// An answer came, with a status other than 2xx.
     Status,
-    /// Every address of the host is refused by the SSRF guard.
+    /// The host resolved to no address the SSRF guard allows: only refused
+    /// ones, or none at all. The attempt's error says no more; the sender's
+    /// log names the addresses or the DNS error.
     Blocked,
     /// The request could not be signed (no active secret, unknown scheme).
     Signing,

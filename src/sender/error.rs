@@ -33,14 +33,15 @@ pub enum SenderError {
         /// What is wrong and how to fix it.
         reason: String,
     },
-    /// The destination's host resolves only to addresses the SSRF guard
-    /// refuses.
-    #[error("destination `{url}` is refused: {reason}")]
+    /// The destination's host resolves to no address the SSRF guard allows:
+    /// only to refused ones, or to none at all. The message is the same in
+    /// both cases and names no address, so a caller registering URLs cannot
+    /// probe internal DNS names; the sender logs the detail (host, resolved
+    /// addresses, range, DNS error) at `warn` level for the operator.
+    #[error("destination URL is not allowed: {}", super::ssrf::NOT_PUBLIC)]
     ForbiddenAddress {
-        /// The URL given (without credentials: those are refused earlier).
+        /// The scheme and host of the URL given (`https://example.com`).
         url: String,
-        /// Which address and why it is refused.
-        reason: String,
     },
     /// An event cannot be published as given.
     #[error("invalid event: {reason}")]

@@ -596,25 +596,19 @@ impl<S: DeliveryStore> Sender<S> {
         let Some(host) = parsed.host_str() else {
             return Err(invalid("the URL has no host".into()));
         };
-        let shown = format!("{}://{}", parsed.scheme(), host);
+        let refused = || SenderError::ForbiddenAddress {
+            url: format!("{}://{}", parsed.scheme(), host),
+        };
         if let Some(ip) = ssrf::literal_ip(&parsed) {
-            return self
-                .inner
-                .policy
-                .check(ip)
-                .map_err(|why| SenderError::ForbiddenAddress {
-                    url: shown,
-                    reason: why.to_string(),
-                });
+            return self.inner.policy.check(ip).map_err(|why| {
+                ssrf::log_refused_literal(&why);
+                refused()
+            });
         }
         let port = parsed.port_or_known_default().unwrap_or(443);
         match ssrf::resolve_allowed(&self.inner.policy, host, port).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is::<ssrf::HostBlocked>() => Err(SenderError::ForbiddenAddress {
-                url: shown,
-                reason: e.to_string(),
-            }),
-            Err(e) => Err(invalid(e.to_string())),
+            Err(ssrf::DestinationRefused) => Err(refused()),
         }
     }
 
@@ -622,10 +616,11 @@ impl<S: DeliveryStore> Sender<S> {
     ///
     /// # Errors
     ///
-    /// [`SenderError::InvalidDestination`] for a URL that is not http(s),
-    /// carries credentials or does not resolve, an empty secret or a bad id;
-    /// [`SenderError::ForbiddenAddress`] when the SSRF guard refuses every
-    /// address of the host.
+    /// [`SenderError::InvalidDestination`] for a URL that is not http(s) or
+    /// carries credentials, an empty secret or a bad id;
+    /// [`SenderError::ForbiddenAddress`] when the host resolves to no address
+    /// the SSRF guard allows (only refused ones, or none at all: the error
+    /// does not say which, the log does).
     pub async fn add_destination(&self, new: NewDestination) -> Result<Destination, SenderError> {
         self.check_url(&new.url).await?;
         if new.secrets.iter().any(Secret::is_empty) {

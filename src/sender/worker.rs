@@ -13,7 +13,7 @@ use tracing::Instrument as _;
 use super::delivery::{Delivery, DeliveryAttempt, ErrorClass};
 use super::destination::Destination;
 use super::retry::parse_retry_after;
-use super::ssrf::{DnsFailure, HostBlocked, literal_ip};
+use super::ssrf::{DestinationRefused, NOT_PUBLIC, literal_ip, log_refused_literal};
 use super::store::{DeliveryStore, NextStep};
 use super::{Inner, metric_names};
 use crate::scheme::{Message, Scheme};
@@ -514,9 +514,10 @@ fn build_request<S: DeliveryStore>(
     } = target.signer.as_ref().map_err(Clone::clone)?;
     if let Some(ip) = literal_ip(url) {
         inner.policy.check(ip).map_err(|why| {
+            log_refused_literal(&why);
             (
                 ErrorClass::Blocked,
-                format!("refused by the SSRF guard: {why}"),
+                format!("refused by the SSRF guard: {NOT_PUBLIC}"),
             )
         })?;
     }
@@ -549,10 +550,8 @@ fn classify(e: reqwest::Error) -> (ErrorClass, String) {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     let mut class = None;
     while let Some(err) = source {
-        if err.is::<HostBlocked>() {
+        if err.is::<DestinationRefused>() {
             class.get_or_insert(ErrorClass::Blocked);
-        } else if err.is::<DnsFailure>() {
-            class.get_or_insert(ErrorClass::Dns);
         }
         if !chain.is_empty() {
             chain.push_str(": ");

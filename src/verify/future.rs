@@ -113,12 +113,19 @@ where
     }
 }
 
+/// The rejection response, logged at `debug`; a `warn` summary when one is
+/// due (see [`super::summary`]).
 fn rejection(config: &Config, err: VerifyError) -> Response<Body> {
-    tracing::warn!(
-        scheme = %config.verifier.scheme().name(),
+    let scheme = config.verifier.scheme().name();
+    tracing::debug!(
+        scheme = %scheme,
         kind = %err.kind(),
+        receiver = err.receiver_detail().unwrap_or(""),
         "webhook rejected: {err}"
     );
+    if let Some(summary) = config.rejections.record(err.kind()) {
+        tracing::warn!(scheme = %scheme, rejected = summary.total(), "{summary}");
+    }
     let mut response = (config.on_rejection)(&err);
     response.extensions_mut().insert(err);
     response

@@ -6,6 +6,7 @@ use axum::body::Body;
 use http::Response;
 use tower_layer::Layer;
 
+use super::summary::{DEFAULT_REJECTION_SUMMARY_INTERVAL, RejectionSummary};
 use super::{VerifyWebhook, verified::Verifier};
 use crate::error::VerifyError;
 use crate::replay::{Clock, ReplayWindow};
@@ -21,6 +22,7 @@ pub(crate) struct Config {
     pub(crate) verifier: Verifier,
     pub(crate) body_limit: usize,
     pub(crate) on_rejection: Arc<RejectFn>,
+    pub(crate) rejections: Arc<RejectionSummary>,
 }
 
 /// A tower [`Layer`] that lets through only authentic, fresh webhooks.
@@ -38,7 +40,15 @@ pub(crate) struct Config {
 ///
 /// A failure is answered with an RFC 9457 problem response (401, 413 for size)
 /// and the inner service is not called. The inner service's error type is
-/// passed through untouched.
+/// passed through untouched. The response says what to check, never how the
+/// receiver is configured (how many secrets, whether public keys are set).
+///
+/// Each rejection is logged at `debug` level (kind, detail and
+/// [receiver detail](VerifyError::receiver_detail)); at `warn` level a layer
+/// writes at most one summary per
+/// [`rejection_summary_interval`](Self::rejection_summary_interval) (10 s by
+/// default), so a flood of forged requests does not flood the log. Turn on
+/// `debug` for `webhook_guard` to see each one.
 ///
 /// ```
 /// use axum::{Router, routing::post};
@@ -60,6 +70,7 @@ pub struct VerifyLayer {
     verifier: Verifier,
     body_limit: usize,
     on_rejection: Arc<RejectFn>,
+    rejections: Arc<RejectionSummary>,
 }
 
 impl VerifyLayer {
@@ -75,6 +86,7 @@ impl VerifyLayer {
             verifier,
             body_limit: DEFAULT_BODY_LIMIT,
             on_rejection: Arc::new(crate::problem::default_rejection),
+            rejections: Arc::new(RejectionSummary::new(DEFAULT_REJECTION_SUMMARY_INTERVAL)),
         }
     }
 
@@ -138,6 +150,27 @@ impl VerifyLayer {
         self
     }
 
+    /// Sets the shortest time between two `warn`-level summaries of
+    /// rejections (default 10 s,
+    /// [`DEFAULT_REJECTION_SUMMARY_INTERVAL`](super::DEFAULT_REJECTION_SUMMARY_INTERVAL)).
+    /// Each summary counts the rejections since the previous one, by kind;
+    /// it is written by the first rejection after the interval, so a burst
+    /// that has ended is reported with the next rejection.
+    /// `Duration::ZERO` writes one `warn` line per rejection.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use webhook_guard::{SecretSet, VerifyLayer};
+    ///
+    /// let layer = VerifyLayer::new(SecretSet::single("s")?)
+    ///     .rejection_summary_interval(Duration::from_secs(60));
+    /// # Ok::<(), webhook_guard::ConfigError>(())
+    /// ```
+    pub fn rejection_summary_interval(mut self, interval: Duration) -> Self {
+        self.rejections = Arc::new(RejectionSummary::new(interval));
+        self
+    }
+
     /// The verifier this layer applies.
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
@@ -148,6 +181,7 @@ impl VerifyLayer {
             verifier: self.verifier.clone(),
             body_limit: self.body_limit,
             on_rejection: self.on_rejection.clone(),
+            rejections: self.rejections.clone(),
         })
     }
 }
@@ -157,6 +191,7 @@ impl fmt::Debug for VerifyLayer {
         f.debug_struct("VerifyLayer")
             .field("verifier", &self.verifier)
             .field("body_limit", &self.body_limit)
+            .field("rejection_summary_interval", &self.rejections.interval())
             .finish_non_exhaustive()
     }
 }

@@ -33,9 +33,11 @@
 mod future;
 mod layer;
 mod service;
+mod summary;
 mod verified;
 
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_BODY_LIMIT, VerifyLayer};
 pub use service::VerifyWebhook;
+pub use summary::DEFAULT_REJECTION_SUMMARY_INTERVAL;
 pub use verified::{Verified, Verifier};

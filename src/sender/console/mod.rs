@@ -35,8 +35,11 @@
 //! otherwise); no other answer contains it. `rotate-secret` does the same
 //! in the destination's scheme. Bad input gets an RFC 9457 problem
 //! response naming what is wrong: a URL that does not parse or is not
-//! http(s) (`422`, type `…#invalid-destination`), a URL the SSRF guard
-//! refuses (`422`, `…#forbidden-address`), an unknown scheme (`422`,
+//! http(s) (`422`, type `…#invalid-destination`), a URL whose host resolves
+//! to no address the SSRF guard allows (`422`, `…#forbidden-address`, one
+//! message that names no address and does not tell an internal host from
+//! one that does not resolve; the server log has the detail), an unknown
+//! scheme (`422`,
 //! `…#invalid-scheme`, naming the accepted ones), an unknown event type or
 //! an empty event list (`422`, `…#invalid-event-filter`), a secret the
 //! scheme cannot read (`422`, `…#invalid-input`), malformed JSON (`400`). An
