@@ -7,7 +7,7 @@ use http::Response;
 use tower_layer::Layer;
 
 use super::{VerifyWebhook, verified::Verifier};
-use crate::error::VerifyError;
+use crate::error::{ConfigError, VerifyError};
 use crate::replay::{Clock, ReplayWindow};
 use crate::scheme::Scheme;
 use crate::secret::SecretSet;
@@ -80,9 +80,20 @@ impl VerifyLayer {
 
     /// Uses another wire format.
     pub fn scheme(mut self, scheme: Scheme) -> Self {
-        self.verifier = Verifier::new(scheme, self.verifier.secrets().clone())
-            .replay_window(self.verifier.window().clone());
+        self.verifier = self.verifier.with_scheme(scheme);
         self
+    }
+
+    /// Names the sender this layer verifies, for deduplication keys that
+    /// stay the same across secret rotations. See [`Verifier::tenant`].
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSetting`] for an empty name or one longer than
+    /// 256 bytes.
+    pub fn tenant(mut self, name: impl AsRef<str>) -> Result<Self, ConfigError> {
+        self.verifier = self.verifier.tenant(name)?;
+        Ok(self)
     }
 
     /// Replaces the replay window (tolerance, future skew and clock).

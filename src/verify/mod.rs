@@ -31,11 +31,13 @@
 //! ```
 
 mod future;
+mod identity;
 mod layer;
 mod service;
 mod verified;
 
 pub use future::ResponseFuture;
+pub use identity::VerifierId;
 pub use layer::{DEFAULT_BODY_LIMIT, VerifyLayer};
 pub use service::VerifyWebhook;
 pub use verified::{Verified, Verifier};
