@@ -135,8 +135,9 @@ pub struct IdempotencyLayer {
 
 impl IdempotencyLayer {
     /// A layer over `store`, with a 24 h done TTL, a 5 min lease, the route
-    /// template as scope (see [`scope`](Self::scope)), 409 + `Retry-After: 5` for duplicates in flight and
-    /// fail-closed (503) when the store is down.
+    /// template as scope (see [`scope`](Self::scope)), 409 +
+    /// `Retry-After: 5` for duplicates in flight and fail-closed (503) when
+    /// the store is down.
     pub fn new(store: impl IdempotencyStore) -> Self {
         Self::from_arc(Arc::new(store))
     }

@@ -87,6 +87,27 @@ impl VerifyLayer {
     /// Names the sender this layer verifies, for deduplication keys that
     /// stay the same across secret rotations. See [`Verifier::tenant`].
     ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use axum::{Router, routing::post};
+    /// use webhook_guard::idempotency::{IdempotencyLayer, IdempotencyStore, MokaStore};
+    /// use webhook_guard::{ConfigError, SecretSet, VerifyLayer};
+    ///
+    /// // One store for every tenant (a `RedisStore` when receivers run on
+    /// // several machines); each tenant's keys stay its own.
+    /// let store: Arc<dyn IdempotencyStore> = Arc::new(MokaStore::default());
+    /// let tenant = |name: &str, secret: &str| -> Result<Router, ConfigError> {
+    ///     Ok(Router::new()
+    ///         .route("/webhooks", post(|| async { "ok" }))
+    ///         .layer(IdempotencyLayer::from_arc(store.clone()))
+    ///         .layer(VerifyLayer::new(SecretSet::single(secret)?).tenant(name)?))
+    /// };
+    /// let app: Router = Router::new()
+    ///     .nest("/acme", tenant("acme", "acme-secret")?)
+    ///     .nest("/globex", tenant("globex", "globex-secret")?);
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    ///
     /// # Errors
     ///
     /// [`ConfigError::InvalidSetting`] for an empty name or one longer than
