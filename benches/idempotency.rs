@@ -25,6 +25,10 @@ use webhook_guard::idempotency::{Begin, IdempotencyStore, MokaStore};
 #[allow(unreachable_pub)]
 mod redis_server;
 
+/// Scope and verifier parts of a real key, as `IdempotencyLayer` writes
+/// them for the route `/webhooks` and one HMAC secret.
+const KEY_PREFIX: &str = "9:/webhooks:37:hmac:0123456789abcdef0123456789abcdef:";
+
 /// CPU time of the calling thread. The runtime is current-thread, so the
 /// store's work (moka's housekeeping included) all runs on it.
 struct ThreadCpu;
@@ -57,7 +61,7 @@ const LEASE: Duration = Duration::from_secs(300);
 const TTL: Duration = Duration::from_secs(86_400);
 
 async fn begin_complete(store: &dyn IdempotencyStore, n: u64) {
-    let key = format!("9:/webhooks:evt_{n}");
+    let key = format!("{KEY_PREFIX}evt_{n}");
     let Begin::New(token) = store.begin(&key, LEASE).await.unwrap() else {
         panic!("distinct keys are new")
     };
@@ -77,7 +81,7 @@ fn bench_store<M: Measurement + 'static>(
             .iter(|| begin_complete(store, next.fetch_add(1, Ordering::Relaxed)));
     });
     rt.block_on(begin_complete(store, u64::MAX));
-    let done_key = format!("9:/webhooks:evt_{}", u64::MAX);
+    let done_key = format!("{KEY_PREFIX}evt_{}", u64::MAX);
     group.bench_function("begin (done key)", |b| {
         b.to_async(rt).iter(|| async {
             assert_eq!(store.begin(&done_key, LEASE).await.unwrap(), Begin::Done);
@@ -105,7 +109,7 @@ fn moka_side_by_side<M: Measurement + 'static>(c: &mut Criterion<M>, clock: &str
         |b| {
             b.to_async(&rt).iter(|| async {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                plain.insert(format!("9:/webhooks:evt_{n}"), n).await;
+                plain.insert(format!("{KEY_PREFIX}evt_{n}"), n).await;
             });
         },
     );

@@ -34,6 +34,10 @@ fn peak_rss() -> u64 {
     kib * 1024
 }
 
+/// Scope and verifier parts of a real key, as `IdempotencyLayer` writes
+/// them for the route `/webhooks` and one HMAC secret.
+const KEY_PREFIX: &str = "9:/webhooks:37:hmac:0123456789abcdef0123456789abcdef:";
+
 fn main() {
     let capacity = env_u64("IDEM_CAPACITY", 100_000);
     let keys = env_u64("IDEM_KEYS", 1_000_000);
@@ -47,8 +51,9 @@ fn main() {
         let started = Instant::now();
         let mut max_seen = 0;
         for i in 0..keys {
-            // The shape of a real key: scope length, route path, event id.
-            let key = format!("9:/webhooks:evt_{i:012}");
+            // The shape of a real key: route template and verifier identity
+            // (each after its length), event id.
+            let key = format!("{KEY_PREFIX}evt_{i:012}");
             let Begin::New(token) = store.begin(&key, Duration::from_secs(300)).await.unwrap()
             else {
                 panic!("distinct keys are new")

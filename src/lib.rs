@@ -102,7 +102,7 @@ pub use scheme::{
     TimestampSource,
 };
 pub use secret::{Secret, SecretSet};
-pub use verify::{ResponseFuture, Verified, Verifier, VerifyLayer, VerifyWebhook};
+pub use verify::{ResponseFuture, Verified, Verifier, VerifierId, VerifyLayer, VerifyWebhook};
 
 /// The README's examples, compiled as doctests so they cannot rot.
 #[cfg(doctest)]

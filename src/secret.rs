@@ -244,6 +244,11 @@ impl SecretSet {
         self.iter().find(|s| s.is_active_at(now))
     }
 
+    /// Keyed states of every secret, expired ones included, in index order.
+    pub(crate) fn keyed(&self) -> impl Iterator<Item = &KeyedSecret> {
+        self.keys.iter()
+    }
+
     /// Keyed states of the secrets active at `now`, with their index in the set.
     pub(crate) fn active_at(&self, now: i64) -> impl Iterator<Item = (usize, &KeyedSecret)> {
         self.keys

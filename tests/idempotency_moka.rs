@@ -10,10 +10,14 @@ use std::time::Duration;
 use axum::body::Body;
 use futures_util::FutureExt as _;
 use http::{Request, Response, StatusCode};
-use support::scenarios;
+use support::{scenarios, scope_scenarios};
 use tower::{ServiceBuilder, ServiceExt, service_fn};
-use webhook_guard::idempotency::{Begin, IdempotencyLayer, IdempotencyStore, MokaStore};
-use webhook_guard::{ConfigError, Verified};
+use webhook_guard::idempotency::{
+    Begin, Idempotency, IdempotencyLayer, IdempotencyStore, MokaStore,
+};
+use webhook_guard::{
+    ConfigError, FixedClock, ReplayWindow, Scheme, Verified, Verifier, VerifyWebhook,
+};
 
 fn layer() -> IdempotencyLayer {
     IdempotencyLayer::new(MokaStore::new(10_000))
@@ -69,6 +73,91 @@ async fn unsigned_headers_do_not_change_the_key() {
     scenarios::unsigned_headers_do_not_change_the_key(layer()).await;
 }
 
+#[tokio::test]
+async fn percent_encoded_paths_are_one_route() {
+    scope_scenarios::percent_encoded_paths_are_one_route(layer()).await;
+}
+
+#[tokio::test]
+async fn query_string_does_not_change_the_key() {
+    scope_scenarios::query_string_does_not_change_the_key(layer()).await;
+}
+
+#[tokio::test]
+async fn nested_tenants_keep_their_keys_apart() {
+    scope_scenarios::nested_tenants_keep_their_keys_apart(layer()).await;
+}
+
+#[tokio::test]
+async fn shared_scope_keeps_senders_apart() {
+    scope_scenarios::shared_scope_keeps_senders_apart(layer()).await;
+}
+
+#[tokio::test]
+async fn one_secret_under_two_nests() {
+    scope_scenarios::one_secret_under_two_nests(layer()).await;
+}
+
+#[tokio::test]
+async fn unrouted_requests_share_one_scope() {
+    scope_scenarios::unrouted_requests_share_one_scope(layer()).await;
+}
+
+#[tokio::test]
+async fn adding_a_secret_keeps_the_keys() {
+    scope_scenarios::adding_a_secret_keeps_the_keys(layer()).await;
+}
+
+#[tokio::test]
+async fn tenant_keeps_the_keys_across_rotation() {
+    scope_scenarios::tenant_keeps_the_keys_across_rotation(layer()).await;
+}
+
+/// `service` behind the verifying and idempotency layers over `store`, with
+/// no axum routing.
+fn unrouted<S>(store: &MokaStore, service: S) -> VerifyWebhook<Idempotency<S>> {
+    ServiceBuilder::new()
+        .layer(support::verify_layer())
+        .layer(IdempotencyLayer::new(store.clone()))
+        .service(service)
+}
+
+/// The store key of the event `id` from [`support::signed`] when the layer
+/// runs outside axum routing: the fixed scope, the identity of the secret
+/// that verified it, the id.
+fn unrouted_key(id: &str) -> String {
+    let verified = Verifier::new(Scheme::native(), support::secrets())
+        .replay_window(ReplayWindow::new().clock(FixedClock::at(support::NOW)))
+        .verify(
+            &support::signed(id),
+            bytes::Bytes::from_static(support::BODY),
+        )
+        .unwrap();
+    let verifier = verified.verifier().as_str();
+    assert!(verifier.starts_with("hmac:"), "{verifier}");
+    format!("10:(unrouted):{}:{verifier}:{id}", verifier.len())
+}
+
+/// The layer writes exactly the key [`unrouted_key`] names, so the tests
+/// below that look keys up by it look at the right one.
+#[tokio::test]
+async fn unrouted_key_is_the_one_the_layer_writes() {
+    let store = MokaStore::new(100);
+    let svc = unrouted(
+        &store,
+        service_fn(|_req: Request<Body>| async {
+            Ok::<_, Infallible>(Response::new(Body::from("processed")))
+        }),
+    );
+    let res = svc.oneshot(signed_request("evt_key")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let begun = store
+        .begin(&unrouted_key("evt_key"), Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!(begun, Begin::Done);
+}
+
 fn signed_request(id: &str) -> Request<Body> {
     let mut req = Request::post("/webhooks")
         .body(Body::from(support::BODY))
@@ -80,12 +169,12 @@ fn signed_request(id: &str) -> Request<Body> {
 #[tokio::test]
 async fn inner_service_error_releases_the_key() {
     let store = MokaStore::new(100);
-    let svc = ServiceBuilder::new()
-        .layer(support::verify_layer())
-        .layer(IdempotencyLayer::new(store.clone()))
-        .service(service_fn(|_req: Request<Body>| async {
+    let svc = unrouted(
+        &store,
+        service_fn(|_req: Request<Body>| async {
             Err::<Response<Body>, _>(std::io::Error::other("backend unreachable"))
-        }));
+        }),
+    );
     let err = svc
         .clone()
         .oneshot(signed_request("evt_err"))
@@ -93,9 +182,9 @@ async fn inner_service_error_releases_the_key() {
         .unwrap_err();
     assert_eq!(err.to_string(), "backend unreachable");
     // Released: the next delivery may begin it.
-    let key = "9:/webhooks:evt_err";
+    let key = unrouted_key("evt_err");
     assert!(matches!(
-        store.begin(key, Duration::from_secs(1)).await.unwrap(),
+        store.begin(&key, Duration::from_secs(1)).await.unwrap(),
         Begin::New(_)
     ));
 }
@@ -103,15 +192,15 @@ async fn inner_service_error_releases_the_key() {
 #[tokio::test]
 async fn panic_is_resumed_after_release() {
     let store = MokaStore::new(100);
-    let svc = ServiceBuilder::new()
-        .layer(support::verify_layer())
-        .layer(IdempotencyLayer::new(store.clone()))
-        .service(service_fn(|_req: Request<Body>| async {
+    let svc = unrouted(
+        &store,
+        service_fn(|_req: Request<Body>| async {
             if true {
                 panic!("handler bug");
             }
             Ok::<_, Infallible>(Response::new(Body::empty()))
-        }));
+        }),
+    );
     let caught = AssertUnwindSafe(svc.oneshot(signed_request("evt_boom")))
         .catch_unwind()
         .await;
@@ -119,7 +208,7 @@ async fn panic_is_resumed_after_release() {
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"handler bug"));
     assert!(matches!(
         store
-            .begin("9:/webhooks:evt_boom", Duration::from_secs(1))
+            .begin(&unrouted_key("evt_boom"), Duration::from_secs(1))
             .await
             .unwrap(),
         Begin::New(_)
@@ -129,13 +218,13 @@ async fn panic_is_resumed_after_release() {
 #[tokio::test]
 async fn dropped_response_future_releases_the_key() {
     let store = MokaStore::new(100);
-    let svc = ServiceBuilder::new()
-        .layer(support::verify_layer())
-        .layer(IdempotencyLayer::new(store.clone()))
-        .service(service_fn(|_req: Request<Body>| async {
+    let svc = unrouted(
+        &store,
+        service_fn(|_req: Request<Body>| async {
             std::future::pending::<Result<Response<Body>, Infallible>>().await
-        }));
-    let key = "9:/webhooks:evt_drop";
+        }),
+    );
+    let key = unrouted_key("evt_drop");
     let fut = svc.oneshot(signed_request("evt_drop"));
     // Run it until the handler is pending, then drop it.
     let timed_out = tokio::time::timeout(Duration::from_millis(100), fut).await;
@@ -143,7 +232,7 @@ async fn dropped_response_future_releases_the_key() {
     // The release runs on a spawned task.
     let mut begun = Begin::InFlight;
     for _ in 0..50 {
-        begun = store.begin(key, Duration::from_secs(1)).await.unwrap();
+        begun = store.begin(&key, Duration::from_secs(1)).await.unwrap();
         if matches!(begun, Begin::New(_)) {
             break;
         }

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use support::redis_server::RedisServer;
-use support::{Calls, client, deliver, scenarios, serve};
+use support::{Calls, client, deliver, scenarios, scope_scenarios, serve};
 use webhook_guard::idempotency::{Begin, FailMode, IdempotencyLayer, IdempotencyStore, RedisStore};
 
 async fn store(redis: &RedisServer) -> RedisStore {
@@ -86,6 +86,80 @@ async fn duplicate_waits_for_in_flight() {
 async fn unsigned_headers_do_not_change_the_key() {
     let redis = RedisServer::start();
     scenarios::unsigned_headers_do_not_change_the_key(layer(&redis).await).await;
+}
+
+#[tokio::test]
+async fn percent_encoded_paths_are_one_route() {
+    let redis = RedisServer::start();
+    scope_scenarios::percent_encoded_paths_are_one_route(layer(&redis).await).await;
+}
+
+#[tokio::test]
+async fn query_string_does_not_change_the_key() {
+    let redis = RedisServer::start();
+    scope_scenarios::query_string_does_not_change_the_key(layer(&redis).await).await;
+}
+
+#[tokio::test]
+async fn nested_tenants_keep_their_keys_apart() {
+    let redis = RedisServer::start();
+    scope_scenarios::nested_tenants_keep_their_keys_apart(layer(&redis).await).await;
+}
+
+#[tokio::test]
+async fn shared_scope_keeps_senders_apart() {
+    let redis = RedisServer::start();
+    scope_scenarios::shared_scope_keeps_senders_apart(layer(&redis).await).await;
+}
+
+#[tokio::test]
+async fn one_secret_under_two_nests() {
+    let redis = RedisServer::start();
+    scope_scenarios::one_secret_under_two_nests(layer(&redis).await).await;
+}
+
+#[tokio::test]
+async fn unrouted_requests_share_one_scope() {
+    let redis = RedisServer::start();
+    scope_scenarios::unrouted_requests_share_one_scope(layer(&redis).await).await;
+}
+
+#[tokio::test]
+async fn adding_a_secret_keeps_the_keys() {
+    let redis = RedisServer::start();
+    scope_scenarios::adding_a_secret_keeps_the_keys(layer(&redis).await).await;
+}
+
+#[tokio::test]
+async fn tenant_keeps_the_keys_across_rotation() {
+    let redis = RedisServer::start();
+    scope_scenarios::tenant_keeps_the_keys_across_rotation(layer(&redis).await).await;
+}
+
+/// What Redis holds after four spellings of one delivery and one other
+/// event: two keys, each naming the route template and the verifier's key
+/// fingerprint, none the path as the client spelled it.
+#[tokio::test]
+async fn keys_name_the_route_template_and_the_verifier() {
+    let redis = RedisServer::start();
+    scope_scenarios::percent_encoded_paths_are_one_route(layer(&redis).await).await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for key in &keys {
+        let rest = key
+            .strip_prefix("webhook-guard:idem:15:/hooks/{source}:37:hmac:")
+            .unwrap_or_else(|| panic!("{key}"));
+        let (fingerprint, id) = rest.split_at(32);
+        assert!(fingerprint.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
+        assert!(id.starts_with(":sha256:"), "{key}");
+        assert!(!key.contains('%') && !key.contains("github"), "{key}");
+    }
 }
 
 #[tokio::test]

@@ -2,12 +2,15 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::MatchedPath;
+use http::Request;
 use tower_layer::Layer;
 
 use super::moka::MokaStore;
 use super::service::Idempotency;
 use super::store::IdempotencyStore;
 use crate::error::ConfigError;
+use crate::verify::Verified;
 
 /// Default time a processed event's key is kept: 24 hours.
 pub const DEFAULT_DONE_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -41,11 +44,18 @@ pub enum FailMode {
     Open,
 }
 
+/// Scope of requests that reach the layer without an axum route template
+/// (the layer wraps a plain tower service, a fallback or a `nest_service`).
+pub(crate) const UNROUTED_SCOPE: &str = "(unrouted)";
+
 /// The scope part of the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Scope {
-    /// The request's path (without the query).
-    RoutePath,
+    /// The route template axum matched ([`MatchedPath`], nest prefixes
+    /// included), or [`UNROUTED_SCOPE`] without one. Never the request's
+    /// own path: its spelling (percent-encoding, the part a `nest` strips)
+    /// is the client's to choose and is not signed.
+    RouteTemplate,
     /// A fixed string (a tenant, a destination).
     Fixed(Arc<str>),
 }
@@ -62,14 +72,25 @@ pub(crate) struct Config {
 }
 
 impl Config {
-    /// `{len(scope)}:{scope}:{id}`: the length prefix keeps the key
-    /// unambiguous whatever characters the scope and the id contain.
-    pub(crate) fn key(&self, path: &str, id: &str) -> String {
+    /// `{len(scope)}:{scope}:{len(verifier)}:{verifier}:{id}`, built only
+    /// from configuration (the route template or fixed scope) and from what
+    /// the verifier authenticated (its identity and the event id). The length
+    /// prefixes keep the key unambiguous whatever characters the parts hold.
+    pub(crate) fn key<B>(&self, req: &Request<B>, verified: &Verified) -> String {
         let scope = match &self.scope {
-            Scope::RoutePath => path,
+            Scope::RouteTemplate => req
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or(UNROUTED_SCOPE, MatchedPath::as_str),
             Scope::Fixed(s) => s,
         };
-        format!("{}:{scope}:{id}", scope.len())
+        let verifier = verified.verifier().as_str();
+        format!(
+            "{}:{scope}:{}:{verifier}:{}",
+            scope.len(),
+            verifier.len(),
+            verified.id()
+        )
     }
 
     pub(crate) fn retry_after_secs(&self) -> u64 {
@@ -114,8 +135,9 @@ pub struct IdempotencyLayer {
 
 impl IdempotencyLayer {
     /// A layer over `store`, with a 24 h done TTL, a 5 min lease, the route
-    /// path as scope, 409 + `Retry-After: 5` for duplicates in flight and
-    /// fail-closed (503) when the store is down.
+    /// template as scope (see [`scope`](Self::scope)), 409 +
+    /// `Retry-After: 5` for duplicates in flight and fail-closed (503) when
+    /// the store is down.
     pub fn new(store: impl IdempotencyStore) -> Self {
         Self::from_arc(Arc::new(store))
     }
@@ -127,7 +149,7 @@ impl IdempotencyLayer {
                 store,
                 done_ttl: DEFAULT_DONE_TTL,
                 lease: DEFAULT_LEASE,
-                scope: Scope::RoutePath,
+                scope: Scope::RouteTemplate,
                 in_flight: InFlightPolicy::Reject,
                 retry_after: DEFAULT_RETRY_AFTER,
                 fail_mode: FailMode::Closed,
@@ -178,9 +200,22 @@ impl IdempotencyLayer {
         Ok(self.edit(|c| c.lease = lease))
     }
 
-    /// Uses a fixed scope (a tenant, a destination) instead of the request
-    /// path. Keys of different scopes never collide, so the same event id
-    /// delivered to two scopes is processed once in each.
+    /// Uses a fixed scope (a destination, a group of routes) instead of the
+    /// route template. Keys of different scopes never collide, so the same
+    /// event id delivered to two scopes is processed once in each; routes
+    /// that share a scope deduplicate together.
+    ///
+    /// By default the scope is the route template axum matched
+    /// ([`MatchedPath`]: `/hooks/{source}`, with the prefix of every `nest`),
+    /// or one fixed scope for requests without a template (the layer wraps a
+    /// plain tower service, a fallback or a `nest_service`). The request's
+    /// own path is never used: `/hooks/github` and `/hooks/%67ithub` are
+    /// one route, and a client must not be able to turn one delivery into
+    /// several events by spelling the path differently.
+    ///
+    /// The scope never replaces the verifier's identity: every key also
+    /// holds [`Verified::verifier`], so receivers for different senders
+    /// that share a store and a scope still keep their keys apart.
     pub fn scope(self, scope: impl Into<String>) -> Self {
         let scope: String = scope.into();
         self.edit(|c| c.scope = Scope::Fixed(scope.into()))

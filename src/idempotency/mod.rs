@@ -2,10 +2,12 @@
 //! retry and deliveries arrive twice, late, or at the same time.
 //!
 //! [`IdempotencyLayer`] sits inside [`VerifyLayer`](crate::VerifyLayer). For
-//! every verified request it builds a key from the **scope** (the route path
-//! by default, or a fixed tenant or destination name set with
-//! [`IdempotencyLayer::scope`]) and [`Verified::id`](crate::Verified::id),
-//! then makes one atomic insert-if-absent in an [`IdempotencyStore`]:
+//! every verified request it builds a key from the **scope** (the route
+//! template by default, or a fixed name set with
+//! [`IdempotencyLayer::scope`]), the **verifier's identity**
+//! ([`Verified::verifier`](crate::Verified::verifier)) and the event id
+//! ([`Verified::id`](crate::Verified::id)), then makes one atomic
+//! insert-if-absent in an [`IdempotencyStore`]:
 //!
 //! | the key is | the layer | the handler |
 //! |---|---|---|
@@ -28,6 +30,31 @@
 //! id is never used: an attacker who captured one valid delivery could
 //! replay it with a new value in that header, and each copy would look like
 //! a new event and be processed again.
+//!
+//! The rest of the key is configuration or authenticated too; nothing in it
+//! is something a client can vary without the secret:
+//!
+//! - The **scope** is the route template axum matched (`/hooks/{source}`,
+//!   nest prefixes included), never the request's own path:
+//!   `/hooks/github`, `/hooks/%67ithub` and `/hooks/g%69thub` are one route
+//!   and one scope. Without a template (the layer wraps a plain tower
+//!   service, a fallback or a `nest_service`) every request shares one fixed
+//!   scope. The query string and unsigned headers never count.
+//! - The **verifier's identity** is the fingerprint of the key that
+//!   verified the request, or a tenant name set with
+//!   [`VerifyLayer::tenant`](crate::VerifyLayer::tenant). Receivers for
+//!   several senders may share one store (one Redis for many tenants, each
+//!   `nest`ed under its own prefix with its own secret): a sender who signs
+//!   with its own secret an id that another sender will use only ever
+//!   creates a key under its own identity, and the other sender's event is
+//!   still processed.
+//!
+//! One event delivered to two routes (two templates) is processed once on
+//! each; give the routes one [`IdempotencyLayer::scope`] to process it once
+//! in all. A tenant name keeps deduplicating across secret rotations, the
+//! default key fingerprint does not when the sender's signing secret
+//! changes between two deliveries of an event (see
+//! [`VerifierId`](crate::VerifierId#rotation)).
 //!
 //! ## Choosing the TTLs
 //!

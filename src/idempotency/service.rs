@@ -110,7 +110,7 @@ where
         return Ok(missing_verify_layer());
     };
     let id: Arc<str> = verified.id().into();
-    let key = config.key(req.uri().path(), &id);
+    let key = config.key(&req, verified);
 
     let started = tokio::time::Instant::now();
     let token = loop {

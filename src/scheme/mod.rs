@@ -510,6 +510,15 @@ impl Scheme {
         }
     }
 
+    /// The bytes of the ed25519 public keys (Standard Webhooks `v1a`), in
+    /// the order of [`SignatureMatch::secret_index`]; empty for other schemes.
+    pub(crate) fn ed25519_public_key_bytes(&self) -> Vec<[u8; 32]> {
+        match &self.kind {
+            Kind::Standard(keys) => keys.public_key_bytes(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Where the deduplication id of a verified request comes from.
     pub fn id_source(&self) -> IdSource {
         match self.kind {

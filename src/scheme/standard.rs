@@ -49,6 +49,18 @@ impl StandardKeys {
         }
     }
 
+    /// The public keys' bytes, in index order.
+    pub(super) fn public_key_bytes(&self) -> Vec<[u8; 32]> {
+        #[cfg(feature = "ed25519")]
+        {
+            self.public.iter().map(|k| k.0.to_bytes()).collect()
+        }
+        #[cfg(not(feature = "ed25519"))]
+        {
+            Vec::new()
+        }
+    }
+
     fn public_key_count(&self) -> usize {
         #[cfg(feature = "ed25519")]
         {

@@ -8,7 +8,7 @@ use tower_layer::Layer;
 
 use super::summary::{DEFAULT_REJECTION_SUMMARY_INTERVAL, RejectionSummary};
 use super::{VerifyWebhook, verified::Verifier};
-use crate::error::VerifyError;
+use crate::error::{ConfigError, VerifyError};
 use crate::replay::{Clock, ReplayWindow};
 use crate::scheme::Scheme;
 use crate::secret::SecretSet;
@@ -92,9 +92,41 @@ impl VerifyLayer {
 
     /// Uses another wire format.
     pub fn scheme(mut self, scheme: Scheme) -> Self {
-        self.verifier = Verifier::new(scheme, self.verifier.secrets().clone())
-            .replay_window(self.verifier.window().clone());
+        self.verifier = self.verifier.with_scheme(scheme);
         self
+    }
+
+    /// Names the sender this layer verifies, for deduplication keys that
+    /// stay the same across secret rotations. See [`Verifier::tenant`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use axum::{Router, routing::post};
+    /// use webhook_guard::idempotency::{IdempotencyLayer, IdempotencyStore, MokaStore};
+    /// use webhook_guard::{ConfigError, SecretSet, VerifyLayer};
+    ///
+    /// // One store for every tenant (a `RedisStore` when receivers run on
+    /// // several machines); each tenant's keys stay its own.
+    /// let store: Arc<dyn IdempotencyStore> = Arc::new(MokaStore::default());
+    /// let tenant = |name: &str, secret: &str| -> Result<Router, ConfigError> {
+    ///     Ok(Router::new()
+    ///         .route("/webhooks", post(|| async { "ok" }))
+    ///         .layer(IdempotencyLayer::from_arc(store.clone()))
+    ///         .layer(VerifyLayer::new(SecretSet::single(secret)?).tenant(name)?))
+    /// };
+    /// let app: Router = Router::new()
+    ///     .nest("/acme", tenant("acme", "acme-secret")?)
+    ///     .nest("/globex", tenant("globex", "globex-secret")?);
+    /// # Ok::<(), ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSetting`] for an empty name or one longer than
+    /// 256 bytes.
+    pub fn tenant(mut self, name: impl AsRef<str>) -> Result<Self, ConfigError> {
+        self.verifier = self.verifier.tenant(name)?;
+        Ok(self)
     }
 
     /// Replaces the replay window (tolerance, future skew and clock).

@@ -31,12 +31,14 @@
 //! ```
 
 mod future;
+mod identity;
 mod layer;
 mod service;
 mod summary;
 mod verified;
 
 pub use future::ResponseFuture;
+pub use identity::VerifierId;
 pub use layer::{DEFAULT_BODY_LIMIT, VerifyLayer};
 pub use service::VerifyWebhook;
 pub use summary::DEFAULT_REJECTION_SUMMARY_INTERVAL;

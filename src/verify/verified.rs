@@ -5,7 +5,8 @@ use bytes::Bytes;
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
-use crate::error::VerifyError;
+use super::identity::{Identities, VerifierId};
+use crate::error::{ConfigError, VerifyError};
 use crate::replay::ReplayWindow;
 use crate::scheme::{
     IdSource, Scheme, SchemeName, SignatureAlgorithm, SignatureMatch, TimestampSource,
@@ -24,17 +25,24 @@ pub struct Verified {
 struct Inner {
     matched: SignatureMatch,
     scheme: SchemeName,
+    verifier: VerifierId,
     id_source: IdSource,
     body: Bytes,
     content_id: OnceLock<String>,
 }
 
 impl Verified {
-    pub(crate) fn new(matched: SignatureMatch, scheme: &Scheme, body: Bytes) -> Self {
+    pub(crate) fn new(
+        matched: SignatureMatch,
+        scheme: &Scheme,
+        verifier: VerifierId,
+        body: Bytes,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 matched,
                 scheme: scheme.name(),
+                verifier,
                 id_source: scheme.id_source(),
                 body,
                 content_id: OnceLock::new(),
@@ -78,6 +86,14 @@ impl Verified {
         self.inner.scheme
     }
 
+    /// Who vouched for this request: the configured tenant, or a fingerprint
+    /// of the key that matched. Never derived from the request itself, so
+    /// two senders with different secrets always get different identities;
+    /// [`IdempotencyLayer`](crate::IdempotencyLayer) scopes its keys by it.
+    pub fn verifier(&self) -> &VerifierId {
+        &self.inner.verifier
+    }
+
     /// Index in the [`SecretSet`] of the secret that matched. During a
     /// rotation, watch this to see when the old secret stops being used.
     pub fn secret_index(&self) -> usize {
@@ -112,6 +128,7 @@ impl fmt::Debug for Verified {
             .field("timestamp", &self.inner.matched.timestamp)
             .field("timestamp_source", &self.inner.matched.timestamp_source)
             .field("scheme", &self.inner.scheme)
+            .field("verifier", &self.inner.verifier)
             .field("secret_index", &self.inner.matched.secret_index)
             .field("algorithm", &self.inner.matched.algorithm)
             .field("delivery_id", &self.inner.matched.delivery_id)
@@ -144,6 +161,7 @@ pub struct Verifier {
     scheme: Scheme,
     secrets: SecretSet,
     window: ReplayWindow,
+    identities: Identities,
 }
 
 impl Verifier {
@@ -151,9 +169,47 @@ impl Verifier {
     /// replay window (300 s each way, system clock).
     pub fn new(scheme: Scheme, secrets: SecretSet) -> Self {
         Self {
+            identities: Identities::of_keys(&scheme, &secrets),
             scheme,
             secrets,
             window: ReplayWindow::new(),
+        }
+    }
+
+    /// Names the sender this verifier stands for. Every request it verifies
+    /// then carries the identity `tenant:<name>` ([`Verified::verifier`])
+    /// instead of the fingerprint of the key that matched, so deduplication
+    /// keys stay the same across every secret rotation.
+    ///
+    /// Give each verifier that shares an idempotency store a name of its
+    /// own: two verifiers with the same name share deduplication keys, and
+    /// either sender could then mark the other's events as processed.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSetting`] for an empty name or one longer than
+    /// 256 bytes.
+    pub fn tenant(mut self, name: impl AsRef<str>) -> Result<Self, ConfigError> {
+        self.identities = Identities::tenant(name.as_ref())?;
+        Ok(self)
+    }
+
+    /// The name set with [`tenant`](Self::tenant), if any.
+    pub fn tenant_name(&self) -> Option<&str> {
+        self.identities.tenant_name()
+    }
+
+    /// The same verifier for another wire format: same secrets, window and
+    /// tenant.
+    pub(crate) fn with_scheme(self, scheme: Scheme) -> Self {
+        let identities = match self.identities {
+            tenant @ Identities::Tenant(_) => tenant,
+            Identities::Keys { .. } => Identities::of_keys(&scheme, &self.secrets),
+        };
+        Self {
+            scheme,
+            identities,
+            ..self
         }
     }
 
@@ -196,6 +252,7 @@ impl Verifier {
         if let Some(ts) = matched.timestamp {
             self.window.check_at(ts, now)?;
         }
-        Ok(Verified::new(matched, &self.scheme, body))
+        let verifier = self.identities.of(&matched);
+        Ok(Verified::new(matched, &self.scheme, verifier, body))
     }
 }

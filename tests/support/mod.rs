@@ -4,6 +4,7 @@
 
 pub mod redis_server;
 pub mod scenarios;
+pub mod scope_scenarios;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -97,10 +98,22 @@ pub async fn deliver_with(
     path: &str,
     headers: HeaderMap,
 ) -> reqwest::Result<Answer> {
+    deliver_body(client, addr, path, headers, BODY).await
+}
+
+/// POSTs `body` with `headers` to `http://{addr}{path}`; `path` is sent as
+/// written (percent-encoding included).
+pub async fn deliver_body(
+    client: &reqwest::Client,
+    addr: SocketAddr,
+    path: &str,
+    headers: HeaderMap,
+    body: &'static [u8],
+) -> reqwest::Result<Answer> {
     let res = client
         .post(format!("http://{addr}{path}"))
         .headers(headers)
-        .body(BODY)
+        .body(body)
         .send()
         .await?;
     let status = res.status().as_u16();

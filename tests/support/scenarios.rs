@@ -30,7 +30,7 @@ where
 }
 
 /// A handler that counts calls and takes `delay` to process.
-fn counting(calls: &Calls, delay: Duration) -> impl Handler<((),), ()> {
+pub fn counting(calls: &Calls, delay: Duration) -> impl Handler<((),), ()> {
     let calls = calls.clone();
     move || {
         let calls = calls.clone();
@@ -218,7 +218,7 @@ pub async fn lease_expires_after_crash(layer: IdempotencyLayer) {
 }
 
 /// The same event id in different scopes is processed once per scope; the
-/// default scope is the route path; a fixed scope overrides the path.
+/// default scope is the route template; a fixed scope overrides it.
 pub async fn scopes_isolate(layer: IdempotencyLayer) {
     let calls = Calls::default();
     let handler = counting(&calls, Duration::ZERO);
