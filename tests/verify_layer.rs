@@ -695,6 +695,51 @@ async fn body_only_without_timestamp_is_refused_unless_allowed() {
 }
 
 #[tokio::test]
+async fn body_only_allows_no_timestamp_only_for_a_json_object_without_the_key() {
+    let lenient = body_only_layer(Scheme::native_body_only().allow_missing_timestamp());
+    // Each of these is signed, and each would, read by some JSON parser,
+    // either carry the stale timestamp or be no object at all: none may pass
+    // as "no timestamp" and so escape the window.
+    for body in [
+        // Two `timestamp` keys: parsers disagree on which one wins.
+        &br#"{"event":"kpi.alert","timestamp":1000,"timestamp":1000}"#[..],
+        br#"{"timestamp":1000,"time\u0073tamp":1000}"#,
+        // Trailing bytes after the object.
+        br#"{"event":"kpi.alert"} {"timestamp":1000}"#,
+        br#"{"event":"kpi.alert"}garbage"#,
+        // Not an object, or not JSON at all.
+        br#"[{"timestamp":1000}]"#,
+        b"[1000]",
+        b"1000",
+        br#""{\"timestamp\":1000}""#,
+        b"event=kpi.alert&timestamp=1000",
+        b"",
+        br#"{"event":"kpi.alert""#,
+        // A key that is present but holds no time.
+        br#"{"event":"kpi.alert","timestamp":null}"#,
+    ] {
+        let (res, handler) =
+            send(&lenient, request(body_only_headers(body), Body::from(body))).await;
+        let err = assert_rejected(res, &handler, VerifyErrorKind::MissingTimestamp, &[]).await;
+        assert!(
+            err.detail().contains("unusable"),
+            "{:?}: {err}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    // A JSON object without the key (surrounding whitespace allowed) is the
+    // one body that may carry no timestamp.
+    let no_ts = b" {\"event\":\"kpi.alert\",\"data\":{\"timestamp\":1000}}\n";
+    let (res, handler) = send(
+        &lenient,
+        request(body_only_headers(no_ts), Body::from(&no_ts[..])),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(handler.last().1.unwrap().timestamp(), None);
+}
+
+#[tokio::test]
 async fn body_only_needs_no_id_or_timestamp_header_but_a_valid_signature() {
     let layer = body_only_layer(Scheme::native_body_only());
     let mut tampered = BODY.to_vec();
