@@ -30,11 +30,13 @@
 //! # }
 //! ```
 
+mod drain;
 mod future;
 mod layer;
 mod service;
 mod verified;
 
+pub use drain::{DEFAULT_DRAIN_BYTES, DEFAULT_DRAIN_TIME};
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_BODY_LIMIT, VerifyLayer};
 pub use service::VerifyWebhook;
