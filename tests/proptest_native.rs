@@ -158,6 +158,27 @@ fn expect_for_signature(value: &[u8], originals: &[[u8; 32]]) -> Expect {
     }
 }
 
+/// What body-only mode (`allow_missing_timestamp`) answers when the signature
+/// matched the secret at `index`: only a JSON object without a `timestamp`
+/// field may carry no timestamp; any other body (arbitrary bytes are almost
+/// never a JSON object) is refused as an unusable timestamp, which is checked
+/// only after the signature.
+fn body_only_expect(body: &[u8], index: usize) -> Expect {
+    match serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body) {
+        Ok(object) if !object.contains_key("timestamp") => Expect::Accepted(index),
+        _ => Expect::Rejected(VerifyErrorKind::MissingTimestamp),
+    }
+}
+
+/// What `mode` answers for `body` when the signature matched the secret at
+/// `index`.
+fn expect_matched(mode: Mode, body: &[u8], index: usize) -> Expect {
+    match mode {
+        Mode::Signed => Expect::Accepted(index),
+        Mode::BodyOnly => body_only_expect(body, index),
+    }
+}
+
 /// Replaces one header with `value`; `None` when HTTP cannot carry it (such a
 /// request never reaches a receiver).
 fn with_header(headers: &HeaderMap, name: &'static str, value: &[u8]) -> Option<HeaderMap> {
@@ -201,7 +222,8 @@ proptest! {
         match scheme.sign(&secrets, &Message::new(&id, ts, &body)) {
             Ok(headers) => {
                 prop_assert!(ts >= 0 || mode == Mode::BodyOnly);
-                prop_assert!(scheme.verify_signature(&secrets, &headers, &body, ts).is_ok());
+                let result = scheme.verify_signature(&secrets, &headers, &body, ts);
+                prop_assert_eq!(outcome(&result), expect_matched(mode, &body, 0));
             }
             Err(err) => {
                 prop_assert!(ts < 0 && mode == Mode::Signed);
@@ -236,13 +258,23 @@ proptest! {
         let scheme = Mode::BodyOnly.scheme();
         let headers = scheme.sign(&secrets, &Message::new("unused", ts, &body)).unwrap();
         prop_assert_eq!(headers.len(), 1);
-        let m = scheme.verify_signature(&secrets, &headers, &body, ts).unwrap();
-        prop_assert_eq!(m.secret_index(), 0);
-        prop_assert_eq!(m.id(), None);
+        let result = scheme.verify_signature(&secrets, &headers, &body, ts);
+        prop_assert_eq!(outcome(&result), body_only_expect(&body, 0));
+        if let Ok(m) = result {
+            prop_assert_eq!(m.id(), None);
+        }
         for key in &keys {
             let alone = SecretSet::single(key.clone()).unwrap();
-            prop_assert!(scheme.verify_signature(&alone, &headers, &body, ts).is_ok());
+            let result = scheme.verify_signature(&alone, &headers, &body, ts);
+            prop_assert_eq!(outcome(&result), body_only_expect(&body, 0));
         }
+        // The same bytes as the value of a JSON object's field always pass.
+        let object = serde_json::to_vec(&serde_json::json!({ "data": hex::encode(&body) })).unwrap();
+        let headers = scheme.sign(&secrets, &Message::new("unused", ts, &object)).unwrap();
+        let m = scheme.verify_signature(&secrets, &headers, &object, ts).unwrap();
+        prop_assert_eq!(m.secret_index(), 0);
+        prop_assert_eq!(m.id(), None);
+        prop_assert_eq!(m.timestamp_source(), TimestampSource::None);
     }
 
     #[test]
@@ -353,7 +385,10 @@ proptest! {
             prop_assert!(value.iter().any(|&b| (b < b' ' && b != b'\t') || b == 0x7f));
             return Ok(());
         };
-        let expected = expect_for_signature(&value, &tags_of(original));
+        let expected = match expect_for_signature(&value, &tags_of(original)) {
+            Expect::Accepted(index) => expect_matched(mode, &body, index),
+            rejected => rejected,
+        };
         if keys.len() == 1 {
             // With one secret the only way to pass is the same signature
             // written with a hex letter in the other case.

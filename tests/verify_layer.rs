@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
@@ -183,6 +184,9 @@ struct RecordingBody {
     chunks: VecDeque<Result<Bytes, io::Error>>,
     polls: Arc<AtomicUsize>,
     exact: Option<u64>,
+    /// Once the chunks are out, stay pending (a client that stops sending)
+    /// instead of ending.
+    stall: bool,
 }
 
 impl RecordingBody {
@@ -192,6 +196,7 @@ impl RecordingBody {
             chunks: chunks.into_iter().collect(),
             polls: polls.clone(),
             exact: None,
+            stall: false,
         };
         (body, polls)
     }
@@ -207,7 +212,10 @@ impl http_body::Body for RecordingBody {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
         this.polls.fetch_add(1, Ordering::SeqCst);
-        Poll::Ready(this.chunks.pop_front().map(|c| c.map(Frame::data)))
+        match this.chunks.pop_front() {
+            None if this.stall => Poll::Pending,
+            chunk => Poll::Ready(chunk.map(|c| c.map(Frame::data))),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -778,6 +786,51 @@ async fn body_only_without_timestamp_is_refused_unless_allowed() {
 }
 
 #[tokio::test]
+async fn body_only_allows_no_timestamp_only_for_a_json_object_without_the_key() {
+    let lenient = body_only_layer(Scheme::native_body_only().allow_missing_timestamp());
+    // Each of these is signed, and each would, read by some JSON parser,
+    // either carry the stale timestamp or be no object at all: none may pass
+    // as "no timestamp" and so escape the window.
+    for body in [
+        // Two `timestamp` keys: parsers disagree on which one wins.
+        &br#"{"event":"kpi.alert","timestamp":1000,"timestamp":1000}"#[..],
+        br#"{"timestamp":1000,"time\u0073tamp":1000}"#,
+        // Trailing bytes after the object.
+        br#"{"event":"kpi.alert"} {"timestamp":1000}"#,
+        br#"{"event":"kpi.alert"}garbage"#,
+        // Not an object, or not JSON at all.
+        br#"[{"timestamp":1000}]"#,
+        b"[1000]",
+        b"1000",
+        br#""{\"timestamp\":1000}""#,
+        b"event=kpi.alert&timestamp=1000",
+        b"",
+        br#"{"event":"kpi.alert""#,
+        // A key that is present but holds no time.
+        br#"{"event":"kpi.alert","timestamp":null}"#,
+    ] {
+        let (res, handler) =
+            send(&lenient, request(body_only_headers(body), Body::from(body))).await;
+        let err = assert_rejected(res, &handler, VerifyErrorKind::MissingTimestamp, &[]).await;
+        assert!(
+            err.detail().contains("unusable"),
+            "{:?}: {err}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    // A JSON object without the key (surrounding whitespace allowed) is the
+    // one body that may carry no timestamp.
+    let no_ts = b" {\"event\":\"kpi.alert\",\"data\":{\"timestamp\":1000}}\n";
+    let (res, handler) = send(
+        &lenient,
+        request(body_only_headers(no_ts), Body::from(&no_ts[..])),
+    )
+    .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(handler.last().1.unwrap().timestamp(), None);
+}
+
+#[tokio::test]
 async fn body_only_needs_no_id_or_timestamp_header_but_a_valid_signature() {
     let layer = body_only_layer(Scheme::native_body_only());
     let mut tampered = BODY.to_vec();
@@ -802,8 +855,13 @@ async fn content_length_over_the_limit_is_refused_before_reading() {
     let mut headers = signed_headers("evt_big", NOW, &body);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(65));
     let (stream, polls) = RecordingBody::new([Ok(Bytes::from(body))]);
-    let (res, handler) = send(&layer().body_limit(64), request(headers, stream)).await;
+    // Without draining (tested below), nothing reads the refused body later.
+    let layer = layer()
+        .body_limit(64)
+        .drain_rejected_body(0, Duration::ZERO);
+    let (res, handler) = send(&layer, request(headers, stream)).await;
     let err = assert_rejected(res, &handler, VerifyErrorKind::PayloadTooLarge, &[]).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(polls.load(Ordering::SeqCst), 0, "the body was never polled");
     assert!(err.detail().contains("65 bytes (Content-Length)"), "{err}");
     assert!(err.detail().contains("limit is 64 bytes"), "{err}");
@@ -832,12 +890,89 @@ async fn streamed_body_over_the_limit_is_cut_off() {
     let headers = signed_headers("evt_stream", NOW, &full);
     let req = request(headers, stream);
     let handler = Handler::default();
-    let svc = layer().body_limit(64).layer(handler.service());
-    let res = svc.oneshot(req).await.unwrap();
+    let layer = layer()
+        .body_limit(64)
+        .drain_rejected_body(0, Duration::ZERO);
+    let res = layer.layer(handler.service()).oneshot(req).await.unwrap();
     let err = assert_rejected(res, &handler, VerifyErrorKind::PayloadTooLarge, &[]).await;
     assert!(err.detail().contains("limit of 64 bytes"), "{err}");
     // Reading stopped at the first chunk past the limit.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(polls.load(Ordering::SeqCst) <= 5, "polled {polls:?} times");
+}
+
+/// Sends `req` through `layer` with a 64-byte limit, checks the 413, and
+/// returns how often the body was polled once the drain had time to run,
+/// and whether the body was dropped by then.
+async fn polls_after_413(
+    layer: VerifyLayer,
+    req: Request<RecordingBody>,
+    polls: Arc<AtomicUsize>,
+) -> (usize, bool) {
+    let (res, handler) = send(&layer.body_limit(64), req).await;
+    assert_rejected(res, &handler, VerifyErrorKind::PayloadTooLarge, &[]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (polls.load(Ordering::SeqCst), Arc::strong_count(&polls) == 1)
+}
+
+fn oversized(
+    chunks: usize,
+    content_length: Option<usize>,
+) -> (Request<RecordingBody>, Arc<AtomicUsize>) {
+    let (body, polls) = RecordingBody::new((0..chunks).map(|_| Ok(Bytes::from(vec![b'x'; 16]))));
+    let mut headers = HeaderMap::new();
+    if let Some(len) = content_length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    }
+    (request(headers, body), polls)
+}
+
+#[tokio::test]
+async fn a_refused_body_is_read_to_its_end_after_the_answer() {
+    // Declared too large: answered before reading, then read to the end
+    // (ten chunks and the end of the body).
+    let (req, polls) = oversized(10, Some(160));
+    assert_eq!(polls_after_413(layer(), req, polls).await, (11, true));
+    // Found too large while streaming: the same.
+    let (req, polls) = oversized(10, None);
+    assert_eq!(polls_after_413(layer(), req, polls).await, (11, true));
+}
+
+#[tokio::test]
+async fn draining_a_refused_body_is_bounded() {
+    let capped = || layer().drain_rejected_body(64, Duration::from_secs(5));
+    // At most 64 bytes more are read: four chunks past the five that went
+    // over the 64-byte limit while streaming.
+    let (req, polls) = oversized(100, None);
+    assert_eq!(polls_after_413(capped(), req, polls).await, (9, true));
+    // A declared length beyond the cap is not read at all.
+    let (req, polls) = oversized(100, Some(1600));
+    assert_eq!(polls_after_413(capped(), req, polls).await, (0, true));
+    // Neither is a body the client waits to be asked for.
+    let (mut req, polls) = oversized(10, Some(160));
+    req.headers_mut()
+        .insert(header::EXPECT, HeaderValue::from_static("100-Continue"));
+    assert_eq!(polls_after_413(layer(), req, polls).await, (0, true));
+    // Nor anything with draining turned off.
+    let off = layer().drain_rejected_body(usize::MAX, Duration::ZERO);
+    let (req, polls) = oversized(10, Some(160));
+    assert_eq!(polls_after_413(off, req, polls).await, (0, true));
+    let off = layer().drain_rejected_body(0, Duration::from_secs(5));
+    let (req, polls) = oversized(10, None);
+    assert_eq!(polls_after_413(off, req, polls).await, (5, true));
+    // A body that stops sending is dropped when the time is up.
+    let (mut req, polls) = oversized(1, Some(160));
+    req.body_mut().stall = true;
+    let slow = layer().drain_rejected_body(1024, Duration::from_millis(100));
+    let (polled, dropped) = polls_after_413(slow, req, polls).await;
+    assert!(
+        polled >= 2 && dropped,
+        "polled {polled} times, dropped: {dropped}"
+    );
+    let (mut req, polls) = oversized(1, Some(160));
+    req.body_mut().stall = true;
+    let patient = layer().drain_rejected_body(1024, Duration::from_secs(5));
+    assert_eq!(polls_after_413(patient, req, polls).await, (2, false));
 }
 
 #[tokio::test]

@@ -464,10 +464,17 @@ impl Scheme {
         }
     }
 
-    /// Body-only mode: accept bodies that carry no `timestamp` field (or are
-    /// not JSON). Such requests then have no replay protection except
-    /// idempotency. A timestamp that *is* present is still checked. Has no
-    /// effect on other schemes.
+    /// Body-only mode: accept a body that is a JSON object without a
+    /// top-level `timestamp` field. Such requests then have no replay
+    /// protection except idempotency. Has no effect on other schemes.
+    ///
+    /// Everything else is still refused as an unusable timestamp
+    /// ([`VerifyErrorKind::MissingTimestamp`](crate::VerifyErrorKind::MissingTimestamp)):
+    /// a `timestamp` that is present but not a valid time (`null` too) is
+    /// checked as usual, and a body that is not exactly one valid JSON object
+    /// (not JSON, another JSON value, trailing bytes after the object) or
+    /// that has the `timestamp` key twice is never taken as "no timestamp",
+    /// since another JSON parser might read a timestamp from it.
     #[must_use]
     pub fn allow_missing_timestamp(mut self) -> Self {
         if let Kind::NativeBodyOnly { require_timestamp } = &mut self.kind {

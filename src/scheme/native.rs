@@ -217,19 +217,19 @@ pub(super) fn verify_body_only(
     // Only authenticated bytes are parsed, and only for their timestamp.
     let timestamp = match body_timestamp(body) {
         Ok(ts) => Some(ts),
-        Err(why) if require_timestamp => {
+        Err(BodyTimestampError::Invalid(why)) => {
+            return Err(VerifyError::new(
+                VerifyErrorKind::MissingTimestamp,
+                format!("the body's `timestamp` field is unusable: {why}"),
+            ));
+        }
+        Err(BodyTimestampError::Absent(why)) if require_timestamp => {
             return Err(VerifyError::new(
                 VerifyErrorKind::MissingTimestamp,
                 format!(
                     "body-only mode checks the replay window on the body's signed `timestamp` field: {why}; \
                      send RFC 3339 text or unix seconds, or opt out with `Scheme::native_body_only().allow_missing_timestamp()`"
                 ),
-            ));
-        }
-        Err(BodyTimestampError::Invalid(why)) => {
-            return Err(VerifyError::new(
-                VerifyErrorKind::MissingTimestamp,
-                format!("the body's `timestamp` field is unusable: {why}"),
             ));
         }
         Err(BodyTimestampError::Absent(_)) => None,
@@ -244,9 +244,12 @@ pub(super) fn verify_body_only(
 
 #[derive(Debug)]
 pub(crate) enum BodyTimestampError {
-    /// No timestamp at all (not JSON, not an object, no field, or null).
+    /// A valid JSON object without a top-level `timestamp` field: the only
+    /// body that may mean "no timestamp".
     Absent(&'static str),
-    /// A `timestamp` field that is present but not a valid time.
+    /// Anything else: a `timestamp` field that is not a valid time (`null`
+    /// included), a field that appears twice, or a body that is not exactly
+    /// one JSON object (invalid JSON, another JSON value, trailing bytes).
     Invalid(String),
 }
 
@@ -259,30 +262,118 @@ impl std::fmt::Display for BodyTimestampError {
     }
 }
 
+/// A value of the `timestamp` field as sent.
+enum RawTs<'a> {
+    Int(i64),
+    Text(std::borrow::Cow<'a, str>),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for RawTs<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Any<'a> {
+            Int(i64),
+            Text(#[serde(borrow)] std::borrow::Cow<'a, str>),
+            Other(serde::de::IgnoredAny),
+        }
+        Ok(match Any::deserialize(de)? {
+            Any::Int(secs) => RawTs::Int(secs),
+            Any::Text(text) => RawTs::Text(text),
+            Any::Other(_) => RawTs::Other,
+        })
+    }
+}
+
+/// A top-level object key: `timestamp` or anything else (escapes decoded,
+/// so `"time\u0073tamp"` is `timestamp` too, as every JSON parser reads it).
+enum Key {
+    Timestamp,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl serde::de::Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Key, E> {
+                Ok(if key == "timestamp" {
+                    Key::Timestamp
+                } else {
+                    Key::Other
+                })
+            }
+        }
+        de.deserialize_identifier(KeyVisitor)
+    }
+}
+
+/// The `timestamp` field of a JSON object, refusing a second one: JSON
+/// parsers disagree on which of two equal keys wins, so a body that a
+/// sender's parser reads one way must not read as "no timestamp" here.
+struct Envelope<'a>(Option<RawTs<'a>>);
+
+impl<'de> serde::Deserialize<'de> for Envelope<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> serde::de::Visitor<'de> for ObjectVisitor {
+            type Value = Envelope<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Envelope<'de>, A::Error> {
+                let mut timestamp = None;
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Timestamp if timestamp.is_some() => {
+                            return Err(serde::de::Error::duplicate_field("timestamp"));
+                        }
+                        Key::Timestamp => timestamp = Some(map.next_value::<RawTs<'de>>()?),
+                        Key::Other => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Envelope(timestamp))
+            }
+        }
+        de.deserialize_map(ObjectVisitor)
+    }
+}
+
 /// Reads the top-level `timestamp` field of a JSON object body, skipping
 /// everything else without building it.
+///
+/// Only a body that is exactly one valid JSON object without the field is
+/// [`Absent`](BodyTimestampError::Absent); every other failure is
+/// [`Invalid`](BodyTimestampError::Invalid), so that a body another parser
+/// might read a timestamp from is never taken as "no timestamp".
 pub(crate) fn body_timestamp(body: &[u8]) -> Result<i64, BodyTimestampError> {
-    #[derive(serde::Deserialize)]
-    struct Envelope<'a> {
-        #[serde(default, borrow)]
-        timestamp: Option<RawTs<'a>>,
+    // Checked first so that the error for another JSON value (a long string,
+    // say) does not quote the body back.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(BodyTimestampError::Invalid(
+            "the body is not a JSON object".into(),
+        ));
     }
-    #[derive(serde::Deserialize)]
-    #[serde(untagged)]
-    enum RawTs<'a> {
-        Int(i64),
-        Text(std::borrow::Cow<'a, str>),
-        Other(serde::de::IgnoredAny),
-    }
-    let env: Envelope<'_> = serde_json::from_slice(body)
-        .map_err(|_| BodyTimestampError::Absent("the body is not a JSON object"))?;
-    match env.timestamp {
+    let env: Envelope<'_> = serde_json::from_slice(body).map_err(|e| {
+        BodyTimestampError::Invalid(format!("the body is not one valid JSON object: {e}"))
+    })?;
+    match env.0 {
         None => Err(BodyTimestampError::Absent(
             "the body has no `timestamp` field",
         )),
         Some(RawTs::Int(secs)) => Ok(secs),
         Some(RawTs::Text(text)) => parse_text_timestamp(&text),
-        Some(RawTs::Other(_)) => Err(BodyTimestampError::Invalid(
+        Some(RawTs::Other) => Err(BodyTimestampError::Invalid(
             "expected an RFC 3339 string or whole unix seconds".into(),
         )),
     }
@@ -382,9 +473,30 @@ mod tests {
             Err(BodyTimestampError::Absent(_))
         ));
         assert!(matches!(
-            body_timestamp(b"not json"),
+            body_timestamp(br#" {"event":"x","data":{"timestamp":1}} "#),
             Err(BodyTimestampError::Absent(_))
         ));
+        // Only a valid JSON object without the field means "no timestamp".
+        for body in [
+            &b"not json"[..],
+            b"",
+            b"[1736937000]",
+            br#""{\"timestamp\":1}""#,
+            b"null",
+            br#"{"timestamp":null}"#,
+            br#"{"timestamp":1736937000,"timestamp":1736937000}"#,
+            br#"{"timestamp":1,"time\u0073tamp":2}"#,
+            br#"{"event":"x"} trailing"#,
+            br#"{"event":"x"}{"timestamp":1}"#,
+            br#"{"event":"x""#,
+        ] {
+            let got = body_timestamp(body);
+            assert!(
+                matches!(got, Err(BodyTimestampError::Invalid(_))),
+                "{:?}: {got:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
         assert!(matches!(
             body_timestamp(br#"{"timestamp":1.5}"#),
             Err(BodyTimestampError::Invalid(_))

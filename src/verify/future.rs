@@ -1,4 +1,5 @@
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -8,7 +9,6 @@ use bytes::{Buf, Bytes, BytesMut};
 use http::request::Parts;
 use http::{Request, Response};
 use http_body::Body as _;
-use http_body_util::{LengthLimitError, Limited};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
@@ -53,14 +53,15 @@ impl Buffer {
 
 pin_project! {
     #[project = StateProj]
-    enum State<S, B>
+    enum State<S>
     where
         S: Service<Request<Body>>,
     {
         Buffering {
-            #[pin]
-            body: Limited<B>,
+            body: Body,
             buffer: Buffer,
+            // Bytes read so far, checked against the limit.
+            read: u64,
             parts: Option<Parts>,
             inner: Option<S>,
         },
@@ -82,8 +83,11 @@ pin_project! {
         S: Service<Request<Body>>,
     {
         #[pin]
-        state: State<S, B>,
+        state: State<S>,
         config: Arc<Config>,
+        // The request body type the service was called with (now an axum
+        // `Body`).
+        body: PhantomData<fn(B)>,
     }
 }
 
@@ -97,20 +101,42 @@ where
                 response: Some(rejection(config, err)),
             },
             config: config.clone(),
+            body: PhantomData,
         }
     }
 
-    pub(super) fn buffering(parts: Parts, body: Limited<B>, inner: S, config: Arc<Config>) -> Self {
+    pub(super) fn buffering(parts: Parts, body: Body, inner: S, config: Arc<Config>) -> Self {
         Self {
             state: State::Buffering {
                 body,
                 buffer: Buffer::Empty,
+                read: 0,
                 parts: Some(parts),
                 inner: Some(inner),
             },
             config,
+            body: PhantomData,
         }
     }
+}
+
+/// The error for a streamed body that went past the limit; hands the unread
+/// rest to the drain.
+fn too_large_while_reading(config: &Config, parts: &Option<Parts>, body: &mut Body) -> VerifyError {
+    let body = std::mem::take(body);
+    let headers = parts.as_ref().map(|p| &p.headers);
+    if headers.is_some_and(|h| config.drain.applies(h, body.size_hint().upper(), true)) {
+        config.drain.spawn(body);
+    }
+    over_the_limit(config.body_limit)
+}
+
+/// The error for a body found larger than `limit` without a declared length.
+pub(super) fn over_the_limit(limit: usize) -> VerifyError {
+    VerifyError::new(
+        VerifyErrorKind::PayloadTooLarge,
+        format!("the body is larger than the limit of {limit} bytes"),
+    )
 }
 
 /// The rejection response, logged at `debug`; a `warn` summary when one is
@@ -160,36 +186,35 @@ where
                     return Poll::Ready(Ok(response.map(Body::new)));
                 }
                 StateProj::Buffering {
-                    mut body,
+                    body,
                     buffer,
+                    read,
                     parts,
                     inner,
                 } => {
-                    let frame = ready!(body.as_mut().poll_frame(cx));
+                    let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
                     let next = match frame {
                         Some(Ok(frame)) => {
                             if let Ok(mut data) = frame.into_data() {
-                                let hint = body.size_hint().lower() as usize;
                                 let chunk = data.copy_to_bytes(data.remaining());
+                                *read = read.saturating_add(chunk.len() as u64);
+                                if *read > this.config.body_limit as u64 {
+                                    let err = too_large_while_reading(this.config, parts, body);
+                                    this.state.set(State::Rejected {
+                                        response: Some(rejection(this.config, err)),
+                                    });
+                                    continue;
+                                }
+                                let hint = body.size_hint().lower() as usize;
                                 buffer.push(chunk, hint);
                             }
                             continue;
                         }
                         Some(Err(err)) => {
-                            let err = if err.downcast_ref::<LengthLimitError>().is_some() {
-                                VerifyError::new(
-                                    VerifyErrorKind::PayloadTooLarge,
-                                    format!(
-                                        "the body is larger than the limit of {} bytes",
-                                        this.config.body_limit
-                                    ),
-                                )
-                            } else {
-                                VerifyError::new(
-                                    VerifyErrorKind::BodyReadFailed,
-                                    format!("the body could not be read: {err}"),
-                                )
-                            };
+                            let err = VerifyError::new(
+                                VerifyErrorKind::BodyReadFailed,
+                                format!("the body could not be read: {err}"),
+                            );
                             State::Rejected {
                                 response: Some(rejection(this.config, err)),
                             }

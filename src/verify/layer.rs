@@ -6,6 +6,7 @@ use axum::body::Body;
 use http::Response;
 use tower_layer::Layer;
 
+use super::drain::Drain;
 use super::summary::{DEFAULT_REJECTION_SUMMARY_INTERVAL, RejectionSummary};
 use super::{VerifyWebhook, verified::Verifier};
 use crate::error::{ConfigError, VerifyError};
@@ -21,6 +22,7 @@ pub(crate) type RejectFn = dyn Fn(&VerifyError) -> Response<Body> + Send + Sync;
 pub(crate) struct Config {
     pub(crate) verifier: Verifier,
     pub(crate) body_limit: usize,
+    pub(crate) drain: Drain,
     pub(crate) on_rejection: Arc<RejectFn>,
     pub(crate) rejections: Arc<RejectionSummary>,
 }
@@ -31,7 +33,9 @@ pub(crate) struct Config {
 ///
 /// 1. refuses a `Content-Length` above the body limit with 413 before reading
 ///    anything, and enforces the same limit while streaming bodies without a
-///    length;
+///    length; the rest of a refused body is then read and discarded, within
+///    bounds, so that the client reads the 413 (see
+///    [`drain_rejected_body`](Self::drain_rejected_body));
 /// 2. buffers the raw body once;
 /// 3. verifies the signature in constant time against every active secret;
 /// 4. checks the signed timestamp against the [`ReplayWindow`];
@@ -69,6 +73,7 @@ pub(crate) struct Config {
 pub struct VerifyLayer {
     verifier: Verifier,
     body_limit: usize,
+    drain: Drain,
     on_rejection: Arc<RejectFn>,
     rejections: Arc<RejectionSummary>,
 }
@@ -85,6 +90,7 @@ impl VerifyLayer {
         Self {
             verifier,
             body_limit: DEFAULT_BODY_LIMIT,
+            drain: Drain::default(),
             on_rejection: Arc::new(crate::problem::default_rejection),
             rejections: Arc::new(RejectionSummary::new(DEFAULT_REJECTION_SUMMARY_INTERVAL)),
         }
@@ -159,6 +165,48 @@ impl VerifyLayer {
         self
     }
 
+    /// Bounds how much of a body refused as too large (413) is read and
+    /// discarded after the answer: at most `max_bytes` more bytes, for at most
+    /// `max_time` (defaults [`DEFAULT_DRAIN_BYTES`](super::DEFAULT_DRAIN_BYTES),
+    /// 4 MiB, and [`DEFAULT_DRAIN_TIME`](super::DEFAULT_DRAIN_TIME), 5 s).
+    /// `0` or [`Duration::ZERO`] turns draining off.
+    ///
+    /// Many clients (Python's `http.client`, most senders) write the whole
+    /// request before reading the answer. An HTTP/1 server that answers
+    /// without reading the body closes the connection, and the bytes the client
+    /// is still writing make the kernel reset it: the client sees
+    /// `Broken pipe` or `Connection reset` instead of the 413. As nginx does,
+    /// the layer answers at once and meanwhile reads the rest of the body in a
+    /// task of its own, keeping none of it, until the body ends, `max_bytes`
+    /// were read or `max_time` passed; then the body is dropped and a
+    /// connection whose body did not end is closed. A client cannot make the
+    /// server read more than `body_limit + max_bytes` bytes of one request nor
+    /// hold the task longer than `max_time`.
+    ///
+    /// A body whose declared `Content-Length` exceeds `max_bytes` is not read
+    /// at all (its tail would be reset anyway), nor is a body announced with
+    /// `Expect: 100-continue` (the server then never asks for it, and the
+    /// client reads the 413 without sending it). Draining needs a Tokio
+    /// runtime with timers enabled, as axum's server has; without a runtime
+    /// the body is dropped at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use webhook_guard::{SecretSet, VerifyLayer};
+    ///
+    /// let layer = VerifyLayer::new(SecretSet::single("s")?)
+    ///     .body_limit(256 * 1024)
+    ///     .drain_rejected_body(1024 * 1024, Duration::from_secs(2));
+    /// # Ok::<(), webhook_guard::ConfigError>(())
+    /// ```
+    pub fn drain_rejected_body(mut self, max_bytes: usize, max_time: Duration) -> Self {
+        self.drain = Drain {
+            max_bytes: max_bytes as u64,
+            max_time,
+        };
+        self
+    }
+
     /// Replaces the rejection response. The closure gets the error (whose
     /// message holds no secret) and returns the response to send.
     ///
@@ -212,6 +260,7 @@ impl VerifyLayer {
         Arc::new(Config {
             verifier: self.verifier.clone(),
             body_limit: self.body_limit,
+            drain: self.drain,
             on_rejection: self.on_rejection.clone(),
             rejections: self.rejections.clone(),
         })
@@ -224,6 +273,8 @@ impl fmt::Debug for VerifyLayer {
             .field("verifier", &self.verifier)
             .field("body_limit", &self.body_limit)
             .field("rejection_summary_interval", &self.rejections.interval())
+            .field("drain_max_bytes", &self.drain.max_bytes)
+            .field("drain_max_time", &self.drain.max_time)
             .finish_non_exhaustive()
     }
 }

@@ -30,6 +30,7 @@
 //! # }
 //! ```
 
+mod drain;
 mod future;
 mod identity;
 mod layer;
@@ -37,6 +38,7 @@ mod service;
 mod summary;
 mod verified;
 
+pub use drain::{DEFAULT_DRAIN_BYTES, DEFAULT_DRAIN_TIME};
 pub use future::ResponseFuture;
 pub use identity::VerifierId;
 pub use layer::{DEFAULT_BODY_LIMIT, VerifyLayer};

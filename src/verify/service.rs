@@ -4,11 +4,11 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::{Request, Response, header};
-use http_body_util::Limited;
+use http::{HeaderMap, Request, Response, header};
+use http_body::Body as _;
 use tower_service::Service;
 
-use super::future::ResponseFuture;
+use super::future::{ResponseFuture, over_the_limit};
 use super::layer::{Config, VerifyLayer};
 use crate::error::{VerifyError, VerifyErrorKind};
 
@@ -64,7 +64,7 @@ impl<S: fmt::Debug> fmt::Debug for VerifyWebhook<S> {
 impl<S, B, ResBody> Service<Request<B>> for VerifyWebhook<S>
 where
     S: Service<Request<Body>, Response = Response<ResBody>> + Clone,
-    B: http_body::Body<Data = Bytes>,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     ResBody: http_body::Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -79,26 +79,43 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let config = self.config.clone();
-        let limit = config.body_limit;
-        if let Some(len) = declared_length(&req) {
-            if len > limit as u64 {
-                let err = VerifyError::new(
-                    VerifyErrorKind::PayloadTooLarge,
-                    format!("the body is {len} bytes (Content-Length); the limit is {limit} bytes"),
-                );
-                return ResponseFuture::rejected(&config, err);
+        let (parts, body) = req.into_parts();
+        // An axum `Body` is taken as it is, without boxing it again.
+        let body = Body::new(body);
+        if let Some((remaining, err)) = too_large(&parts.headers, &body, config.body_limit) {
+            if config.drain.applies(&parts.headers, remaining, false) {
+                config.drain.spawn(body);
             }
+            return ResponseFuture::rejected(&config, err);
         }
         // Take the service that was driven to readiness and leave a clone.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let (parts, body) = req.into_parts();
-        ResponseFuture::buffering(parts, Limited::new(body, limit), inner, config)
+        ResponseFuture::buffering(parts, body, inner, config)
     }
 }
 
-fn declared_length<B>(req: &Request<B>) -> Option<u64> {
-    req.headers()
+/// A body known to exceed `limit` before reading it: by its `Content-Length`
+/// or by its own size hint. Returns the body's known size, if any, and the
+/// error to answer with.
+fn too_large(headers: &HeaderMap, body: &Body, limit: usize) -> Option<(Option<u64>, VerifyError)> {
+    let limit64 = limit as u64;
+    if let Some(len) = declared_length(headers).filter(|&len| len > limit64) {
+        let err = VerifyError::new(
+            VerifyErrorKind::PayloadTooLarge,
+            format!("the body is {len} bytes (Content-Length); the limit is {limit} bytes"),
+        );
+        return Some((Some(len), err));
+    }
+    let hint = body.size_hint();
+    if hint.lower() > limit64 {
+        return Some((hint.upper(), over_the_limit(limit)));
+    }
+    None
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)?
         .to_str()
         .ok()?
