@@ -124,6 +124,7 @@ use crate::error::{ConfigError, VerifyError};
 use crate::secret::{HmacSha256, KeyedSecret, Secret, SecretSet};
 
 pub use github::{GITHUB_DELIVERY_HEADER, GITHUB_EVENT_HEADER, GITHUB_SIGNATURE_HEADER};
+pub(crate) use native::body_timestamp;
 pub use native::{
     NATIVE_ID_HEADER, NATIVE_SIGNATURE_HEADER, NATIVE_SIGNATURE_PREFIX, NATIVE_TIMESTAMP_HEADER,
 };
@@ -586,6 +587,22 @@ impl Scheme {
             Kind::Slack => Ok(slack::sign(keys[0], msg)),
             Kind::Shopify => Ok(shopify::sign(keys[0], msg)),
         }
+    }
+
+    /// How many times one verification with `secrets` may hash the signed
+    /// content at most: once per secret, plus the most `v1a` checks of a
+    /// Standard Webhooks scheme with public keys.
+    pub(crate) fn checks_per_verification(&self, secrets: &SecretSet) -> usize {
+        let public_keys = match &self.kind {
+            Kind::Standard(keys) => keys.public_key_count(),
+            _ => 0,
+        };
+        let ed25519_checks = if public_keys == 0 {
+            0
+        } else {
+            public_keys.max(MAX_ED25519_CHECKS)
+        };
+        secrets.len() + ed25519_checks
     }
 
     /// Checks the request's signature against every secret active at `now`
