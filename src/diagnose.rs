@@ -1135,8 +1135,8 @@ mod tests {
         // spaces: over 100 times the body's size.
         let body = deep_json(126, 60 * 1024);
         assert!(serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok());
-        assert_eq!(reformat_json(&body, JsonLayout::Pretty), None);
-        assert_eq!(BodyChange::JsonReformattedFromPretty.undo(&body), None);
+        assert!(reformat_json(&body, JsonLayout::Pretty).is_none());
+        assert!(BodyChange::JsonReformattedFromPretty.undo(&body).is_none());
         // Compact and spaced layouts stay within the bound and are built.
         let spaced = reformat_json(&body, JsonLayout::Spaced).unwrap();
         assert!(spaced.len() <= reformat_limit(body.len()));
