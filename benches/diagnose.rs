@@ -2,6 +2,14 @@
 //! body: a valid request, a body with a trailing newline added (found by the
 //! first change tried), and a wrong secret (every change, every pair of
 //! changes and every secret reading tried before giving up).
+//!
+//! Then the worst inputs a sender can make up, each with a made-up
+//! signature: 1 MiB bodies (JSON nested 127 deep, repeated deep arrays, many
+//! small keys, one long string, text that is not JSON) and a 64 KiB nested
+//! one (the largest body still searched for changes), all of which must stay
+//! within milliseconds.
+//!
+//! Run: `cargo bench --bench diagnose -- --warm-up-time 1 --measurement-time 3`
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
@@ -19,6 +27,70 @@ fn body() -> Vec<u8> {
         rows.join(",")
     )
     .into_bytes()
+}
+
+/// JSON nested `depth` deep around a flat array of ones, about `len` bytes.
+fn deep_json(depth: usize, len: usize) -> Vec<u8> {
+    let mut body = vec![b'['; depth];
+    while body.len() + depth + 2 < len {
+        body.extend_from_slice(b"1,");
+    }
+    body.push(b'1');
+    body.extend(std::iter::repeat_n(b']', depth));
+    body
+}
+
+/// `unit` repeated to about `len` bytes inside `open` and `close`.
+fn repeated(open: &str, unit: &str, last: &str, close: &str, len: usize) -> Vec<u8> {
+    let mut body = open.as_bytes().to_vec();
+    while body.len() + unit.len() + last.len() + close.len() < len {
+        body.extend_from_slice(unit.as_bytes());
+    }
+    body.extend_from_slice(last.as_bytes());
+    body.extend_from_slice(close.as_bytes());
+    body
+}
+
+fn adversarial(c: &mut Criterion) {
+    const MIB: usize = 1024 * 1024;
+    let scheme = Scheme::native();
+    let secrets = SecretSet::single("bench-secret").unwrap();
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-webhook-id", "evt_1".parse().unwrap());
+    headers.insert("x-webhook-timestamp", NOW.into());
+    let fake = format!("sha256={}", "ab".repeat(32));
+    headers.insert("x-webhook-signature", fake.parse().unwrap());
+    let deep_arrays = format!("{}{},", "[".repeat(125), "]".repeat(125));
+    let lines: String = (0..64)
+        .map(|i| format!("line {i} of some text\n"))
+        .collect();
+    let inputs: [(&str, Vec<u8>); 6] = [
+        ("json_nested_127_1MiB", deep_json(126, MIB)),
+        (
+            "json_deep_arrays_1MiB",
+            repeated("[", &deep_arrays, "[]", "]", MIB),
+        ),
+        (
+            "json_small_keys_1MiB",
+            repeated("{", r#""k":1,"#, r#""k":1"#, "}", MIB),
+        ),
+        (
+            "json_long_string_1MiB",
+            repeated(r#"{"s":""#, "x", "", r#""}"#, MIB),
+        ),
+        ("text_1MiB", repeated("", &lines, "", "", MIB)),
+        ("json_nested_127_64KiB", deep_json(126, 64 * 1024)),
+    ];
+    let mut group = c.benchmark_group("diagnose_adversarial");
+    group.sample_size(20);
+    for (name, body) in &inputs {
+        let d = diagnose(&scheme, &secrets, &headers, body, NOW);
+        assert!(!d.is_verified());
+        group.bench_function(*name, |b| {
+            b.iter(|| diagnose(&scheme, &secrets, black_box(&headers), black_box(body), NOW))
+        });
+    }
+    group.finish();
 }
 
 fn bench(c: &mut Criterion) {
@@ -65,5 +137,5 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group!(benches, bench, adversarial);
 criterion_main!(benches);

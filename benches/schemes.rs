@@ -1,7 +1,8 @@
 //! Standard Webhooks verification, side by side in one group: this crate
 //! against the `standardwebhooks` and `svix` crates and a raw HMAC-SHA256 over
 //! the same signed content, for 1 KiB and 16 KiB bodies; and the cost of one
-//! `v1a` (ed25519) verification.
+//! `v1a` (ed25519) verification, and of a request made up to multiply the
+//! `v1a` checks.
 //!
 //! Run: `cargo bench --bench schemes --all-features -- --warm-up-time 1 --measurement-time 3`
 //!
@@ -188,8 +189,53 @@ fn standard_v1a_verify<M: Measurement>(c: &mut Criterion<M>) {
     group.finish();
 }
 
+/// The most a made-up request can make a receiver with two public keys do:
+/// a 1 MiB body with 16 `v1a` signatures (refused before any check, as 16
+/// times 2 checks exceed `MAX_ED25519_CHECKS`), next to a genuine rotation
+/// (2 signatures, 2 keys, the matching one checked last).
+#[cfg(feature = "ed25519")]
+fn standard_v1a_flood<M: Measurement>(c: &mut Criterion<M>) {
+    use webhook_guard::scheme::Ed25519SigningKey;
+
+    let mut group = c.benchmark_group("standard_v1a_1MiB_2_keys");
+    let [old, new, stranger] = [1u8, 2, 3].map(|i| Ed25519SigningKey::from_seed(&[i; 32]));
+    let no_hmac = SecretSet::single(Secret::from("unused").expires_at(1)).unwrap();
+    let body = body(1024 * 1024);
+    let ts = now();
+    let v1a = |key: &Ed25519SigningKey| {
+        let signed = Scheme::standard()
+            .with_signing_key(key.clone())
+            .sign(&no_hmac, &Message::new(ID, ts, &body))
+            .unwrap();
+        signed["webhook-signature"].to_str().unwrap().to_owned()
+    };
+    let (genuine, foreign) = (v1a(&new), v1a(&stranger));
+    let verifier = Verifier::new(
+        Scheme::standard().with_public_keys([old.public_key(), new.public_key()]),
+        no_hmac.clone(),
+    );
+    let mut headers = Scheme::standard()
+        .with_signing_key(new.clone())
+        .sign(&no_hmac, &Message::new(ID, ts, &body))
+        .unwrap();
+    for (name, signatures) in [
+        ("2 signatures", vec![foreign.clone(), genuine.clone()]),
+        ("16 signatures", vec![foreign.clone(); 16]),
+    ] {
+        headers.insert("webhook-signature", signatures.join(" ").parse().unwrap());
+        let headers = headers.clone();
+        group.bench_function(name, |b| {
+            b.iter(|| black_box(verifier.verify(black_box(&headers), black_box(body.clone()))))
+        });
+    }
+    group.finish();
+}
+
 #[cfg(not(feature = "ed25519"))]
 fn standard_v1a_verify<M: Measurement>(_: &mut Criterion<M>) {}
+
+#[cfg(not(feature = "ed25519"))]
+fn standard_v1a_flood<M: Measurement>(_: &mut Criterion<M>) {}
 
 /// Runs both groups with the settings given on the command line.
 fn benches() {
@@ -200,6 +246,7 @@ fn benches() {
     let mut criterion = criterion.configure_from_args();
     standard_verify(&mut criterion);
     standard_v1a_verify(&mut criterion);
+    standard_v1a_flood(&mut criterion);
 }
 
 /// CPU time of the benchmarking thread, for criterion.

@@ -22,6 +22,18 @@
 //! header names, counts, timestamps and the names of the changes that make
 //! the signature match.
 //!
+//! # Cost
+//!
+//! Every guess copies and hashes the body, so a diagnosis bounds its own
+//! work and says what it left out ([`Finding::GuessesSkipped`]): changes to
+//! the body are tried only for bodies of at most [`MAX_BODY_FOR_CHANGES`]
+//! bytes, a JSON body laid out anew may grow to eight times its size and no
+//! more, and all guesses together build and hash at most [`GUESS_BUDGET`]
+//! bytes. A diagnosis of a body under 1 MiB takes milliseconds and a few
+//! megabytes, whatever its shape. It is still synchronous CPU work: a server
+//! that diagnoses requests should run it off its async threads (for example
+//! in `tokio::task::spawn_blocking`) and limit how often it does.
+//!
 //! ```
 //! use webhook_guard::diagnose::{BodyChange, Finding, diagnose};
 //! use webhook_guard::{Message, Scheme, SecretSet};
@@ -62,10 +74,32 @@ use crate::scheme::{
     SHOPIFY_SIGNATURE_HEADER, SLACK_SIGNATURE_HEADER, SLACK_TIMESTAMP_HEADER, STANDARD_ID_HEADER,
     STANDARD_SIGNATURE_HEADER, STANDARD_TIMESTAMP_HEADER, STRIPE_SIGNATURE_HEADER, SVIX_ID_HEADER,
     SVIX_SIGNATURE_HEADER, SVIX_TIMESTAMP_HEADER, Scheme, SchemeName, SignatureMatch,
+    body_timestamp,
 };
 use crate::secret::{Secret, SecretSet, WHSEC_PREFIX};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// The largest body searched for changes made after signing; for a larger
+/// one the diagnosis says [`SkipReason::BodyTooLarge`] instead.
+///
+/// Each of the 81 candidate bodies (nine changes and their pairs) is a
+/// copy of the body, hashed with every secret.
+pub const MAX_BODY_FOR_CHANGES: usize = 64 * 1024;
+
+/// The most bytes one diagnosis builds and hashes while guessing: candidate
+/// bodies, the body checked with other schemes and with secrets read other
+/// ways. The guesses left when it is spent are not tried, and the diagnosis
+/// says [`SkipReason::BudgetSpent`].
+pub const GUESS_BUDGET: usize = 16 * 1024 * 1024;
+
+/// How many times larger than the received body JSON laid out anew may
+/// grow (pretty-printing deeply nested JSON multiplies it) before that
+/// guess is given up.
+const MAX_REFORMAT_GROWTH: usize = 8;
+
+/// A body this small may always be laid out anew in full.
+const MIN_REFORMAT_LIMIT: usize = 4 * 1024;
 
 /// Diagnoses a request with the default replay window (300 s each way) at
 /// `now` (unix seconds).
@@ -92,8 +126,9 @@ pub fn diagnose_with_window(
     window: &ReplayWindow,
 ) -> Diagnosis {
     let now = window.now_unix();
-    let result = scheme
-        .verify_signature(secrets, headers, body, now)
+    let signature = scheme.verify_signature(secrets, headers, body, now);
+    let result = signature
+        .clone()
         .and_then(|matched| match matched.timestamp() {
             Some(ts) => window.check_at(ts, now).map(|()| matched),
             None => Ok(matched),
@@ -103,21 +138,28 @@ pub fn diagnose_with_window(
         now,
         result,
         findings: Vec::new(),
+        guessed_bytes: 0,
     };
     let Err(err) = &diagnosis.result else {
         return diagnosis;
     };
     let kind = err.kind();
     let findings = &mut diagnosis.findings;
+    let mut budget = Budget::default();
 
     if kind == VerifyErrorKind::MissingHeader {
         for header in missing_headers(scheme.name(), headers) {
             findings.push(Finding::MissingHeader { header });
         }
     }
-    findings.extend(other_schemes(scheme.name(), secrets, headers, body, now));
+    let request = Request {
+        secrets,
+        headers,
+        body,
+        now,
+    };
+    findings.extend(other_schemes(scheme.name(), &request, &mut budget));
 
-    let signature = scheme.verify_signature(secrets, headers, body, now);
     let signature_ok = signature_matches(&signature);
     let claimed = match &signature {
         Ok(matched) => matched.timestamp(),
@@ -137,18 +179,82 @@ pub fn diagnose_with_window(
     }
 
     if kind == VerifyErrorKind::InvalidSignature {
-        let verifies = |candidate: &[u8]| {
-            signature_matches(&scheme.verify_signature(secrets, headers, candidate, now))
+        findings.push(explain_signature(scheme, &request, &mut budget));
+    }
+    diagnosis.guessed_bytes = budget.spent;
+    diagnosis
+}
+
+/// What one diagnosis checks: the request as received.
+struct Request<'a> {
+    secrets: &'a SecretSet,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+    now: i64,
+}
+
+impl Request<'_> {
+    /// Whether the signature matches `body` (in place of the received one)
+    /// with `scheme` and `secrets`.
+    fn verifies(&self, scheme: &Scheme, secrets: &SecretSet, body: &[u8]) -> bool {
+        signature_matches(&scheme.verify_signature(secrets, self.headers, body, self.now))
+    }
+}
+
+/// The bytes built and hashed by the guesses of one diagnosis, against
+/// [`GUESS_BUDGET`].
+#[derive(Default)]
+struct Budget {
+    spent: usize,
+}
+
+impl Budget {
+    /// Charges `bytes`, or refuses (charging nothing) when that would pass
+    /// the budget.
+    fn charge(&mut self, bytes: usize) -> Result<(), SkipReason> {
+        let total = self.spent.saturating_add(bytes);
+        if total > GUESS_BUDGET {
+            return Err(SkipReason::BudgetSpent {
+                budget: GUESS_BUDGET,
+            });
+        }
+        self.spent = total;
+        Ok(())
+    }
+}
+
+/// The likely cause of a signature that does not match: a change to the
+/// body, a secret read another way, or neither (or guesses left untried).
+fn explain_signature(scheme: &Scheme, request: &Request<'_>, budget: &mut Budget) -> Finding {
+    let body = request.body;
+    let mut skipped = None;
+    if body.len() > MAX_BODY_FOR_CHANGES {
+        skipped = Some(SkipReason::BodyTooLarge {
+            len: body.len(),
+            limit: MAX_BODY_FOR_CHANGES,
+        });
+    } else {
+        // Each candidate is built once and hashed by every check.
+        let cost = 1 + scheme.checks_per_verification(request.secrets);
+        let verifies = |candidate: &[u8], budget: &mut Budget| {
+            budget.charge(candidate.len().saturating_mul(cost))?;
+            Ok(request.verifies(scheme, request.secrets, candidate))
         };
-        if let Some(changes) = find_body_changes(body, verifies) {
-            findings.push(Finding::BodyChanged { changes });
-        } else if let Some(encoding) = find_secret_encoding(scheme, secrets, headers, body, now) {
-            findings.push(Finding::SecretEncoding { encoding });
-        } else {
-            findings.push(Finding::NoCauseFound);
+        match find_body_changes(body, budget, verifies) {
+            Ok(Some(changes)) => return Finding::BodyChanged { changes },
+            Ok(None) => {}
+            Err(reason) => skipped = Some(reason),
         }
     }
-    diagnosis
+    match find_secret_encoding(scheme, request, budget) {
+        Ok(Some(encoding)) => Finding::SecretEncoding { encoding },
+        Ok(None) => skipped.map_or(Finding::NoCauseFound, |reason| Finding::GuessesSkipped {
+            reason,
+        }),
+        Err(reason) => Finding::GuessesSkipped {
+            reason: skipped.unwrap_or(reason),
+        },
+    }
 }
 
 /// The outcome of [`diagnose`]: the verification result and, on failure,
@@ -159,6 +265,8 @@ pub struct Diagnosis {
     now: i64,
     result: Result<SignatureMatch, VerifyError>,
     findings: Vec<Finding>,
+    /// Bytes built and hashed by the guesses (at most [`GUESS_BUDGET`]).
+    guessed_bytes: usize,
 }
 
 impl Diagnosis {
@@ -280,6 +388,50 @@ pub enum Finding {
     /// The signature matches neither the body with any common change nor the
     /// secret read any other way.
     NoCauseFound,
+    /// Nothing tried matched, but some guesses were left out to keep the
+    /// diagnosis cheap (see the [module docs](self#cost)): the cause may be
+    /// among them.
+    GuessesSkipped {
+        /// Why they were left out.
+        reason: SkipReason,
+    },
+}
+
+/// Why a diagnosis left some guesses out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// The body is larger than [`MAX_BODY_FOR_CHANGES`]: no change to it was
+    /// tried.
+    BodyTooLarge {
+        /// The body's length in bytes.
+        len: usize,
+        /// The largest body that is searched.
+        limit: usize,
+    },
+    /// The guesses tried built and hashed [`GUESS_BUDGET`] bytes: the rest
+    /// were not tried.
+    BudgetSpent {
+        /// The budget, in bytes.
+        budget: usize,
+    },
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BodyTooLarge { len, limit } => write!(
+                f,
+                "changes to the body after signing were not tried: the body is {len} bytes, \
+                 more than the {limit} that are searched"
+            ),
+            Self::BudgetSpent { budget } => write!(
+                f,
+                "not every change to the body or reading of the secret was tried: \
+                 together they would build and hash more than {budget} bytes"
+            ),
+        }
+    }
 }
 
 impl fmt::Display for Finding {
@@ -355,6 +507,10 @@ impl fmt::Display for Finding {
                 "the signature matches no common change to the body and no other reading of the secret: \
                  most likely the secret differs from the sender's (a rotated, test-mode or other endpoint's secret), \
                  or the body was changed in another way",
+            ),
+            Self::GuessesSkipped { reason } => write!(
+                f,
+                "the signature matches nothing that was tried; {reason}"
             ),
         }
     }
@@ -463,7 +619,9 @@ impl BodyChange {
     ];
 
     /// The body as it was before this change, if the change can have
-    /// happened to `received` (`None` otherwise).
+    /// happened to `received` (`None` otherwise). Laying JSON out anew is
+    /// given up (`None`) once the result would be more than eight times as
+    /// large as `received` (and over 4 KiB).
     pub fn undo(self, received: &[u8]) -> Option<Vec<u8>> {
         match self {
             Self::TrailingNewlineAdded => received
@@ -595,11 +753,21 @@ fn signature_matches(result: &Result<SignatureMatch, VerifyError>) -> bool {
     }
 }
 
-fn find_body_changes(body: &[u8], verifies: impl Fn(&[u8]) -> bool) -> Option<Vec<BodyChange>> {
+/// The change, or pair of changes, whose undoing makes the signature match;
+/// `verifies` charges `budget` for each candidate it checks.
+///
+/// # Errors
+///
+/// [`SkipReason::BudgetSpent`] when the budget ran out first.
+fn find_body_changes(
+    body: &[u8],
+    budget: &mut Budget,
+    verifies: impl Fn(&[u8], &mut Budget) -> Result<bool, SkipReason>,
+) -> Result<Option<Vec<BodyChange>>, SkipReason> {
     for change in BodyChange::ALL {
         if let Some(before) = change.undo(body) {
-            if verifies(&before) {
-                return Some(vec![change]);
+            if verifies(&before, budget)? {
+                return Ok(Some(vec![change]));
             }
         }
     }
@@ -608,41 +776,47 @@ fn find_body_changes(body: &[u8], verifies: impl Fn(&[u8]) -> bool) -> Option<Ve
         let Some(middle) = last.undo(body) else {
             continue;
         };
+        budget.charge(middle.len())?;
         for first in BodyChange::ALL {
             if first == last {
                 continue;
             }
             if let Some(before) = first.undo(&middle) {
-                if before != body && verifies(&before) {
-                    return Some(vec![first, last]);
+                if before != body && verifies(&before, budget)? {
+                    return Ok(Some(vec![first, last]));
                 }
             }
         }
     }
-    None
+    Ok(None)
 }
 
+/// The reading of a secret that makes the signature match.
+///
+/// # Errors
+///
+/// [`SkipReason::BudgetSpent`] when the budget ran out first.
 fn find_secret_encoding(
     scheme: &Scheme,
-    secrets: &SecretSet,
-    headers: &HeaderMap,
-    body: &[u8],
-    now: i64,
-) -> Option<SecretEncoding> {
+    request: &Request<'_>,
+    budget: &mut Budget,
+) -> Result<Option<SecretEncoding>, SkipReason> {
     for encoding in SecretEncoding::ALL {
-        for secret in secrets.iter() {
+        for secret in request.secrets.iter() {
             let Some(key) = encoding.reread(secret.expose_bytes()) else {
                 continue;
             };
             let Ok(set) = SecretSet::single(Secret::new(key)) else {
                 continue;
             };
-            if signature_matches(&scheme.verify_signature(&set, headers, body, now)) {
-                return Some(encoding);
+            let checks = scheme.checks_per_verification(&set);
+            budget.charge(request.body.len().saturating_mul(checks))?;
+            if request.verifies(scheme, &set, request.body) {
+                return Ok(Some(encoding));
             }
         }
     }
-    None
+    Ok(None)
 }
 
 /// The headers `scheme` needs that `headers` lacks.
@@ -675,13 +849,11 @@ fn missing_headers(scheme: SchemeName, headers: &HeaderMap) -> Vec<&'static str>
 }
 
 /// Schemes other than `current` whose signature header the request carries.
-fn other_schemes(
-    current: SchemeName,
-    secrets: &SecretSet,
-    headers: &HeaderMap,
-    body: &[u8],
-    now: i64,
-) -> Vec<Finding> {
+///
+/// Each is checked once with the request's secrets: at most six checks,
+/// charged to `budget` (never refused, so that the finding is complete).
+fn other_schemes(current: SchemeName, request: &Request<'_>, budget: &mut Budget) -> Vec<Finding> {
+    let headers = request.headers;
     let signature_headers: [(&'static str, SchemeName, &'static str); 7] = [
         (
             STANDARD_SIGNATURE_HEADER,
@@ -719,8 +891,12 @@ fn other_schemes(
         {
             continue;
         }
-        let verifies =
-            signature_matches(&scheme_by_name(name).verify_signature(secrets, headers, body, now));
+        let other = scheme_by_name(name);
+        let checks = other.checks_per_verification(request.secrets);
+        budget.spent = budget
+            .spent
+            .saturating_add(request.body.len().saturating_mul(checks));
+        let verifies = request.verifies(&other, request.secrets, request.body);
         let native_family = matches!(name, SchemeName::Native | SchemeName::NativeBodyOnly)
             && matches!(current, SchemeName::Native | SchemeName::NativeBodyOnly);
         if native_family && !verifies {
@@ -766,18 +942,8 @@ fn claimed_timestamp(scheme: SchemeName, headers: &HeaderMap, body: &[u8]) -> Op
                 .find_map(|item| item.trim().strip_prefix("t="))
                 .and_then(digits)
         }
-        SchemeName::NativeBodyOnly => {
-            let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-            match value.get("timestamp")? {
-                serde_json::Value::Number(n) => n.as_i64(),
-                serde_json::Value::String(s) => digits(s).or_else(|| {
-                    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-                        .ok()
-                        .map(|t| t.unix_timestamp())
-                }),
-                _ => None,
-            }
-        }
+        // Read the way the scheme reads it, without building the body.
+        SchemeName::NativeBodyOnly => body_timestamp(body).ok(),
         SchemeName::GitHub | SchemeName::Shopify => None,
     }
 }
@@ -842,10 +1008,13 @@ enum JsonLayout {
 
 /// Lays out valid JSON anew without touching its tokens: key order, number
 /// spelling and string escapes stay exactly as they were. `None` when the
-/// body is not JSON.
+/// body is not JSON, or when the new layout would grow past
+/// [`reformat_limit`] (pretty-printing deeply nested JSON can multiply its
+/// size a hundredfold).
 fn reformat_json(body: &[u8], layout: JsonLayout) -> Option<Vec<u8>> {
     serde_json::from_slice::<serde::de::IgnoredAny>(body).ok()?;
-    let mut out = Vec::with_capacity(body.len() + body.len() / 2);
+    let limit = reformat_limit(body.len());
+    let mut out = Vec::with_capacity((body.len() + body.len() / 2).min(limit));
     let newline = |out: &mut Vec<u8>, depth: usize| {
         out.push(b'\n');
         out.extend(std::iter::repeat_n(b' ', depth * 2));
@@ -909,9 +1078,18 @@ fn reformat_json(body: &[u8], layout: JsonLayout) -> Option<Vec<u8>> {
                 }
             }
         }
+        if out.len() > limit {
+            return None;
+        }
         i += 1;
     }
     Some(out)
+}
+
+/// The most bytes JSON of `len` bytes may take once laid out anew.
+fn reformat_limit(len: usize) -> usize {
+    len.saturating_mul(MAX_REFORMAT_GROWTH)
+        .max(MIN_REFORMAT_LIMIT)
 }
 
 #[cfg(test)]
@@ -941,6 +1119,128 @@ mod tests {
             br#"{"a": [1, {"b": "c"}]}"#
         );
         assert!(reformat_json(b"not json", JsonLayout::Compact).is_none());
+    }
+
+    /// JSON nested `depth` deep around a flat array of ones, `len` bytes.
+    fn deep_json(depth: usize, len: usize) -> Vec<u8> {
+        let mut body = vec![b'['; depth];
+        while body.len() + depth + 2 < len {
+            body.extend_from_slice(b"1,");
+        }
+        body.push(b'1');
+        body.extend(std::iter::repeat_n(b']', depth));
+        body
+    }
+
+    #[test]
+    fn reformatting_stops_once_it_outgrows_the_body() {
+        // Pretty-printed, every `1` would sit on its own line behind 252
+        // spaces: over 100 times the body's size.
+        let body = deep_json(126, 60 * 1024);
+        assert!(serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok());
+        assert!(reformat_json(&body, JsonLayout::Pretty).is_none());
+        assert!(BodyChange::JsonReformattedFromPretty.undo(&body).is_none());
+        // Compact and spaced layouts stay within the bound and are built.
+        let spaced = reformat_json(&body, JsonLayout::Spaced).unwrap();
+        assert!(spaced.len() <= reformat_limit(body.len()));
+        // Small bodies are laid out in full, however deep.
+        let small = deep_json(20, 100);
+        let pretty = reformat_json(&small, JsonLayout::Pretty).unwrap();
+        assert!(pretty.len() > 8 * small.len());
+    }
+
+    fn fake_signature() -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(NATIVE_ID_HEADER, "evt_1".parse().unwrap());
+        headers.insert(NATIVE_TIMESTAMP_HEADER, NOW.into());
+        let signature = format!("sha256={}", "ab".repeat(32));
+        headers.insert(NATIVE_SIGNATURE_HEADER, signature.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_large_body_is_not_searched_for_changes_and_the_diagnosis_says_so() {
+        let secrets = SecretSet::single("s").unwrap();
+        let body = deep_json(126, 1024 * 1024);
+        let d = diagnose(&Scheme::native(), &secrets, &fake_signature(), &body, NOW);
+        assert_eq!(
+            d.findings(),
+            &[Finding::GuessesSkipped {
+                reason: SkipReason::BodyTooLarge {
+                    len: body.len(),
+                    limit: MAX_BODY_FOR_CHANGES,
+                },
+            }],
+            "{d}"
+        );
+        // Only the secret readings were tried: six checks of the body.
+        assert!(d.guessed_bytes <= 6 * body.len(), "{}", d.guessed_bytes);
+        assert!(d.to_string().contains("were not tried"), "{d}");
+    }
+
+    /// Compact JSON with `rows` small objects, keys in sorted order (as
+    /// `serde_json::Value` writes them back), and the same laid out pretty
+    /// behind a byte order mark: a pair of changes, about 60 KiB.
+    fn rows_signed_and_received(rows: usize) -> (Vec<u8>, Vec<u8>) {
+        let rows: Vec<String> = (0..rows)
+            .map(|i| format!(r#"{{"region":"r{i}","rows":{i}}}"#))
+            .collect();
+        let signed = format!(r#"{{"data":[{}],"event":"e"}}"#, rows.join(",")).into_bytes();
+        let value: serde_json::Value = serde_json::from_slice(&signed).unwrap();
+        let received = [UTF8_BOM, &serde_json::to_vec_pretty(&value).unwrap()].concat();
+        assert!(
+            (MAX_BODY_FOR_CHANGES / 2..=MAX_BODY_FOR_CHANGES).contains(&received.len()),
+            "{}",
+            received.len()
+        );
+        (signed, received)
+    }
+
+    #[test]
+    fn a_change_to_a_body_near_the_size_limit_is_still_found() {
+        let secrets = SecretSet::single("s").unwrap();
+        let scheme = Scheme::native();
+        let (signed, received) = rows_signed_and_received(700);
+        let headers = scheme
+            .sign(&secrets, &Message::new("e", NOW, &signed))
+            .unwrap();
+        let d = diagnose(&scheme, &secrets, &headers, &received, NOW);
+        assert_eq!(
+            d.findings(),
+            &[Finding::BodyChanged {
+                changes: vec![BodyChange::JsonReformattedFromCompact, BodyChange::BomAdded],
+            }],
+            "{d}"
+        );
+        assert!(d.guessed_bytes <= GUESS_BUDGET, "{}", d.guessed_bytes);
+    }
+
+    #[test]
+    fn guesses_stop_when_the_budget_is_spent() {
+        // 32 secrets, none the sender's: every candidate body is hashed
+        // 32 times, and the search would go through every pair of the
+        // many changes that apply to pretty JSON.
+        let secrets = SecretSet::new((0..32).map(|i| format!("receiver-{i}"))).unwrap();
+        let (_, received) = rows_signed_and_received(700);
+        let received = &received[UTF8_BOM.len()..];
+        let d = diagnose(
+            &Scheme::native(),
+            &secrets,
+            &fake_signature(),
+            received,
+            NOW,
+        );
+        assert_eq!(
+            d.findings(),
+            &[Finding::GuessesSkipped {
+                reason: SkipReason::BudgetSpent {
+                    budget: GUESS_BUDGET
+                },
+            }],
+            "{d}"
+        );
+        assert!(d.guessed_bytes <= GUESS_BUDGET, "{}", d.guessed_bytes);
+        assert!(d.to_string().contains("not every change"), "{d}");
     }
 
     #[test]

@@ -361,6 +361,61 @@ fn listen_explains_why_a_request_was_rejected() {
     assert_eq!(line["type"], "received");
 }
 
+#[test]
+fn listen_limits_how_many_rejections_a_second_it_diagnoses() {
+    let is_rate_note = |line: &serde_json::Value| {
+        line["causes"].as_array().is_some_and(|causes| {
+            causes.len() == 1
+                && causes[0]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("diagnosis skipped: rate limit")
+        })
+    };
+    let send_rejected = |listener: &Listener| {
+        let sent = run(&["send", &listener.endpoint(), "--secret", "a-wrong-s3cr3t"]);
+        assert_eq!(sent.code, 1, "{}{}", sent.stdout, sent.stderr);
+        let line: serde_json::Value = serde_json::from_str(&listener.next_entry()).unwrap();
+        assert_eq!(line["status"], 401, "{line}");
+        line
+    };
+
+    // One a second: the first rejection is diagnosed, and of the next ones
+    // sent right after it, at most one lands in a new second.
+    let listener = Listener::start(&[
+        "--secret",
+        "the-right-s3cr3t",
+        "--json",
+        "--max-diagnoses-per-second",
+        "1",
+    ]);
+    let lines: Vec<serde_json::Value> = (0..4).map(|_| send_rejected(&listener)).collect();
+    assert!(!is_rate_note(&lines[0]), "{}", lines[0]);
+    assert!(
+        lines[0]["causes"][0]
+            .as_str()
+            .unwrap()
+            .contains("secret differs"),
+        "{}",
+        lines[0]
+    );
+    let skipped = lines.iter().filter(|l| is_rate_note(l)).count();
+    assert!(skipped >= 1, "{lines:?}");
+
+    // 0: none is diagnosed, every rejection still answered and printed.
+    let listener = Listener::start(&[
+        "--secret",
+        "the-right-s3cr3t",
+        "--json",
+        "--max-diagnoses-per-second",
+        "0",
+    ]);
+    for _ in 0..2 {
+        let line = send_rejected(&listener);
+        assert!(is_rate_note(&line), "{line}");
+    }
+}
+
 /// Signs `body` with `sign`, writes headers and body to files.
 struct Signed {
     dir: PathBuf,

@@ -348,7 +348,9 @@ async fn receiver_over_http_accepts_deliveries_signed_by_both_libraries() {
 #[cfg(feature = "ed25519")]
 mod ed25519 {
     use super::*;
-    use webhook_guard::scheme::{Ed25519PublicKey, Ed25519SigningKey, SignatureAlgorithm};
+    use webhook_guard::scheme::{
+        Ed25519PublicKey, Ed25519SigningKey, MAX_ED25519_CHECKS, SignatureAlgorithm,
+    };
 
     /// A secret set that signs nothing at the messages' times, so that
     /// `sign` emits the `v1a` signature alone.
@@ -437,6 +439,66 @@ mod ed25519 {
         );
         let verified = receiver.verify(&signed, Bytes::from(body)).unwrap();
         assert_eq!(verified.algorithm(), SignatureAlgorithm::Ed25519);
+    }
+
+    /// A `v1a` signature by `key` over `{id}.{ts}.{body}`, as `v1a,<base64>`.
+    fn v1a_signature(key: &Ed25519SigningKey, id: &str, ts: i64, body: &[u8]) -> String {
+        let signed = Scheme::standard()
+            .with_signing_key(key.clone())
+            .sign(&no_active_hmac(), &Message::new(id, ts, body))
+            .unwrap();
+        signed["webhook-signature"].to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn v1a_checks_per_request_are_bounded() {
+        let [old, new, stranger] = [1u8, 2, 3].map(|i| Ed25519SigningKey::from_seed(&[i; 32]));
+        let (id, ts, body) = ("msg_v1a_bound", now(), vec![b'x'; 64 * 1024]);
+        let genuine = v1a_signature(&new, id, ts, &body);
+        let foreign = v1a_signature(&stranger, id, ts, &body);
+        let receiver = Verifier::new(
+            Scheme::standard().with_public_keys([old.public_key(), new.public_key()]),
+            no_active_hmac(),
+        );
+        let verify = |signatures: &[&str]| {
+            let headers = headers("webhook", id, ts, &signatures.join(" "));
+            receiver.verify(&headers, Bytes::from(body.clone()))
+        };
+
+        // A rotation on both sides at once: 2 signatures × 2 keys passes.
+        let verified = verify(&[&foreign, &genuine]).unwrap();
+        assert_eq!(verified.algorithm(), SignatureAlgorithm::Ed25519);
+        assert_eq!(verified.secret_index(), 1);
+
+        // 16 signatures × 2 keys would be 32 checks of the whole content:
+        // refused before any, and the reason says so, even though the last
+        // signature is genuine.
+        let mut flood = vec![foreign.as_str(); 15];
+        flood.push(&genuine);
+        let err = verify(&flood).unwrap_err();
+        assert_eq!(err.kind(), VerifyErrorKind::MalformedHeader);
+        assert!(
+            err.detail().contains("32 ed25519 checks")
+                && err
+                    .detail()
+                    .contains(&format!("{MAX_ED25519_CHECKS} allowed")),
+            "{err}"
+        );
+        // Just over the bound: 3 × 2.
+        let err = verify(&[&foreign, &foreign, &genuine]).unwrap_err();
+        assert_eq!(err.kind(), VerifyErrorKind::MalformedHeader, "{err}");
+
+        // One signature is always checked, whatever the number of keys.
+        let many_keys = (10..16u8).map(|i| Ed25519SigningKey::from_seed(&[i; 32]).public_key());
+        let receiver = Verifier::new(
+            Scheme::standard().with_public_keys(many_keys.chain([new.public_key()])),
+            no_active_hmac(),
+        );
+        let headers = headers("webhook", id, ts, &genuine);
+        let verified = receiver
+            .verify(&headers, Bytes::from(body.clone()))
+            .unwrap();
+        assert_eq!(verified.secret_index(), 6);
     }
 
     /// Which independent ed25519 implementations run here: python's

@@ -124,6 +124,7 @@ use crate::error::{ConfigError, VerifyError};
 use crate::secret::{HmacSha256, KeyedSecret, Secret, SecretSet};
 
 pub use github::{GITHUB_DELIVERY_HEADER, GITHUB_EVENT_HEADER, GITHUB_SIGNATURE_HEADER};
+pub(crate) use native::body_timestamp;
 pub use native::{
     NATIVE_ID_HEADER, NATIVE_SIGNATURE_HEADER, NATIVE_SIGNATURE_PREFIX, NATIVE_TIMESTAMP_HEADER,
 };
@@ -132,8 +133,8 @@ pub use slack::{SLACK_SIGNATURE_HEADER, SLACK_TIMESTAMP_HEADER};
 #[cfg(feature = "ed25519")]
 pub use standard::{Ed25519PublicKey, Ed25519SigningKey, WHPK_PREFIX, WHSK_PREFIX};
 pub use standard::{
-    STANDARD_ID_HEADER, STANDARD_SIGNATURE_HEADER, STANDARD_TIMESTAMP_HEADER, SVIX_ID_HEADER,
-    SVIX_SIGNATURE_HEADER, SVIX_TIMESTAMP_HEADER,
+    MAX_ED25519_CHECKS, STANDARD_ID_HEADER, STANDARD_SIGNATURE_HEADER, STANDARD_TIMESTAMP_HEADER,
+    SVIX_ID_HEADER, SVIX_SIGNATURE_HEADER, SVIX_TIMESTAMP_HEADER,
 };
 pub use stripe::STRIPE_SIGNATURE_HEADER;
 
@@ -602,6 +603,22 @@ impl Scheme {
             Kind::Slack => Ok(slack::sign(keys[0], msg)),
             Kind::Shopify => Ok(shopify::sign(keys[0], msg)),
         }
+    }
+
+    /// How many times one verification with `secrets` may hash the signed
+    /// content at most: once per secret, plus the most `v1a` checks of a
+    /// Standard Webhooks scheme with public keys.
+    pub(crate) fn checks_per_verification(&self, secrets: &SecretSet) -> usize {
+        let public_keys = match &self.kind {
+            Kind::Standard(keys) => keys.public_key_count(),
+            _ => 0,
+        };
+        let ed25519_checks = if public_keys == 0 {
+            0
+        } else {
+            public_keys.max(MAX_ED25519_CHECKS)
+        };
+        secrets.len() + ed25519_checks
     }
 
     /// Checks the request's signature against every secret active at `now`

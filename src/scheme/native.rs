@@ -262,30 +262,6 @@ impl std::fmt::Display for BodyTimestampError {
     }
 }
 
-/// A value of the `timestamp` field as sent.
-enum RawTs<'a> {
-    Int(i64),
-    Text(std::borrow::Cow<'a, str>),
-    Other,
-}
-
-impl<'de> serde::Deserialize<'de> for RawTs<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        #[derive(serde::Deserialize)]
-        #[serde(untagged)]
-        enum Any<'a> {
-            Int(i64),
-            Text(#[serde(borrow)] std::borrow::Cow<'a, str>),
-            Other(serde::de::IgnoredAny),
-        }
-        Ok(match Any::deserialize(de)? {
-            Any::Int(secs) => RawTs::Int(secs),
-            Any::Text(text) => RawTs::Text(text),
-            Any::Other(_) => RawTs::Other,
-        })
-    }
-}
-
 /// A top-level object key: `timestamp` or anything else (escapes decoded,
 /// so `"time\u0073tamp"` is `timestamp` too, as every JSON parser reads it).
 enum Key {
@@ -376,6 +352,63 @@ pub(crate) fn body_timestamp(body: &[u8]) -> Result<i64, BodyTimestampError> {
         Some(RawTs::Other) => Err(BodyTimestampError::Invalid(
             "expected an RFC 3339 string or whole unix seconds".into(),
         )),
+    }
+}
+
+/// The `timestamp` field's value as far as it matters; anything else is
+/// skipped without being built.
+enum RawTs<'a> {
+    Int(i64),
+    Text(std::borrow::Cow<'a, str>),
+    Other,
+}
+
+// By hand rather than `#[serde(untagged)]`, which would first copy the
+// whole value (a huge array, say) into a buffer.
+impl<'de: 'a, 'a> serde::Deserialize<'de> for RawTs<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RawTsVisitor(std::marker::PhantomData))
+    }
+}
+
+struct RawTsVisitor<'a>(std::marker::PhantomData<RawTs<'a>>);
+
+impl<'de: 'a, 'a> serde::de::Visitor<'de> for RawTsVisitor<'a> {
+    type Value = RawTs<'a>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a timestamp")
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(RawTs::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(i64::try_from(v).map_or(RawTs::Other, RawTs::Int))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(RawTs::Other)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(RawTs::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(RawTs::Other)
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(RawTs::Text(std::borrow::Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(RawTs::Text(std::borrow::Cow::Owned(v.to_owned())))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(RawTs::Other)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(RawTs::Other)
     }
 }
 

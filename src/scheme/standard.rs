@@ -28,6 +28,19 @@ pub const SVIX_TIMESTAMP_HEADER: &str = "svix-timestamp";
 /// Svix's name for the signature header.
 pub const SVIX_SIGNATURE_HEADER: &str = "svix-signature";
 
+/// The most `v1a` (ed25519) checks one request may cost: its `v1a`
+/// signatures times the configured public keys.
+///
+/// Each check hashes the whole signed content, so without a bound one
+/// request with [`MAX_SIGNATURES_PER_HEADER`](super::MAX_SIGNATURES_PER_HEADER)
+/// signatures would cost that many hashes of the body per public key. Four
+/// covers a rotation on both sides at once (two signatures, two keys). A
+/// request over the bound is rejected as
+/// [`MalformedHeader`](crate::VerifyErrorKind::MalformedHeader) before any
+/// check runs; a request with a single `v1a` signature is always checked,
+/// whatever the number of keys, as that cost is the receiver's own choice.
+pub const MAX_ED25519_CHECKS: usize = 4;
+
 /// Asymmetric keys of a Standard Webhooks scheme (feature `ed25519`).
 #[derive(Clone, Default)]
 pub(super) struct StandardKeys {
@@ -61,7 +74,7 @@ impl StandardKeys {
         }
     }
 
-    fn public_key_count(&self) -> usize {
+    pub(super) fn public_key_count(&self) -> usize {
         #[cfg(feature = "ed25519")]
         {
             self.public.len()
@@ -129,6 +142,48 @@ fn signed_content(id: &[u8], ts: &[u8], body: &[u8]) -> Vec<u8> {
     content.push(b'.');
     content.extend_from_slice(body);
     content
+}
+
+/// The index of the public key that verifies one of `candidates` over the
+/// content `content` builds (built once, only when a check runs).
+///
+/// # Errors
+///
+/// [`MalformedHeader`](crate::VerifyErrorKind::MalformedHeader) when the
+/// checks would exceed [`MAX_ED25519_CHECKS`].
+#[cfg(feature = "ed25519")]
+fn find_ed25519_match(
+    std_keys: &StandardKeys,
+    sig_name: &'static str,
+    candidates: &[[u8; 64]],
+    content: impl FnOnce() -> Vec<u8>,
+) -> Result<Option<usize>, VerifyError> {
+    if candidates.is_empty() || std_keys.public.is_empty() {
+        return Ok(None);
+    }
+    let checks = candidates.len() * std_keys.public.len();
+    if candidates.len() > 1 && checks > MAX_ED25519_CHECKS {
+        return Err(VerifyError::malformed(
+            sig_name,
+            format!(
+                "{} `v1a` signatures against {} public keys would take {checks} ed25519 checks, \
+                 more than the {MAX_ED25519_CHECKS} allowed per request; \
+                 a sender signs with at most two keys at a time",
+                candidates.len(),
+                std_keys.public.len()
+            ),
+        ));
+    }
+    let content = content();
+    for (index, key) in std_keys.public.iter().enumerate() {
+        for candidate in candidates {
+            let sig = ed25519_dalek::Signature::from_bytes(candidate);
+            if key.0.verify_strict(&content, &sig).is_ok() {
+                return Ok(Some(index));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// Picks the header family: `webhook-*` when `webhook-signature` is present,
@@ -212,23 +267,17 @@ pub(super) fn verify(
     }
 
     #[cfg(feature = "ed25519")]
-    if !ed_candidates.is_empty() && !std_keys.public.is_empty() {
-        let content = signed_content(id, ts_raw, body);
-        for (index, key) in std_keys.public.iter().enumerate() {
-            for candidate in &ed_candidates {
-                let sig = ed25519_dalek::Signature::from_bytes(candidate);
-                if key.0.verify_strict(&content, &sig).is_ok() {
-                    let mut matched = SignatureMatch::hmac(
-                        signed_id,
-                        Some(timestamp),
-                        TimestampSource::SignedHeader,
-                        index,
-                    );
-                    matched.algorithm = super::SignatureAlgorithm::Ed25519;
-                    return Ok(matched);
-                }
-            }
-        }
+    if let Some(index) = find_ed25519_match(std_keys, sig_name, &ed_candidates, || {
+        signed_content(id, ts_raw, body)
+    })? {
+        let mut matched = SignatureMatch::hmac(
+            signed_id,
+            Some(timestamp),
+            TimestampSource::SignedHeader,
+            index,
+        );
+        matched.algorithm = super::SignatureAlgorithm::Ed25519;
+        return Ok(matched);
     }
 
     if let Some(Err(err)) = hmac_result {

@@ -5,7 +5,7 @@ use std::collections::{HashSet, VecDeque};
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use clap::Args;
 use http::{HeaderMap, HeaderValue, StatusCode};
-use webhook_guard::diagnose::{Finding, diagnose_with_window};
+use webhook_guard::diagnose::diagnose_with_window;
 use webhook_guard::problem::Problem;
 use webhook_guard::scheme::{GITHUB_EVENT_HEADER, SHOPIFY_TOPIC_HEADER};
 use webhook_guard::verify::DEFAULT_BODY_LIMIT;
@@ -35,7 +35,8 @@ The first line printed is the address bound: `listening on http://HOST:PORT (sch
 answered 200 and printed as `received ..`; redeliveries of an id already received are answered
 200 with `X-Webhook-Duplicate: true` and printed as `duplicate ..`; bad requests are answered
 401 (413 for size) with an RFC 9457 problem saying why, and printed as `rejected ..` followed by
-`cause:` lines that explain it the way `webhook-guard verify` does.";
+`cause:` lines that explain it the way `webhook-guard verify` does (for at most
+--max-diagnoses-per-second rejections a second; the others say `diagnosis skipped: rate limit`).";
 
 /// Ids remembered for deduplication before the oldest are forgotten.
 const SEEN_CAPACITY: usize = 100_000;
@@ -64,6 +65,12 @@ pub(crate) struct ListenArgs {
     /// skew into the future).
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     tolerance: u64,
+
+    /// How many rejected requests a second are diagnosed (their causes
+    /// printed); the others are printed with `diagnosis skipped: rate
+    /// limit`. 0 diagnoses none.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    max_diagnoses_per_second: u32,
 }
 
 /// Ids of the events already received, so that redeliveries are reported as
@@ -126,8 +133,7 @@ impl Printer {
         let _ = out.flush();
     }
 
-    fn rejected(&self, status: u16, kind: &str, detail: &str, causes: &[Finding]) {
-        let causes: Vec<String> = causes.iter().map(render_finding).collect();
+    fn rejected(&self, status: u16, kind: &str, detail: &str, causes: &[String]) {
         if self.json {
             self.line(
                 &serde_json::json!({
@@ -159,6 +165,70 @@ struct Explainer {
     secrets: SecretSet,
     window: ReplayWindow,
     printer: Printer,
+    rate: DiagnosisRate,
+}
+
+impl Explainer {
+    /// The causes of a rejection, diagnosed on a blocking thread (a
+    /// diagnosis is CPU work that must not hold up the async workers), or a
+    /// note that the rate limit skipped it.
+    async fn causes(self: &Arc<Self>, headers: HeaderMap, body: bytes::Bytes) -> Vec<String> {
+        if !self.rate.allow() {
+            return vec![format!(
+                "diagnosis skipped: rate limit (at most {} a second, see --max-diagnoses-per-second)",
+                self.rate.per_second
+            )];
+        }
+        let explainer = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            diagnose_with_window(
+                &explainer.scheme,
+                &explainer.secrets,
+                &headers,
+                &body,
+                &explainer.window,
+            )
+            .findings()
+            .iter()
+            .map(render_finding)
+            .collect()
+        })
+        .await
+        .unwrap_or_else(|e| vec![format!("diagnosis failed: {e}")])
+    }
+}
+
+/// At most `per_second` diagnoses in each one-second window, so that a
+/// flood of bad requests cannot keep the machine busy explaining them.
+#[derive(Debug)]
+struct DiagnosisRate {
+    per_second: u32,
+    /// The start of the current window and the diagnoses run in it.
+    window: Mutex<(Instant, u32)>,
+}
+
+impl DiagnosisRate {
+    fn new(per_second: u32) -> Self {
+        Self {
+            per_second,
+            window: Mutex::new((Instant::now(), 0)),
+        }
+    }
+
+    /// Takes one diagnosis from this second's allowance; `false` when it is
+    /// used up.
+    fn allow(&self) -> bool {
+        let mut window = self.window.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if now.duration_since(window.0) >= Duration::from_secs(1) {
+            *window = (now, 0);
+        }
+        if window.1 >= self.per_second {
+            return false;
+        }
+        window.1 += 1;
+        true
+    }
 }
 
 /// Runs outside [`VerifyLayer`]: keeps a copy of the body so that, when the
@@ -205,20 +275,11 @@ async fn explain_rejections(
         }
     };
     let response = next.run(request).await;
-    if let Some(err) = response.extensions().get::<VerifyError>() {
-        let causes = captured
-            .map(|(headers, body)| {
-                diagnose_with_window(
-                    &explainer.scheme,
-                    &explainer.secrets,
-                    &headers,
-                    &body,
-                    &explainer.window,
-                )
-                .findings()
-                .to_vec()
-            })
-            .unwrap_or_default();
+    if let Some(err) = response.extensions().get::<VerifyError>().cloned() {
+        let causes = match captured {
+            Some((headers, body)) => explainer.causes(headers, body).await,
+            None => Vec::new(),
+        };
         explainer.printer.rejected(
             err.kind().status().as_u16(),
             err.kind().as_str(),
@@ -256,6 +317,7 @@ pub(crate) fn run(args: ListenArgs) -> Result<(), Failure> {
         secrets,
         window,
         printer,
+        rate: DiagnosisRate::new(args.max_diagnoses_per_second),
     });
     let state = AppState {
         seen: Arc::new(SeenIds::new(SEEN_CAPACITY)),
@@ -410,6 +472,19 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(firsts.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn diagnoses_are_counted_per_second() {
+        let rate = DiagnosisRate::new(2);
+        assert!(rate.allow());
+        assert!(rate.allow());
+        assert!(!rate.allow());
+        // A new second brings a new allowance.
+        let a_second_ago = Instant::now().checked_sub(Duration::from_secs(1)).unwrap();
+        rate.window.lock().unwrap().0 = a_second_ago;
+        assert!(rate.allow());
+        assert!(!DiagnosisRate::new(0).allow());
     }
 
     #[test]
