@@ -6,8 +6,8 @@
 //! cache miss a subscriber installed with `set_default`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io;
-use std::sync::{Arc, Mutex};
+mod log_capture;
+use log_capture::LogBuffer;
 
 use axum::body::Body;
 use http::{HeaderMap, HeaderValue, Request, Response, header};
@@ -39,27 +39,6 @@ fn longest_hex_run(text: &str) -> usize {
         .map(str::len)
         .max()
         .unwrap_or(0)
-}
-
-/// A `MakeWriter` that appends every log line to a shared buffer.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -110,7 +89,7 @@ async fn log_events_never_contain_a_secret_or_the_expected_signature() {
     }
     assert_eq!(statuses, [401, 401, 401, 413, 200]);
 
-    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let text = logs.take();
     for kind in [
         "kind=invalid-signature",
         "kind=malformed-header",
