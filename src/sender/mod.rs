@@ -86,10 +86,10 @@ pub use destination::{Destination, EventFilter, NewDestination};
 pub use error::{SenderError, StoreError};
 pub use retry::RetryPolicy;
 pub use ssrf::{AddressPolicy, ForbiddenAddress};
+pub use store::{DeliveryStore, MemoryStore, NewDelivery, NextStep};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use store::SqliteStore;
-pub use store::{DeliveryStore, MemoryStore, NewDelivery, NextStep};
+pub use store::{SecretSeal, SqliteStore};
 
 use crate::error::ConfigError;
 use crate::secret::Secret;
