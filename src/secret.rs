@@ -172,7 +172,9 @@ impl Secret {
         self.not_after
     }
 
-    /// The raw key bytes.
+    /// The bytes as given: for a secret made from text, the text's bytes,
+    /// before any scheme reads them its own way ([`Scheme::read_secret`](crate::Scheme::read_secret)
+    /// gives the key a scheme signs with).
     ///
     /// Handle with care: this is the only way to read the secret.
     pub fn expose_bytes(&self) -> &[u8] {

@@ -88,6 +88,13 @@ fn explicit_bytes_are_never_decoded() {
     let expected = format!("v1,{}", B64.encode(mac.finalize().into_bytes()));
     assert_eq!(signed["webhook-signature"], expected.as_str());
     assert!(!Secret::new(text.as_bytes()).is_text());
+    // What `parse_secret` reads is the key: bytes, read by no scheme again.
+    let stripe_key = Scheme::stripe().parse_secret(text).unwrap();
+    assert!(!stripe_key.is_text());
+    let signed = Scheme::standard()
+        .sign(&SecretSet::single(stripe_key).unwrap(), &msg)
+        .unwrap();
+    assert_eq!(signed["webhook-signature"], expected.as_str());
     assert!(Secret::from(text).is_text());
 }
 

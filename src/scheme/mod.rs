@@ -530,7 +530,8 @@ impl Scheme {
     /// Turns a secret as a platform hands it out into key bytes, the way this
     /// scheme's own libraries do: Standard Webhooks decodes `whsec_<base64>`
     /// (the prefix is optional here, as in those libraries); every other
-    /// scheme uses the string's bytes as they are.
+    /// scheme uses the string's bytes as they are. The result is key bytes
+    /// ([`Secret::is_text`] is `false`), used as they are under any scheme.
     ///
     /// # Errors
     ///
@@ -545,7 +546,8 @@ impl Scheme {
         }
         match self.kind {
             Kind::Standard(_) => Secret::from_whsec(text),
-            _ => Ok(Secret::from(text)),
+            // The key, as bytes: no other scheme reads it again.
+            _ => Ok(Secret::new(text.as_bytes())),
         }
     }
 
