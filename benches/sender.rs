@@ -95,7 +95,10 @@ fn rig() -> Rig {
             .build()
             .unwrap();
         sender
-            .add_destination(NewDestination::new(url.clone(), "bench-secret"))
+            .add_destination(NewDestination::new(
+                url.clone(),
+                "bench-secret-0123456789abcdef",
+            ))
             .await
             .unwrap();
         let workers = sender.start();

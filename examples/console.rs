@@ -113,8 +113,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ] {
         sender
             .add_destination(
-                NewDestination::new(format!("{receiver_url}/{path}"), "console-demo-secret")
-                    .events(events),
+                NewDestination::new(
+                    format!("{receiver_url}/{path}"),
+                    "console-demo-secret-0123456789",
+                )
+                .events(events),
             )
             .await?;
     }

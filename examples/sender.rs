@@ -1,7 +1,7 @@
 //! Publish events to one endpoint and print every delivery attempt.
 //!
 //! ```sh
-//! WEBHOOK_URL=https://example.com/webhooks WEBHOOK_SECRET=my-secret \
+//! WEBHOOK_URL=https://example.com/webhooks WEBHOOK_SECRET=my-secret-of-24-bytes-or-more \
 //! WEBHOOK_SCHEME=native WEBHOOK_DB=sender.db \
 //!     cargo run --example sender --features sqlite
 //! ```
@@ -9,11 +9,16 @@
 //! | variable | meaning | default |
 //! |---|---|---|
 //! | `WEBHOOK_URL` | where to POST | required |
-//! | `WEBHOOK_SECRET` | the shared secret | required |
-//! | `WEBHOOK_SCHEME` | `native`, `native-body-only`, ... | `native` |
+//! | `WEBHOOK_SECRET` | the shared secret, at least 24 bytes, as the receiver is configured with it (`whsec_...` for `standard`) | required |
+//! | `WEBHOOK_SCHEME` | `native`, `native-body-only`, `standard`, ... | `native` |
 //! | `WEBHOOK_DB` | SQLite file holding the queue | `sender.db` |
 //! | `WEBHOOK_EVENTS` | how many events to publish | `3` |
 //! | `WEBHOOK_ALLOW` | addresses/CIDRs the SSRF guard lets through, comma separated (`127.0.0.1` to try a local receiver) | none |
+//!
+//! The secret is read the way the scheme's receivers read it: with
+//! `WEBHOOK_SCHEME=standard`, `whsec_<base64>` (as Svix and Standard Webhooks
+//! print it) signs with the decoded key, so the official libraries verify
+//! the deliveries. A destination is stored with its key bytes on first use.
 //!
 //! Retries run on a short schedule (1 s, 2 s, 4 s) so the example ends
 //! quickly; a real sender keeps the default 1, 5 and 15 minutes. The queue

@@ -101,7 +101,7 @@ pub use scheme::{
     IdSource, Message, Scheme, SchemeName, SignError, SignatureAlgorithm, SignatureMatch,
     TimestampSource,
 };
-pub use secret::{Secret, SecretSet};
+pub use secret::{MIN_SECRET_LEN, Secret, SecretSet, WHSEC_PREFIX};
 pub use verify::{ResponseFuture, Verified, Verifier, VerifierId, VerifyLayer, VerifyWebhook};
 
 /// The README's examples, compiled as doctests so they cannot rot.

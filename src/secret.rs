@@ -1,12 +1,26 @@
 //! Shared secrets and the set of secrets a receiver accepts.
 //!
-//! A [`Secret`] is raw key bytes. Where a platform hands out a string, decide
-//! which bytes it means:
+//! A [`Secret`] is key bytes. Where a platform hands out a string, the wire
+//! format decides which bytes it means, so a secret made from text remembers
+//! that it is text:
 //!
-//! - [`Secret::from`] a `&str` uses the string's own bytes (what Node's
-//!   `createHmac('sha256', secret)`, GitHub, Stripe, Slack and Shopify do);
-//! - [`Secret::from_whsec`] decodes a Standard Webhooks / Svix `whsec_<base64>`
-//!   secret into the bytes it stands for.
+//! - [`Secret::from`] a `&str` or `String` is *text*. Every scheme keys its
+//!   HMAC with the text's own bytes (what Node's `createHmac('sha256',
+//!   secret)`, GitHub, Stripe — `whsec_...` included —, Slack and Shopify
+//!   do), except [`Scheme::standard`](crate::Scheme::standard), which reads a
+//!   text starting with `whsec_` the way the Standard Webhooks and Svix
+//!   libraries do: the base64 after the prefix is the key. So
+//!   `SecretSet::single("whsec_...")` under the standard scheme verifies what
+//!   Svix signs, and the same text given to a sender destination signs what
+//!   the official libraries verify.
+//! - [`Secret::new`] and [`Secret::from`] bytes (`&[u8]`, `Vec<u8>`) are the
+//!   key as given, never reinterpreted;
+//! - [`Secret::from_whsec`] decodes `whsec_<base64>` into those bytes
+//!   explicitly.
+//!
+//! Secrets under [`MIN_SECRET_LEN`] (24) bytes are refused for sender
+//! destinations; a receiver takes a provider's secret as it is and logs a
+//! warning.
 //!
 //! A [`SecretSet`] holds every secret that is currently active. During a
 //! rotation it holds the old and the new one; a request signed with either
@@ -29,8 +43,10 @@
 //! ```
 
 use std::fmt;
+use std::sync::LazyLock;
 
 use base64::Engine as _;
+use hmac::digest::FixedOutputReset;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use zeroize::Zeroizing;
@@ -42,20 +58,76 @@ pub(crate) type HmacSha256 = Hmac<Sha256>;
 /// Prefix of Standard Webhooks / Svix secrets: `whsec_` followed by base64.
 pub const WHSEC_PREFIX: &str = "whsec_";
 
-/// A shared secret: raw key bytes, wiped from memory on drop, never printed.
+/// The fewest key bytes a sender destination's secret may have (192 bits).
+///
+/// [`Sender::add_destination`](crate::sender::Sender::add_destination) and
+/// `rotate_secret` refuse shorter ones; a receiver's [`VerifyLayer`](crate::VerifyLayer)
+/// accepts a provider's shorter secret as it is and logs a warning.
+pub const MIN_SECRET_LEN: usize = 24;
+
+/// Where a secret's bytes came from, which decides whether a scheme may
+/// read them in its own way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// Key bytes given as such: used as they are by every scheme.
+    Bytes,
+    /// Text, as a provider prints it: read the way the scheme's libraries do.
+    Text,
+}
+
+/// A shared secret: key bytes, wiped from memory on drop, never printed.
+///
+/// A secret made from text (`&str`, `String`) remembers it, so that the
+/// scheme can read it the way its providers mean it (see the
+/// [module docs](self)); one made from bytes is never reinterpreted.
 #[derive(Clone)]
 pub struct Secret {
     bytes: Zeroizing<Vec<u8>>,
+    origin: Origin,
     not_after: Option<i64>,
 }
 
 impl Secret {
-    /// A secret made of exactly these bytes.
+    /// A secret made of exactly these bytes; no scheme reinterprets them.
     pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
         Self {
             bytes: Zeroizing::new(bytes.into()),
+            origin: Origin::Bytes,
             not_after: None,
         }
+    }
+
+    /// A secret given as text (what `From<&str>` and `From<String>` build).
+    fn text(text: impl Into<Vec<u8>>) -> Self {
+        Self {
+            origin: Origin::Text,
+            ..Self::new(text)
+        }
+    }
+
+    /// Whether the secret was given as text, so that a scheme may read it
+    /// its own way (see the [module docs](self)).
+    pub fn is_text(&self) -> bool {
+        self.origin == Origin::Text
+    }
+
+    /// Whether the secret is text starting with `whsec_`.
+    pub(crate) fn is_whsec_text(&self) -> bool {
+        self.is_text() && self.bytes.starts_with(WHSEC_PREFIX.as_bytes())
+    }
+
+    /// A text secret starting with `whsec_`, decoded into its key bytes
+    /// (keeping the expiry); `None` for any other secret.
+    pub(crate) fn decode_whsec_text(&self) -> Option<Result<Self, ConfigError>> {
+        if !self.is_whsec_text() {
+            return None;
+        }
+        // The prefix is ASCII, so the rest is text whenever the whole is.
+        let text = std::str::from_utf8(&self.bytes).ok()?;
+        Some(Self::from_whsec(text).map(|s| Self {
+            not_after: self.not_after,
+            ..s
+        }))
     }
 
     /// Decodes a Standard Webhooks / Svix secret of the form `whsec_<base64>`.
@@ -100,7 +172,9 @@ impl Secret {
         self.not_after
     }
 
-    /// The raw key bytes.
+    /// The bytes as given: for a secret made from text, the text's bytes,
+    /// before any scheme reads them its own way ([`Scheme::read_secret`](crate::Scheme::read_secret)
+    /// gives the key a scheme signs with).
     ///
     /// Handle with care: this is the only way to read the secret.
     pub fn expose_bytes(&self) -> &[u8] {
@@ -120,7 +194,7 @@ impl Secret {
 
 /// Says where base64 decoding failed without quoting the offending byte,
 /// which would be a byte of the secret.
-fn describe_base64_error(e: &base64::DecodeError) -> String {
+pub(crate) fn describe_base64_error(e: &base64::DecodeError) -> String {
     use base64::DecodeError as E;
     match e {
         E::InvalidByte(offset, _) => format!("character {} is not base64", offset + 1),
@@ -143,13 +217,13 @@ impl fmt::Debug for Secret {
 
 impl From<&str> for Secret {
     fn from(s: &str) -> Self {
-        Self::new(s.as_bytes().to_vec())
+        Self::text(s.as_bytes().to_vec())
     }
 }
 
 impl From<String> for Secret {
     fn from(s: String) -> Self {
-        Self::new(s.into_bytes())
+        Self::text(s.into_bytes())
     }
 }
 
@@ -165,17 +239,103 @@ impl From<Vec<u8>> for Secret {
     }
 }
 
-/// One secret with its precomputed keyed HMAC-SHA256 state.
+/// An HMAC-SHA256 state with nothing absorbed: what a keyed state is
+/// overwritten with when it is dropped.
+static BLANK_STATE: LazyLock<HmacSha256> =
+    LazyLock::new(|| <HmacSha256 as Mac>::new(&Default::default()));
+
+/// A keyed HMAC-SHA256 state, overwritten when dropped.
+///
+/// The inner and outer hash states after absorbing the key are as good as
+/// the key for forging signatures. The `hmac` crate (0.12) does not wipe
+/// them, so this wrapper overwrites its own copy with a blank state on drop;
+/// `black_box` keeps the compiler from dropping that store as dead. What the
+/// `hmac` and `sha2` crates copy onto the stack while computing one tag is
+/// beyond reach.
+pub(crate) struct KeyState(HmacSha256);
+
+impl KeyState {
+    fn new(key: &[u8]) -> Option<Self> {
+        HmacSha256::new_from_slice(key).ok().map(Self)
+    }
+
+    /// HMAC-SHA256 over the concatenation of `parts`, from a copy of this
+    /// state that is wiped after use.
+    pub(crate) fn tag(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut mac = Self(self.0.clone());
+        for part in parts {
+            mac.0.update(part);
+        }
+        mac.0.finalize_fixed_reset().into()
+    }
+}
+
+impl Clone for KeyState {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl KeyState {
+    /// Overwrites the state in place with one keyed with nothing.
+    fn wipe(&mut self) {
+        self.0.clone_from(&BLANK_STATE);
+        std::hint::black_box(&self.0);
+    }
+}
+
+impl Drop for KeyState {
+    fn drop(&mut self) {
+        self.wipe();
+    }
+}
+
+/// One secret with its precomputed keyed HMAC-SHA256 states.
 #[derive(Clone)]
 pub(crate) struct KeyedSecret {
     pub(crate) secret: Secret,
-    pub(crate) hmac: HmacSha256,
+    /// Keyed with the secret's bytes as they are.
+    bytes: KeyState,
+    /// For a text secret `whsec_<base64>`: keyed with the decoded bytes,
+    /// which is how the standard scheme reads it.
+    whsec: Option<KeyState>,
+}
+
+impl KeyedSecret {
+    fn new(index: usize, secret: Secret) -> Result<Self, ConfigError> {
+        let state = |bytes: &[u8]| {
+            KeyState::new(bytes).ok_or_else(|| ConfigError::InvalidSecret {
+                reason: format!("secret #{index} cannot key HMAC-SHA256"),
+            })
+        };
+        let bytes = state(secret.expose_bytes())?;
+        let whsec = match secret.decode_whsec_text() {
+            Some(Ok(decoded)) => Some(state(decoded.expose_bytes())?),
+            _ => None,
+        };
+        Ok(Self {
+            secret,
+            bytes,
+            whsec,
+        })
+    }
+
+    /// The state keyed with the secret's bytes as they are.
+    pub(crate) fn bytes_state(&self) -> &KeyState {
+        &self.bytes
+    }
+
+    /// The state the standard scheme uses: a text `whsec_` secret's decoded
+    /// key, otherwise the bytes as they are.
+    pub(crate) fn standard_state(&self) -> &KeyState {
+        self.whsec.as_ref().unwrap_or(&self.bytes)
+    }
 }
 
 /// The secrets a receiver currently accepts, in order of preference.
 ///
 /// Any match of any active secret passes. The keyed HMAC state of each secret
-/// is computed once here and cloned per request.
+/// is computed once here, copied per request and overwritten when dropped.
 #[derive(Clone)]
 pub struct SecretSet {
     keys: Vec<KeyedSecret>,
@@ -201,12 +361,7 @@ impl SecretSet {
                     reason: format!("secret #{index} is empty"),
                 });
             }
-            let hmac = HmacSha256::new_from_slice(secret.expose_bytes()).map_err(|_| {
-                ConfigError::InvalidSecret {
-                    reason: format!("secret #{index} cannot key HMAC-SHA256"),
-                }
-            })?;
-            keys.push(KeyedSecret { secret, hmac });
+            keys.push(KeyedSecret::new(index, secret)?);
         }
         if keys.is_empty() {
             return Err(ConfigError::NoSecrets);
@@ -315,6 +470,60 @@ mod tests {
             SecretSet::new([""]),
             Err(ConfigError::InvalidSecret { .. })
         ));
+    }
+
+    fn reference_tag(key: &[u8], msg: &[u8]) -> [u8; 32] {
+        let mut mac = HmacSha256::new_from_slice(key).unwrap();
+        mac.update(msg);
+        mac.finalize().into_bytes().into()
+    }
+
+    #[test]
+    fn whsec_text_keys_the_decoded_bytes_for_the_standard_scheme_only() {
+        let text = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let key = Secret::from_whsec(text).unwrap();
+        let set = SecretSet::single(text).unwrap();
+        let keyed = &set.keys[0];
+        let standard = reference_tag(key.expose_bytes(), b"a.b");
+        assert_eq!(keyed.standard_state().tag(&[b"a", b".b"]), standard);
+        // The per-request copy leaves the stored state as it was.
+        assert_eq!(keyed.standard_state().tag(&[b"a.b"]), standard);
+        assert_eq!(
+            keyed.bytes_state().tag(&[b"a.b"]),
+            reference_tag(text.as_bytes(), b"a.b")
+        );
+        // Bytes are never decoded, and text without the prefix is its bytes.
+        for other in [
+            Secret::new(text.as_bytes()),
+            Secret::from("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        ] {
+            let set = SecretSet::single(other.clone()).unwrap();
+            assert!(set.keys[0].whsec.is_none());
+            assert_eq!(
+                set.keys[0].standard_state().tag(&[b"a.b"]),
+                reference_tag(other.expose_bytes(), b"a.b")
+            );
+        }
+        // The expiry survives the reading.
+        let read = Secret::from(text)
+            .expires_at(5)
+            .decode_whsec_text()
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.expiry(), Some(5));
+        assert!(!read.is_text());
+    }
+
+    #[test]
+    fn wiping_a_key_state_leaves_nothing_of_the_key() {
+        let mut state = KeyState::new(b"key-that-must-not-linger").unwrap();
+        assert_eq!(
+            state.tag(&[b"m"]),
+            reference_tag(b"key-that-must-not-linger", b"m")
+        );
+        state.wipe();
+        // Keyed with nothing (an empty key pads to the same zero block).
+        assert_eq!(state.tag(&[b"m"]), reference_tag(&[], b"m"));
     }
 
     #[test]

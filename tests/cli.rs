@@ -1002,3 +1002,44 @@ fn help_shows_examples_and_exit_codes() {
         );
     }
 }
+
+/// The `whsec_` text a Standard Webhooks provider prints, given to `--secret`
+/// under `--scheme standard`: `sign` makes headers the official libraries
+/// verify, and `verify` accepts what they sign.
+#[test]
+fn whsec_text_interoperates_with_the_official_libraries() {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let signed = sign(COMPACT, &["--scheme", "standard", "--secret", secret]);
+    let mut headers = http::HeaderMap::new();
+    for line in std::fs::read_to_string(&signed.headers).unwrap().lines() {
+        let (name, value) = line.split_once(": ").unwrap();
+        headers.insert(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            http::HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    standardwebhooks::Webhook::new(secret)
+        .unwrap()
+        .verify(COMPACT, &headers)
+        .unwrap();
+    svix::webhooks::Webhook::new(secret)
+        .unwrap()
+        .verify(COMPACT, &headers)
+        .unwrap();
+
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let signature = standardwebhooks::Webhook::new(secret)
+        .unwrap()
+        .sign("msg_cli_1", ts, COMPACT)
+        .unwrap();
+    std::fs::write(
+        &signed.headers,
+        format!("webhook-id: msg_cli_1\nwebhook-timestamp: {ts}\nwebhook-signature: {signature}\n"),
+    )
+    .unwrap();
+    let out = signed.verify(&["--scheme", "standard", "--secret", secret]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+}

@@ -140,11 +140,11 @@ async fn given_secret_signs_and_is_not_returned_again() {
         &app,
         "POST",
         "/api/destinations",
-        Some(json!({"url": "http://127.0.0.1:9/x", "secret": "operator-chosen-secret", "events": ["kpi.*", "ingestion.completed"]})),
+        Some(json!({"url": "http://127.0.0.1:9/x", "secret": "operator-chosen-secret-0123456789", "events": ["kpi.*", "ingestion.completed"]})),
     )
     .await;
     assert_eq!(created.0, StatusCode::CREATED);
-    assert_eq!(created.2["secret"], "operator-chosen-secret");
+    assert_eq!(created.2["secret"], "operator-chosen-secret-0123456789");
     assert_eq!(created.2["secretGenerated"], false);
     assert_eq!(
         created.2["destination"]["events"],
@@ -153,9 +153,17 @@ async fn given_secret_signs_and_is_not_returned_again() {
     let id = created.2["destination"]["id"].as_str().unwrap();
     // The sender holds the given secret.
     let stored = sender.destination(id).await.unwrap();
-    assert_eq!(stored.secrets[0].expose_bytes(), b"operator-chosen-secret");
+    assert_eq!(
+        stored.secrets[0].expose_bytes(),
+        b"operator-chosen-secret-0123456789"
+    );
     let list = call(&app, "GET", "/api/destinations", None).await;
-    assert!(!list.2.to_string().contains("operator-chosen-secret"));
+    assert!(
+        !list
+            .2
+            .to_string()
+            .contains("operator-chosen-secret-0123456789")
+    );
 }
 
 #[tokio::test]
@@ -231,6 +239,12 @@ async fn bad_input_gets_specific_problems() {
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid-input",
         "empty",
+    );
+    assert_problem(
+        &post(json!({"url": "https://93.184.215.14/x", "secret": "x"})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-input",
+        "at least 24 bytes",
     );
     assert_problem(
         &post(json!({"url": "https://93.184.215.14/x", "colour": "red"})).await,
@@ -776,7 +790,8 @@ async fn destinations_added_in_rust_show_up_in_the_api() {
     let sender = loopback_sender();
     sender
         .add_destination(
-            NewDestination::new("http://127.0.0.1:9/r", "rust-side-secret").id("dst_rust"),
+            NewDestination::new("http://127.0.0.1:9/r", "rust-side-secret-0123456789abcdef")
+                .id("dst_rust"),
         )
         .await
         .unwrap();
@@ -784,7 +799,11 @@ async fn destinations_added_in_rust_show_up_in_the_api() {
     let one = call(&app, "GET", "/api/destinations/dst_rust", None).await;
     assert_eq!(one.0, StatusCode::OK);
     assert_eq!(one.2["paused"], false);
-    assert!(!one.2.to_string().contains("rust-side-secret"));
+    assert!(
+        !one.2
+            .to_string()
+            .contains("rust-side-secret-0123456789abcdef")
+    );
 }
 
 #[tokio::test]
@@ -795,7 +814,7 @@ async fn rotating_a_secret_shows_the_new_one_once_and_keeps_the_old_for_the_over
         &app,
         "POST",
         "/api/destinations",
-        Some(json!({"url": "http://127.0.0.1:9/r", "secret": "old-secret"})),
+        Some(json!({"url": "http://127.0.0.1:9/r", "secret": "old-secret-0123456789abcdef"})),
     )
     .await;
     let id = created.2["destination"]["id"].as_str().unwrap().to_owned();
@@ -817,7 +836,10 @@ async fn rotating_a_secret_shows_the_new_one_once_and_keeps_the_old_for_the_over
     assert!(secrets[1]["expiresAt"].is_i64());
     let stored = sender.destination(&id).await.unwrap();
     assert_eq!(stored.secrets[0].expose_bytes(), new_secret.as_bytes());
-    assert_eq!(stored.secrets[1].expose_bytes(), b"old-secret");
+    assert_eq!(
+        stored.secrets[1].expose_bytes(),
+        b"old-secret-0123456789abcdef"
+    );
     let shown = call(&app, "GET", &format!("/api/destinations/{id}"), None).await;
     assert!(!shown.2.to_string().contains(&new_secret));
     assert!(!rotated.2["destination"].to_string().contains("old-secret"));
@@ -826,10 +848,10 @@ async fn rotating_a_secret_shows_the_new_one_once_and_keeps_the_old_for_the_over
         &app,
         "POST",
         &format!("/api/destinations/{id}/rotate-secret"),
-        Some(json!({"secret": "third"})),
+        Some(json!({"secret": "third-secret-0123456789abcdef"})),
     )
     .await;
-    assert_eq!(given.2["secret"], "third");
+    assert_eq!(given.2["secret"], "third-secret-0123456789abcdef");
     assert_eq!(given.2["secretGenerated"], false);
     assert_problem(
         &call(
@@ -843,6 +865,21 @@ async fn rotating_a_secret_shows_the_new_one_once_and_keeps_the_old_for_the_over
         "invalid-input",
         "empty",
     );
+    // A secret an operator types must be long enough to resist guessing.
+    let short = call(
+        &app,
+        "POST",
+        &format!("/api/destinations/{id}/rotate-secret"),
+        Some(json!({"secret": "x"})),
+    )
+    .await;
+    assert_problem(
+        &short,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-input",
+        "at least 24 bytes",
+    );
+    assert_eq!(sender.destination(&id).await.unwrap().secrets.len(), 3);
     assert_problem(
         &call(
             &app,

@@ -551,7 +551,7 @@ async fn page_asks_for_the_token_when_the_api_requires_one() {
     s.sender
         .add_destination(webhook_guard::sender::NewDestination::new(
             format!("{}/ok", s.receiver_url),
-            "s",
+            "console-browser-secret-0123456789",
         ))
         .await
         .unwrap();

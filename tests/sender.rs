@@ -20,7 +20,7 @@ use webhook_guard::sender::{
 };
 use webhook_guard::{Scheme, Secret, SecretSet, Verified, VerifyLayer};
 
-const SECRET: &str = "test-secret";
+const SECRET: &str = "test-secret-0123456789abcdef";
 
 #[derive(Debug, Clone)]
 struct Hit {
@@ -627,33 +627,35 @@ async fn body_only_scheme_is_stored_by_name_and_verifies() {
 
 #[tokio::test]
 async fn rotation_signs_with_both_secrets_until_the_overlap_ends() {
+    const OLD: &str = "old-secret-0123456789abcdef";
+    const NEW: &str = "new-secret-0123456789abcdef";
     let clock = ManualClock::at(SystemMillisClock.now_ms());
     let (old_url, old_rx) =
-        receiver_with(SecretSet::single("old").unwrap(), Duration::ZERO, ok).await;
+        receiver_with(SecretSet::single(OLD).unwrap(), Duration::ZERO, ok).await;
     let (new_url, new_rx) =
-        receiver_with(SecretSet::single("new").unwrap(), Duration::ZERO, ok).await;
+        receiver_with(SecretSet::single(NEW).unwrap(), Duration::ZERO, ok).await;
     let sender = fast(MemoryStore::new())
         .clock(clock.clone())
         .retry(RetryPolicy::none())
         .build()
         .unwrap();
     let old_dest = sender
-        .add_destination(NewDestination::new(old_url, "old"))
+        .add_destination(NewDestination::new(old_url, OLD))
         .await
         .unwrap();
     let new_dest = sender
-        .add_destination(NewDestination::new(new_url, "old"))
+        .add_destination(NewDestination::new(new_url, OLD))
         .await
         .unwrap();
     for id in [&old_dest.id, &new_dest.id] {
         let d = sender
-            .rotate_secret(id, "new", Duration::from_secs(60))
+            .rotate_secret(id, NEW, Duration::from_secs(60))
             .await
             .unwrap();
         assert_eq!(d.secrets.len(), 2);
         let json = serde_json::to_string(&d).unwrap();
-        assert!(!json.contains("old") || !json.contains("\"new\""), "{json}");
-        assert!(!format!("{d:?}").contains("\"new\""));
+        assert!(!json.contains(OLD) && !json.contains(NEW), "{json}");
+        assert!(!format!("{d:?}").contains(NEW));
     }
     let _w = sender.start();
     sender.publish(event("kpi.alert", 1)).await.unwrap();
@@ -1114,14 +1116,14 @@ async fn secrets_stay_out_of_debug_and_json() {
     let sender = fast(MemoryStore::new()).build().unwrap();
     let d = sender
         .add_destination(
-            NewDestination::new("http://127.0.0.1:9/", "hunter2-secret")
-                .secret(Secret::from("swordfish")),
+            NewDestination::new("http://127.0.0.1:9/", "hunter2-secret-0123456789abcdef")
+                .secret(Secret::from("swordfish-0123456789abcdef")),
         )
         .await
         .unwrap();
     let shown = format!(
         "{d:?} {sender:?} {:?}",
-        NewDestination::new("http://x/", "hunter2-secret")
+        NewDestination::new("http://x/", "hunter2-secret-0123456789abcdef")
     );
     let json = serde_json::to_string(&d).unwrap();
     for s in [shown, json] {

@@ -24,7 +24,7 @@ use webhook_guard::sender::{
 use webhook_guard::{SecretSet, Verified, VerifyLayer};
 
 const EVENTS: usize = 200;
-const SECRET: &str = "crash-secret";
+const SECRET: &str = "crash-secret-0123456789abcdef";
 
 /// Events whose number is a multiple of this always fail: they must end in
 /// the dead letter queue.

@@ -54,7 +54,9 @@ async fn ten_thousand_events_to_ten_destinations_all_accounted_for() {
     let app = Router::new()
         .route("/hook/{dest}", post(receive))
         .with_state(rx.clone())
-        .layer(VerifyLayer::new(SecretSet::single("load").unwrap()));
+        .layer(VerifyLayer::new(
+            SecretSet::single("load-secret-0123456789abcdef").unwrap(),
+        ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -80,9 +82,12 @@ async fn ten_thousand_events_to_ten_destinations_all_accounted_for() {
     for k in 0..DESTINATIONS {
         sender
             .add_destination(
-                NewDestination::new(format!("http://{addr}/hook/{k}"), "load")
-                    .id(format!("dst_{k}"))
-                    .events(EventFilter::only([format!("load.{k}")])),
+                NewDestination::new(
+                    format!("http://{addr}/hook/{k}"),
+                    "load-secret-0123456789abcdef",
+                )
+                .id(format!("dst_{k}"))
+                .events(EventFilter::only([format!("load.{k}")])),
             )
             .await
             .unwrap();

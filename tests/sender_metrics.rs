@@ -53,7 +53,10 @@ async fn counters_and_latency_histograms_are_emitted() {
         .unwrap();
     for path in ["ok", "bad"] {
         sender
-            .add_destination(NewDestination::new(format!("http://{addr}/{path}"), "s"))
+            .add_destination(NewDestination::new(
+                format!("http://{addr}/{path}"),
+                "s-0123456789abcdef0123456789",
+            ))
             .await
             .unwrap();
     }

@@ -22,7 +22,9 @@ async fn add_destination<S: DeliveryStore + Clone>(store: S, id: &str) -> S {
         .build()
         .unwrap();
     sender
-        .add_destination(NewDestination::new("http://127.0.0.1:9/", "s").id(id))
+        .add_destination(
+            NewDestination::new("http://127.0.0.1:9/", "s-0123456789abcdef0123456789").id(id),
+        )
         .await
         .unwrap();
     store
@@ -270,7 +272,7 @@ async fn sqlite_schema_is_versioned_and_data_survives_reopening() {
     drop(store);
     let reopened = SqliteStore::open(&path).unwrap();
     let d = reopened.destination("dst_a").await.unwrap().unwrap();
-    assert_eq!(d.secrets[0].expose_bytes(), b"s");
+    assert_eq!(d.secrets[0].expose_bytes(), b"s-0123456789abcdef0123456789");
     assert_eq!(
         reopened
             .deliveries(&DeliveryQuery::new())
@@ -336,7 +338,10 @@ async fn sqlite_restart_resumes_pending_and_keeps_retry_due_times() {
     };
     let first = build(SqliteStore::open(&path).unwrap());
     first
-        .add_destination(NewDestination::new(format!("http://{addr}/"), "s"))
+        .add_destination(NewDestination::new(
+            format!("http://{addr}/"),
+            "s-0123456789abcdef0123456789",
+        ))
         .await
         .unwrap();
     let retried = first

@@ -125,7 +125,7 @@ fn every_delivery_and_attempt_has_a_span_with_its_fields() {
             .build()
             .unwrap();
         let destination = sender
-            .add_destination(NewDestination::new(url, "span-secret"))
+            .add_destination(NewDestination::new(url, "span-secret-0123456789abcdef"))
             .await
             .unwrap();
         let _workers = sender.start();

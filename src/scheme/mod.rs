@@ -30,7 +30,8 @@
 //! [`SecretSet`] (optionally with [`Secret::expires_at`] on the old one) and
 //! watch [`Verified::secret_index`](crate::Verified::secret_index).
 //!
-//! **Standard Webhooks / Svix** — secrets are `whsec_<base64>`, so let the
+//! **Standard Webhooks / Svix** — secrets are `whsec_<base64>`; the text as
+//! the provider prints it works (`SecretSet::single("whsec_...")`), or let the
 //! scheme decode them:
 //!
 //! ```
@@ -116,12 +117,11 @@ mod stripe;
 
 use std::fmt;
 
-use hmac::Mac;
 use http::HeaderMap;
 use subtle::ConstantTimeEq;
 
 use crate::error::{ConfigError, VerifyError};
-use crate::secret::{HmacSha256, KeyedSecret, Secret, SecretSet};
+use crate::secret::{KeyedSecret, Secret, SecretSet};
 
 pub use github::{GITHUB_DELIVERY_HEADER, GITHUB_EVENT_HEADER, GITHUB_SIGNATURE_HEADER};
 pub(crate) use native::body_timestamp;
@@ -415,9 +415,12 @@ impl Scheme {
     /// `{id}.{timestamp}.{body}`. The `svix-id`, `svix-timestamp` and
     /// `svix-signature` headers are accepted too.
     ///
-    /// Secrets are usually handed out as `whsec_<base64>`: build them with
-    /// [`Secret::from_whsec`] or [`Scheme::parse_secret`], which decode the
-    /// base64. With the `ed25519` feature, `v1a,<base64>` signatures are
+    /// Secrets are handed out as `whsec_<base64>` and the key is the decoded
+    /// base64. Give the text as it is (`SecretSet::single("whsec_...")`,
+    /// `NewDestination::new(url, "whsec_...")`): under this scheme a text
+    /// secret starting with `whsec_` is read that way (see
+    /// [`Scheme::read_secret`]). [`Secret::from_whsec`] and
+    /// [`Scheme::parse_secret`] decode it explicitly. With the `ed25519` feature, `v1a,<base64>` signatures are
     /// verified against the keys given to `Scheme::with_public_keys`.
     pub fn standard() -> Self {
         Self {
@@ -542,8 +545,10 @@ impl Scheme {
     }
 
     /// Turns a secret as a platform hands it out into key bytes, the way this
-    /// scheme's own libraries do: Standard Webhooks decodes `whsec_<base64>`;
-    /// every other scheme uses the string's bytes as they are.
+    /// scheme's own libraries do: Standard Webhooks decodes `whsec_<base64>`
+    /// (the prefix is optional here, as in those libraries); every other
+    /// scheme uses the string's bytes as they are. The result is key bytes
+    /// ([`Secret::is_text`] is `false`), used as they are under any scheme.
     ///
     /// # Errors
     ///
@@ -558,7 +563,56 @@ impl Scheme {
         }
         match self.kind {
             Kind::Standard(_) => Secret::from_whsec(text),
-            _ => Ok(Secret::from(text)),
+            // The key, as bytes: no other scheme reads it again.
+            _ => Ok(Secret::new(text.as_bytes())),
+        }
+    }
+
+    /// The key bytes a sender signs with for `secret` under this scheme.
+    ///
+    /// A secret given as bytes is returned as it is. A secret given as text
+    /// is read the way the scheme's providers print it: under
+    /// [`standard`](Self::standard), `whsec_<base64>` becomes the decoded
+    /// bytes (what the Standard Webhooks and Svix libraries verify with);
+    /// under every other scheme the text's bytes are the key (Stripe's
+    /// `whsec_...` included). The expiry is kept.
+    ///
+    /// ```
+    /// use webhook_guard::{Scheme, Secret};
+    ///
+    /// let key = Scheme::standard().read_secret(Secret::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"))?;
+    /// assert_eq!(key.expose_bytes().len(), 24);
+    /// let key = Scheme::stripe().read_secret(Secret::from("whsec_test_secret"))?;
+    /// assert_eq!(key.expose_bytes(), b"whsec_test_secret");
+    /// # Ok::<(), webhook_guard::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSecret`] under the standard scheme for text
+    /// that is not `whsec_` followed by base64: the message says where the
+    /// text goes wrong (never what it holds) and how to pass the key instead.
+    pub fn read_secret(&self, secret: Secret) -> Result<Secret, ConfigError> {
+        if !secret.is_text() || !matches!(self.kind, Kind::Standard(_)) {
+            return Ok(secret);
+        }
+        match secret.decode_whsec_text() {
+            Some(Ok(decoded)) => Ok(decoded),
+            Some(Err(ConfigError::InvalidSecret { reason })) => Err(ConfigError::InvalidSecret {
+                reason: format!(
+                    "{reason}; the standard scheme reads a text secret as `whsec_` followed by the base64 of the key, \
+                     as Svix and Standard Webhooks print it; to sign with the text's own bytes instead, \
+                     pass them as bytes (`Secret::new(text.as_bytes())`)"
+                ),
+            }),
+            Some(Err(other)) => Err(other),
+            None => Err(ConfigError::InvalidSecret {
+                reason: "the standard scheme reads a text secret as `whsec_` followed by the base64 of the key, \
+                         and this one has no `whsec_` prefix; if it is the base64 of the key, add the prefix \
+                         (or use `Secret::from_whsec`); to sign with the text's own bytes, pass them as bytes \
+                         (`Secret::new(text.as_bytes())`)"
+                    .into(),
+            }),
         }
     }
 
@@ -660,14 +714,11 @@ pub(crate) fn signature_value(text: String) -> http::HeaderValue {
 /// An HMAC-SHA256 tag.
 pub(crate) type Tag = [u8; 32];
 
-/// HMAC-SHA256 over the concatenation of `parts`, from the precomputed key
-/// state, without building the concatenation.
+/// HMAC-SHA256 over the concatenation of `parts`, from the precomputed state
+/// keyed with the secret's bytes as they are, without building the
+/// concatenation.
 pub(crate) fn hmac_tag(key: &KeyedSecret, parts: &[&[u8]]) -> Tag {
-    let mut mac: HmacSha256 = key.hmac.clone();
-    for part in parts {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().into()
+    key.bytes_state().tag(parts)
 }
 
 /// Compares every candidate with every active secret's tag, each comparison

@@ -8,8 +8,7 @@ use http::{HeaderMap, HeaderValue};
 
 use super::{
     MAX_SIGNATURES_PER_HEADER, Message, SignError, SignatureMatch, Tag, TimestampSource,
-    decode_b64_exact, find_match, hmac_tag, required_header, required_text, signature_value,
-    validate_id,
+    decode_b64_exact, find_match, required_header, required_text, signature_value, validate_id,
 };
 use crate::error::VerifyError;
 use crate::replay::parse_unix_seconds;
@@ -110,7 +109,9 @@ pub(super) fn sign(
     let mut signatures: Vec<String> = keys
         .iter()
         .map(|k| {
-            let tag = hmac_tag(k, &[msg.id.as_bytes(), b".", ts.as_bytes(), b".", msg.body]);
+            let tag =
+                k.standard_state()
+                    .tag(&[msg.id.as_bytes(), b".", ts.as_bytes(), b".", msg.body]);
             format!("v1,{}", b64.encode(tag))
         })
         .collect();
@@ -254,7 +255,7 @@ pub(super) fn verify(
         None
     } else {
         Some(find_match(secrets, now, &hmac_candidates, |k| {
-            hmac_tag(k, &[id, b".", ts_raw, b".", body])
+            k.standard_state().tag(&[id, b".", ts_raw, b".", body])
         }))
     };
     if let Some(Ok(index)) = hmac_result {
@@ -333,7 +334,10 @@ mod ed25519_keys {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64)
             .map_err(|e| ConfigError::InvalidSecret {
-                reason: format!("a `{prefix}` {what} must be base64 after the prefix: {e}"),
+                reason: format!(
+                    "a `{prefix}` {what} must be base64 after the prefix: {}",
+                    crate::secret::describe_base64_error(&e)
+                ),
             })?;
         <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| ConfigError::InvalidSecret {
             reason: format!(

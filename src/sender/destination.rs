@@ -4,8 +4,26 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::error::ConfigError;
 use crate::scheme::Scheme;
-use crate::secret::Secret;
+use crate::secret::{MIN_SECRET_LEN, Secret};
+
+/// The key a destination signs with for `secret` under `scheme`: text read
+/// the scheme's way ([`Scheme::read_secret`]), then at least
+/// [`MIN_SECRET_LEN`] bytes.
+pub(crate) fn signing_key(scheme: &Scheme, secret: Secret) -> Result<Secret, ConfigError> {
+    let key = scheme.read_secret(secret)?;
+    let len = key.expose_bytes().len();
+    if len < MIN_SECRET_LEN {
+        return Err(ConfigError::InvalidSecret {
+            reason: format!(
+                "a destination secret must be at least {MIN_SECRET_LEN} bytes of key, and this one is {len}; \
+                 use 32 random bytes (`openssl rand -hex 32`, or leave `secret` out in the console to have one generated)"
+            ),
+        });
+    }
+    Ok(key)
+}
 
 /// Which event types a destination receives.
 ///
@@ -122,14 +140,25 @@ fn serialize_secret_expiries<S: Serializer>(
 
 /// What to register: a URL, its secret(s), scheme and event filter.
 ///
+/// A secret given as text is read the way the scheme's receivers read it
+/// ([`Scheme::read_secret`]) when the destination is added: under
+/// [`Scheme::standard`], `whsec_<base64>` signs with the decoded key, as the
+/// Standard Webhooks and Svix libraries verify; elsewhere the text's bytes
+/// are the key. Every key must be at least
+/// [`MIN_SECRET_LEN`](crate::MIN_SECRET_LEN) (24) bytes.
+///
 /// ```
 /// use webhook_guard::Scheme;
 /// use webhook_guard::sender::{EventFilter, NewDestination};
 ///
-/// let d = NewDestination::new("https://example.com/hooks", "whsec-plain-secret")
+/// let d = NewDestination::new("https://example.com/hooks", "plain-secret-of-24-bytes-or-more")
 ///     .scheme(Scheme::native_body_only())
 ///     .events(EventFilter::only(["kpi.*"]));
-/// assert!(!format!("{d:?}").contains("whsec-plain-secret"));
+/// assert!(!format!("{d:?}").contains("plain-secret"));
+///
+/// // As Svix prints it: signs with the base64-decoded key.
+/// let svix = NewDestination::new("https://example.com/svix", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+///     .scheme(Scheme::standard());
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]

@@ -25,7 +25,7 @@
 //!     .address_policy(AddressPolicy::new().allow("127.0.0.1")?)
 //!     .build()?;
 //! let dest = sender
-//!     .add_destination(NewDestination::new("http://127.0.0.1:9/hooks", "shared-secret"))
+//!     .add_destination(NewDestination::new("http://127.0.0.1:9/hooks", "shared-secret-of-24-bytes+"))
 //!     .await?;
 //!
 //! let event = OutgoingEvent::new("kpi.alert", &serde_json::json!({"kpi": "churn"}))?;
@@ -36,7 +36,7 @@
 //!
 //! // Internal addresses are refused at registration unless allowed.
 //! let strict = Sender::builder(MemoryStore::new()).build()?;
-//! assert!(strict.add_destination(NewDestination::new("http://10.0.0.1/", "s")).await.is_err());
+//! assert!(strict.add_destination(NewDestination::new("http://10.0.0.1/", "shared-secret-of-24-bytes+")).await.is_err());
 //! # Ok(()) }
 //! ```
 //!
@@ -86,10 +86,10 @@ pub use destination::{Destination, EventFilter, NewDestination};
 pub use error::{SenderError, StoreError};
 pub use retry::RetryPolicy;
 pub use ssrf::{AddressPolicy, ForbiddenAddress};
+pub use store::{DeliveryStore, MemoryStore, NewDelivery, NextStep};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use store::SqliteStore;
-pub use store::{DeliveryStore, MemoryStore, NewDelivery, NextStep};
+pub use store::{SecretSeal, SqliteStore};
 
 use crate::error::ConfigError;
 use crate::secret::Secret;
@@ -621,14 +621,16 @@ impl<S: DeliveryStore> Sender<S> {
     /// [`SenderError::ForbiddenAddress`] when the host resolves to no address
     /// the SSRF guard allows (only refused ones, or none at all: the error
     /// does not say which, the log does).
+    /// [`ConfigError::InvalidSecret`] for a secret the scheme cannot read
+    /// ([`Scheme::read_secret`](crate::Scheme::read_secret)) or one under
+    /// [`MIN_SECRET_LEN`](crate::MIN_SECRET_LEN) bytes.
     pub async fn add_destination(&self, new: NewDestination) -> Result<Destination, SenderError> {
         self.check_url(&new.url).await?;
-        if new.secrets.iter().any(Secret::is_empty) {
-            return Err(ConfigError::InvalidSecret {
-                reason: "a destination secret is empty".into(),
-            }
-            .into());
-        }
+        let secrets = new
+            .secrets
+            .into_iter()
+            .map(|s| destination::signing_key(&new.scheme, s))
+            .collect::<Result<Vec<_>, _>>()?;
         let id = match new.id {
             Some(id) => {
                 crate::scheme::validate_id(id.as_bytes()).map_err(|reason| {
@@ -648,7 +650,7 @@ impl<S: DeliveryStore> Sender<S> {
             enabled: true,
             disabled_reason: None,
             created_at_ms: self.now(),
-            secrets: new.secrets,
+            secrets,
         };
         self.inner.store.save_destination(&destination).await?;
         self.inner.forget_destinations();
@@ -766,25 +768,24 @@ impl<S: DeliveryStore> Sender<S> {
     /// Rotates a destination's secret: `new` signs from now on, and the
     /// current secrets keep signing alongside it for `overlap` (both
     /// signatures travel in one header), so receivers can switch at any
-    /// moment in between. Secrets already expired are dropped.
+    /// moment in between. Secrets already expired are dropped. `new` is read
+    /// the way the destination's scheme reads text, as in
+    /// [`add_destination`](Self::add_destination).
     ///
     /// # Errors
     ///
-    /// [`SenderError::DestinationNotFound`], an empty secret, or a store
-    /// failure.
+    /// [`SenderError::DestinationNotFound`], a secret the scheme cannot read
+    /// or under [`MIN_SECRET_LEN`](crate::MIN_SECRET_LEN) bytes
+    /// ([`ConfigError::InvalidSecret`]), or a store failure.
     pub async fn rotate_secret(
         &self,
         id: &str,
         new: impl Into<Secret>,
         overlap: Duration,
     ) -> Result<Destination, SenderError> {
-        let new = new.into();
-        if new.is_empty() {
-            return Err(ConfigError::InvalidSecret {
-                reason: "the new secret is empty".into(),
-            }
-            .into());
-        }
+        let current = self.destination(id).await?;
+        let new =
+            destination::signing_key(&crate::Scheme::from_name(&current.scheme)?, new.into())?;
         let now_s = self.now().div_euclid(1000);
         let until = now_s.saturating_add(i64::try_from(overlap.as_secs()).unwrap_or(i64::MAX));
         self.update_destination(id, move |d| {
@@ -1073,7 +1074,10 @@ mod tests {
             .build()
             .unwrap();
         sender
-            .add_destination(NewDestination::new("http://127.0.0.1:9/", "s"))
+            .add_destination(NewDestination::new(
+                "http://127.0.0.1:9/",
+                "s-0123456789abcdef0123456789",
+            ))
             .await
             .unwrap();
         let _workers = sender.start();

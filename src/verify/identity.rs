@@ -1,11 +1,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use hmac::Mac as _;
 use sha2::{Digest, Sha256};
 
 use crate::error::ConfigError;
-use crate::scheme::{Scheme, SignatureAlgorithm, SignatureMatch};
+use crate::scheme::{Scheme, SchemeName, SignatureAlgorithm, SignatureMatch};
 use crate::secret::SecretSet;
 
 /// The label each key is fingerprinted over. The domain separation keeps a
@@ -52,9 +51,10 @@ impl VerifierId {
         Self(format!("tenant:{name}").into())
     }
 
-    fn of_secret(hmac: &crate::secret::HmacSha256) -> Self {
-        let tag = hmac.clone().chain_update(FINGERPRINT_LABEL).finalize();
-        Self::tagged("hmac", &tag.into_bytes())
+    /// HMAC-SHA256 keyed with the secret as the scheme reads it, over a
+    /// fixed label.
+    fn of_secret(key: &crate::secret::KeyState) -> Self {
+        Self::tagged("hmac", &key.tag(&[FINGERPRINT_LABEL]))
     }
 
     fn of_public_key(key: &[u8; 32]) -> Self {
@@ -107,7 +107,10 @@ impl Identities {
         Self::Keys {
             hmac: secrets
                 .keyed()
-                .map(|k| VerifierId::of_secret(&k.hmac))
+                .map(|k| match scheme.name() {
+                    SchemeName::Standard => VerifierId::of_secret(k.standard_state()),
+                    _ => VerifierId::of_secret(k.bytes_state()),
+                })
                 .collect(),
             ed25519: scheme
                 .ed25519_public_key_bytes()

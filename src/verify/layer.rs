@@ -1,5 +1,5 @@
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -11,8 +11,8 @@ use super::summary::{DEFAULT_REJECTION_SUMMARY_INTERVAL, RejectionSummary};
 use super::{VerifyWebhook, verified::Verifier};
 use crate::error::{ConfigError, VerifyError};
 use crate::replay::{Clock, ReplayWindow};
-use crate::scheme::Scheme;
-use crate::secret::SecretSet;
+use crate::scheme::{Scheme, SchemeName};
+use crate::secret::{MIN_SECRET_LEN, SecretSet};
 
 /// Default body limit: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
@@ -54,6 +54,13 @@ pub(crate) struct Config {
 /// default), so a flood of forged requests does not flood the log. Turn on
 /// `debug` for `webhook_guard` to see each one.
 ///
+/// Secrets are taken as the provider gives them. When the layer is first
+/// applied it logs a warning (`tracing`, once per layer) for a secret under
+/// [`MIN_SECRET_LEN`] bytes of key, and, under [`Scheme::standard`], for a
+/// text secret that is not `whsec_<base64>` (it is then used as its bytes,
+/// while the Standard Webhooks libraries would base64-decode it). The
+/// warnings name the secret by its index, never by its content.
+///
 /// ```
 /// use axum::{Router, routing::post};
 /// use webhook_guard::{SecretSet, Verified, VerifyLayer};
@@ -76,6 +83,7 @@ pub struct VerifyLayer {
     drain: Drain,
     on_rejection: Arc<RejectFn>,
     rejections: Arc<RejectionSummary>,
+    warned: Arc<Once>,
 }
 
 impl VerifyLayer {
@@ -93,6 +101,7 @@ impl VerifyLayer {
             drain: Drain::default(),
             on_rejection: Arc::new(crate::problem::default_rejection),
             rejections: Arc::new(RejectionSummary::new(DEFAULT_REJECTION_SUMMARY_INTERVAL)),
+            warned: Arc::new(Once::new()),
         }
     }
 
@@ -283,6 +292,35 @@ impl<S> Layer<S> for VerifyLayer {
     type Service = VerifyWebhook<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
+        self.warned
+            .call_once(|| warn_about_secrets(self.verifier.scheme(), self.verifier.secrets()));
         VerifyWebhook::from_config(inner, self.config())
+    }
+}
+
+/// Logs what makes a receiver's secrets weak or likely misread.
+fn warn_about_secrets(scheme: &Scheme, secrets: &SecretSet) {
+    let standard = scheme.name() == SchemeName::Standard;
+    for (index, secret) in secrets.iter().enumerate() {
+        let decoded = secret.decode_whsec_text().and_then(Result::ok);
+        if standard && secret.is_text() && decoded.is_none() {
+            tracing::warn!(
+                secret_index = index,
+                "secret #{index} is text that is not `whsec_` followed by base64, so the standard \
+                 scheme uses its bytes as they are, while the Standard Webhooks and Svix libraries \
+                 base64-decode a secret; if the provider printed `whsec_...`, pass the whole text"
+            );
+        }
+        let len = match (&decoded, standard) {
+            (Some(key), true) => key.expose_bytes().len(),
+            _ => secret.expose_bytes().len(),
+        };
+        if len < MIN_SECRET_LEN {
+            tracing::warn!(
+                secret_index = index,
+                "secret #{index} has {len} bytes of key, under {MIN_SECRET_LEN}: a short secret can be \
+                 guessed offline from one signed request; ask the provider for a longer one"
+            );
+        }
     }
 }

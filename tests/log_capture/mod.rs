@@ -19,6 +19,11 @@ impl LogBuffer {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
 
+    /// Everything logged so far, emptying the buffer.
+    pub fn take(&self) -> String {
+        String::from_utf8(std::mem::take(&mut *self.0.lock().unwrap())).unwrap()
+    }
+
     /// Forgets what was logged so far.
     pub fn clear(&self) {
         self.0.lock().unwrap().clear();

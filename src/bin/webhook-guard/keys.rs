@@ -55,7 +55,8 @@ impl KeyArgs {
         for (index, text) in self.secrets.iter().enumerate() {
             let secret = match self.secret_encoding {
                 SecretEncoding::Scheme => self.scheme.parse_secret(text).map_err(|e| e.to_string()),
-                SecretEncoding::Raw => Ok(Secret::from(text.as_str())),
+                // Bytes, so that no scheme reads the text its own way.
+                SecretEncoding::Raw => Ok(Secret::new(text.as_bytes())),
                 SecretEncoding::Base64 => Secret::from_whsec(text).map_err(|e| e.to_string()),
                 SecretEncoding::Hex => hex::decode(text.trim())
                     .map(Secret::new)

@@ -27,7 +27,8 @@
 //! and returned in the form that scheme's receivers are configured with,
 //! and read the way [`Scheme::parse_secret`] reads it: for `standard`,
 //! `whsec_` followed by the base64 of the key bytes (the sender signs with
-//! the decoded bytes); for the others, the string itself.
+//! the decoded bytes); for the others, the string itself. The key must be
+//! at least [`MIN_SECRET_LEN`](crate::MIN_SECRET_LEN) (24) bytes.
 //!
 //! Secrets are write-only: `POST /api/destinations` returns the secret once
 //! (the one given, or a generated one when `secret` is absent: 32 random

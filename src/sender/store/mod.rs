@@ -13,11 +13,16 @@
 
 mod memory;
 #[cfg(feature = "sqlite")]
+mod seal;
+#[cfg(feature = "sqlite")]
 mod sqlite;
 
 use std::future::Future;
 
 pub use memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub use seal::SecretSeal;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;

@@ -6,21 +6,24 @@
 //! process crash either way). Times are unix milliseconds. The schema is
 //! versioned with `PRAGMA user_version` and migrated on open.
 //!
-//! Destination secrets are stored as they are (a sender must hold them to
-//! sign): protect the file as you would the secrets.
+//! Destination secrets are stored as key bytes (a sender must hold them to
+//! sign), in base64 unless a [`SecretSeal`] seals them: protect the file as
+//! you would the secrets, or set a seal (see [`SecretSeal`] for the options).
+//! A destination saved before text secrets were read the scheme's way (a
+//! `whsec_...` text under the standard scheme) holds the text's bytes and
+//! keeps signing with exactly those bytes; rotate its secret to switch it to
+//! the decoded key.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use base64::Engine as _;
 use bytes::Bytes;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
-use serde::{Deserialize, Serialize};
 
+use super::seal::{SecretSeal, decode_secrets, encode_secrets};
 use super::{DeliveryStore, NewDelivery, NextStep};
-use crate::secret::Secret;
 use crate::sender::delivery::{
     Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, ErrorClass, OutgoingEvent, Page,
 };
@@ -102,11 +105,14 @@ const MAX_GROUP: usize = 256;
 #[derive(Clone)]
 pub struct SqliteStore {
     jobs: std::sync::mpsc::Sender<Box<dyn Job>>,
+    seal: Option<Arc<dyn SecretSeal>>,
 }
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").finish_non_exhaustive()
+        f.debug_struct("SqliteStore")
+            .field("sealed", &self.seal.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -228,7 +234,17 @@ impl SqliteStore {
                 stop.store(true, Ordering::SeqCst);
             })
             .map_err(|e| StoreError::new(format!("cannot start the store thread: {e}")))?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, seal: None })
+    }
+
+    /// Seals destination keys with `seal` before writing them, and opens
+    /// them with it when reading, so the file holds no key in the clear.
+    /// Keys written without a seal are still read, and sealed when their
+    /// destination is next saved. See [`SecretSeal`].
+    #[must_use]
+    pub fn with_secret_seal(mut self, seal: impl SecretSeal) -> Self {
+        self.seal = Some(Arc::new(seal));
+        self
     }
 
     /// Runs `work` on the store thread in the next commit group and returns
@@ -411,42 +427,6 @@ fn run_isolated(conn: &Connection, group: &mut [Box<dyn Job>]) {
     }
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StoredSecret {
-    key: String,
-    expires_at: Option<i64>,
-}
-
-fn encode_secrets(secrets: &[Secret]) -> Result<String, StoreError> {
-    let stored: Vec<_> = secrets
-        .iter()
-        .map(|s| StoredSecret {
-            key: base64::engine::general_purpose::STANDARD.encode(s.expose_bytes()),
-            expires_at: s.expiry(),
-        })
-        .collect();
-    serde_json::to_string(&stored).map_err(|e| StoreError::new(format!("encoding secrets: {e}")))
-}
-
-fn decode_secrets(text: &str) -> Result<Vec<Secret>, StoreError> {
-    let stored: Vec<StoredSecret> = serde_json::from_str(text)
-        .map_err(|e| StoreError::new(format!("a stored secret list is corrupt: {e}")))?;
-    stored
-        .into_iter()
-        .map(|s| {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(s.key)
-                .map_err(|_| StoreError::new("a stored secret is not base64"))?;
-            let secret = Secret::new(bytes);
-            Ok(match s.expires_at {
-                Some(t) => secret.expires_at(t),
-                None => secret,
-            })
-        })
-        .collect()
-}
-
 const DESTINATION_COLUMNS: &str =
     "id, url, scheme, events, enabled, disabled_reason, created_at_ms, secrets";
 
@@ -470,8 +450,11 @@ fn destination_from_row(row: &Row<'_>) -> rusqlite::Result<(Destination, String)
     ))
 }
 
-fn finish_destination((mut d, secrets): (Destination, String)) -> Result<Destination, StoreError> {
-    d.secrets = decode_secrets(&secrets)?;
+fn finish_destination(
+    (mut d, secrets): (Destination, String),
+    seal: Option<&dyn SecretSeal>,
+) -> Result<Destination, StoreError> {
+    d.secrets = decode_secrets(&secrets, seal)?;
     Ok(d)
 }
 
@@ -581,7 +564,7 @@ enum DeadLetterTarget<'a> {
 impl DeliveryStore for SqliteStore {
     async fn save_destination(&self, destination: &Destination) -> Result<(), StoreError> {
         let d = destination.clone();
-        let secrets = encode_secrets(&d.secrets)?;
+        let secrets = encode_secrets(&d.secrets, self.seal.as_deref())?;
         let events = serde_json::to_string(&d.events)
             .map_err(|e| StoreError::new(format!("encoding the event filter: {e}")))?;
         self.call(move |conn: &Connection| {
@@ -611,6 +594,7 @@ impl DeliveryStore for SqliteStore {
 
     async fn destination(&self, id: &str) -> Result<Option<Destination>, StoreError> {
         let id = id.to_owned();
+        let seal = self.seal.clone();
         self.call(move |conn: &Connection| {
             conn.query_row(
                 &format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = ?1"),
@@ -619,14 +603,15 @@ impl DeliveryStore for SqliteStore {
             )
             .optional()
             .map_err(db_err)?
-            .map(finish_destination)
+            .map(|row| finish_destination(row, seal.as_deref()))
             .transpose()
         })
         .await
     }
 
     async fn destinations(&self) -> Result<Vec<Destination>, StoreError> {
-        self.call(|conn: &Connection| {
+        let seal = self.seal.clone();
+        self.call(move |conn: &Connection| {
             let mut stmt = conn
                 .prepare_cached(&format!(
                     "SELECT {DESTINATION_COLUMNS} FROM destinations ORDER BY position"
@@ -637,7 +622,9 @@ impl DeliveryStore for SqliteStore {
                 .map_err(db_err)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(db_err)?;
-            rows.into_iter().map(finish_destination).collect()
+            rows.into_iter()
+                .map(|row| finish_destination(row, seal.as_deref()))
+                .collect()
         })
         .await
     }
