@@ -489,17 +489,34 @@ mod ed25519 {
         let err = verify(&[&foreign, &foreign, &genuine]).unwrap_err();
         assert_eq!(err.kind(), VerifyErrorKind::MalformedHeader, "{err}");
 
-        // One signature is always checked, whatever the number of keys.
+        // One or two signatures (a sender rotating its key) are always
+        // checked, whatever the number of keys the receiver chose.
         let many_keys = (10..16u8).map(|i| Ed25519SigningKey::from_seed(&[i; 32]).public_key());
         let receiver = Verifier::new(
             Scheme::standard().with_public_keys(many_keys.chain([new.public_key()])),
             no_active_hmac(),
         );
-        let headers = headers("webhook", id, ts, &genuine);
-        let verified = receiver
+        for signatures in [
+            vec![genuine.as_str()],
+            vec![foreign.as_str(), genuine.as_str()],
+        ] {
+            let headers = headers("webhook", id, ts, &signatures.join(" "));
+            let verified = receiver
+                .verify(&headers, Bytes::from(body.clone()))
+                .unwrap();
+            assert_eq!(verified.secret_index(), 6);
+        }
+        // A third signature against those 7 keys is refused.
+        let headers = headers(
+            "webhook",
+            id,
+            ts,
+            &[foreign.as_str(), &foreign, &genuine].join(" "),
+        );
+        let err = receiver
             .verify(&headers, Bytes::from(body.clone()))
-            .unwrap();
-        assert_eq!(verified.secret_index(), 6);
+            .unwrap_err();
+        assert_eq!(err.kind(), VerifyErrorKind::MalformedHeader, "{err}");
     }
 
     /// Which independent ed25519 implementations run here: python's

@@ -130,12 +130,13 @@ pub use native::{
 };
 pub use shopify::{SHOPIFY_EVENT_ID_HEADER, SHOPIFY_SIGNATURE_HEADER, SHOPIFY_TOPIC_HEADER};
 pub use slack::{SLACK_SIGNATURE_HEADER, SLACK_TIMESTAMP_HEADER};
+pub use standard::{
+    ALWAYS_CHECKED_V1A_SIGNATURES, MAX_ED25519_CHECKS, STANDARD_ID_HEADER,
+    STANDARD_SIGNATURE_HEADER, STANDARD_TIMESTAMP_HEADER, SVIX_ID_HEADER, SVIX_SIGNATURE_HEADER,
+    SVIX_TIMESTAMP_HEADER,
+};
 #[cfg(feature = "ed25519")]
 pub use standard::{Ed25519PublicKey, Ed25519SigningKey, WHPK_PREFIX, WHSK_PREFIX};
-pub use standard::{
-    MAX_ED25519_CHECKS, STANDARD_ID_HEADER, STANDARD_SIGNATURE_HEADER, STANDARD_TIMESTAMP_HEADER,
-    SVIX_ID_HEADER, SVIX_SIGNATURE_HEADER, SVIX_TIMESTAMP_HEADER,
-};
 pub use stripe::STRIPE_SIGNATURE_HEADER;
 
 /// Most signatures accepted in one signature header; more is refused as
@@ -670,7 +671,7 @@ impl Scheme {
         let ed25519_checks = if public_keys == 0 {
             0
         } else {
-            public_keys.max(MAX_ED25519_CHECKS)
+            (public_keys * ALWAYS_CHECKED_V1A_SIGNATURES).max(MAX_ED25519_CHECKS)
         };
         secrets.len() + ed25519_checks
     }

@@ -36,9 +36,17 @@ pub const SVIX_SIGNATURE_HEADER: &str = "svix-signature";
 /// covers a rotation on both sides at once (two signatures, two keys). A
 /// request over the bound is rejected as
 /// [`MalformedHeader`](crate::VerifyErrorKind::MalformedHeader) before any
-/// check runs; a request with a single `v1a` signature is always checked,
-/// whatever the number of keys, as that cost is the receiver's own choice.
+/// check runs. A request with up to [`ALWAYS_CHECKED_V1A_SIGNATURES`]
+/// signatures is always checked, whatever the number of keys: that is a
+/// sender in the middle of a rotation, and the cost per signature is the
+/// receiver's own choice of keys.
 pub const MAX_ED25519_CHECKS: usize = 4;
+
+/// How many `v1a` signatures a request may always carry, whatever the
+/// number of public keys: two, for a sender signing with its old and its
+/// new key during a rotation. More are checked only while they stay within
+/// [`MAX_ED25519_CHECKS`].
+pub const ALWAYS_CHECKED_V1A_SIGNATURES: usize = 2;
 
 /// Asymmetric keys of a Standard Webhooks scheme (feature `ed25519`).
 #[derive(Clone, Default)]
@@ -163,7 +171,7 @@ fn find_ed25519_match(
         return Ok(None);
     }
     let checks = candidates.len() * std_keys.public.len();
-    if candidates.len() > 1 && checks > MAX_ED25519_CHECKS {
+    if candidates.len() > ALWAYS_CHECKED_V1A_SIGNATURES && checks > MAX_ED25519_CHECKS {
         return Err(VerifyError::malformed(
             sig_name,
             format!(
