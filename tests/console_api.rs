@@ -1239,7 +1239,7 @@ async fn console_with_a_dead_letter() -> (console_support::Setup, String, String
         .sender
         .add_destination(NewDestination::new(
             format!("{}/flaky", s.receiver_url),
-            "k",
+            "flaky-destination-key-0123456789",
         ))
         .await
         .unwrap();

@@ -661,7 +661,7 @@ async fn a_dead_letter(s: &console_support::Setup) -> (String, String) {
         .sender
         .add_destination(webhook_guard::sender::NewDestination::new(
             format!("{}/flaky", s.receiver_url),
-            "s",
+            "flaky-destination-key-0123456789",
         ))
         .await
         .unwrap();

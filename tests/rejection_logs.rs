@@ -18,7 +18,7 @@ use webhook_guard::{FixedClock, Message, Scheme, SecretSet, VerifyLayer};
 use log_capture::LogBuffer;
 
 const NOW: i64 = 1_700_000_000;
-const SECRET: &str = "log-test-secret-c07e";
+const SECRET: &str = "log-test-secret-c07e-0123456789";
 const BODY: &[u8] = br#"{"event":"kpi.alert"}"#;
 
 fn signed_headers(id: &str, ts: i64) -> HeaderMap {
