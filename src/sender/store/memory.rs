@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use super::{DeliveryStore, NewDelivery, NextStep};
+use super::{DeliveryStore, NewDelivery, NextStep, not_stored, page_of};
 use crate::sender::delivery::{
     Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, OutgoingEvent, Page,
 };
@@ -154,7 +154,7 @@ impl DeliveryStore for MemoryStore {
         let status = s
             .get_mut(original)
             .map(|d| d.status)
-            .ok_or_else(|| StoreError::new(format!("delivery `{original}` is not stored")))?;
+            .ok_or_else(|| not_stored(original))?;
         if status == DeliveryStatus::Replayed {
             return Ok(None);
         }
@@ -216,30 +216,23 @@ impl DeliveryStore for MemoryStore {
             .entry(attempt.delivery_id.clone())
             .or_default()
             .push(attempt.clone());
-        let now = attempt
-            .started_at_ms
-            .saturating_add(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX));
-        let d = s.get_mut(&attempt.delivery_id).ok_or_else(|| {
-            StoreError::new(format!("delivery `{}` is not stored", attempt.delivery_id))
-        })?;
+        let d = s
+            .get_mut(&attempt.delivery_id)
+            .ok_or_else(|| not_stored(&attempt.delivery_id))?;
         if !held_under(d, lease_until_ms) {
             // A worker whose lease expired finished late: keep its attempt in
             // the history, but the delivery has moved on without it.
             return Ok(());
         }
+        let outcome = next.outcome(attempt);
         d.attempts = d.attempts.max(attempt.attempt);
         d.lease_until_ms = None;
-        d.updated_at_ms = now;
-        d.last_error.clone_from(&attempt.error);
-        match next {
-            NextStep::Delivered => {
-                d.status = DeliveryStatus::Delivered;
-                d.next_attempt_at_ms = None;
-                d.delivered_at_ms = Some(now);
-            }
-            NextStep::RetryAt(at) => d.next_attempt_at_ms = Some(*at),
-            NextStep::DeadLetter(reason) => dead_letter_in_place(d, now, reason),
-        }
+        d.updated_at_ms = outcome.at_ms;
+        d.status = outcome.status;
+        d.next_attempt_at_ms = outcome.next_attempt_at_ms;
+        d.delivered_at_ms = outcome.delivered_at_ms.or(d.delivered_at_ms);
+        d.dead_lettered_at_ms = outcome.dead_lettered_at_ms.or(d.dead_lettered_at_ms);
+        d.last_error = outcome.last_error;
         Ok(())
     }
 
@@ -280,7 +273,7 @@ impl DeliveryStore for MemoryStore {
     async fn deliveries(&self, query: &DeliveryQuery) -> Result<Page<Delivery>, StoreError> {
         let s = self.lock();
         let size = query.page_size();
-        let mut items: Vec<Delivery> = s
+        let items: Vec<Delivery> = s
             .deliveries
             .values()
             .rev()
@@ -288,13 +281,7 @@ impl DeliveryStore for MemoryStore {
             .take(size + 1)
             .cloned()
             .collect();
-        let next_cursor = if items.len() > size {
-            items.truncate(size);
-            items.last().map(|d| d.seq)
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        Ok(page_of(items, size))
     }
 
     async fn attempts(&self, delivery_id: &str) -> Result<Vec<DeliveryAttempt>, StoreError> {

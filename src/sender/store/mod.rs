@@ -27,7 +27,9 @@ pub use seal::SecretSeal;
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::SqliteStore;
 
-use super::delivery::{Delivery, DeliveryAttempt, DeliveryQuery, OutgoingEvent, Page};
+use super::delivery::{
+    Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, OutgoingEvent, Page,
+};
 use super::destination::Destination;
 use super::error::{SenderError, StoreError};
 
@@ -76,7 +78,7 @@ impl NewDelivery {
             event_id: self.event_id.clone(),
             event_type,
             destination_id: self.destination_id.clone(),
-            status: super::delivery::DeliveryStatus::Pending,
+            status: DeliveryStatus::Pending,
             attempts: 0,
             next_attempt_at_ms: Some(self.next_attempt_at_ms),
             lease_until_ms: self.lease_until_ms,
@@ -102,6 +104,69 @@ pub enum NextStep {
     RetryAt(i64),
     /// Give up: into the dead letter queue with this reason.
     DeadLetter(String),
+}
+
+impl NextStep {
+    /// Where `attempt` leaves a delivery that was still pending under the
+    /// attempt's lease: the rule every store applies in
+    /// [`DeliveryStore::record_attempt`].
+    fn outcome(&self, attempt: &DeliveryAttempt) -> Outcome {
+        let at_ms = attempt
+            .started_at_ms
+            .saturating_add(i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX));
+        let error = || attempt.error.clone();
+        let (status, next_attempt_at_ms, delivered_at_ms, dead_lettered_at_ms, last_error) =
+            match self {
+                Self::Delivered => (DeliveryStatus::Delivered, None, Some(at_ms), None, error()),
+                Self::RetryAt(at) => (DeliveryStatus::Pending, Some(*at), None, None, error()),
+                Self::DeadLetter(reason) => (
+                    DeliveryStatus::DeadLettered,
+                    None,
+                    None,
+                    Some(at_ms),
+                    Some(reason.clone()),
+                ),
+            };
+        Outcome {
+            at_ms,
+            status,
+            next_attempt_at_ms,
+            delivered_at_ms,
+            dead_lettered_at_ms,
+            last_error,
+        }
+    }
+}
+
+/// A delivery's new state after an attempt (see [`NextStep::outcome`]); its
+/// lease is released and its attempt count raised to the attempt's.
+struct Outcome {
+    /// When the attempt ended, unix ms: the delivery's update time.
+    at_ms: i64,
+    status: DeliveryStatus,
+    next_attempt_at_ms: Option<i64>,
+    /// Set when delivered; `None` keeps the stored value.
+    delivered_at_ms: Option<i64>,
+    /// Set when dead-lettered; `None` keeps the stored value.
+    dead_lettered_at_ms: Option<i64>,
+    last_error: Option<String>,
+}
+
+/// The error for a delivery id a store does not hold.
+fn not_stored(delivery_id: &str) -> StoreError {
+    StoreError::new(format!("delivery `{delivery_id}` is not stored"))
+}
+
+/// One page from up to `size + 1` deliveries, newest first: an item past
+/// `size` is dropped and says that there is a next page.
+fn page_of(mut items: Vec<Delivery>, size: usize) -> Page<Delivery> {
+    let next_cursor = if items.len() > size {
+        items.truncate(size);
+        items.last().map(|d| d.seq)
+    } else {
+        None
+    };
+    Page { items, next_cursor }
 }
 
 /// Storage for the sender. Every method is one atomic step.
