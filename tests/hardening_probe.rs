@@ -215,3 +215,124 @@ mod ssrf {
         }
     }
 }
+
+#[cfg(feature = "console")]
+mod console {
+    use std::net::SocketAddr;
+
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::TcpStream;
+    use webhook_guard::sender::console::Console;
+    use webhook_guard::sender::{MemoryStore, Sender};
+
+    async fn console() -> SocketAddr {
+        let sender = Sender::builder(MemoryStore::new()).build().expect("sender");
+        super::serve(Console::new(sender).allow_unauthenticated().router()).await
+    }
+
+    /// Sends `head` (request line and headers) and `body` as written; returns
+    /// the status code.
+    async fn status(addr: SocketAddr, head: &str, body: &str) -> u16 {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let request = format!(
+            "{head}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.expect("read");
+        answer
+            .get(9..12)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("{answer}"))
+    }
+
+    /// Names a browser could be sent to that are not the console's own
+    /// spelling are refused (421); the check is on what the browser sends,
+    /// `Host`, not on an absolute request URI it never sends to a server.
+    #[tokio::test]
+    async fn other_spellings_of_loopback_names_are_refused() {
+        let addr = console().await;
+        let port = addr.port();
+        let get = |host: String| format!("GET /api/destinations HTTP/1.1\r\nhost: {host}\r\n");
+        assert_eq!(
+            status(addr, &get(format!("LocalHost:{port}")), "").await,
+            200
+        );
+        for host in [
+            format!("localhost.:{port}"),
+            format!("127.0.0.1.nip.io:{port}"),
+            format!("localtest.me:{port}"),
+            format!("[0:0:0:0:0:0:0:1]:{port}"),
+            format!("[::ffff:127.0.0.1]:{port}"),
+            format!("2130706433:{port}"),
+            format!("127.1:{port}"),
+        ] {
+            assert_eq!(status(addr, &get(host.clone()), "").await, 421, "{host}");
+        }
+        let absolute = "GET http://localhost/api/destinations HTTP/1.1\r\nhost: evil.example\r\n";
+        assert_eq!(status(addr, absolute, "").await, 421);
+    }
+
+    /// A change whose media type only mentions JSON in a parameter, as
+    /// `text/plain` (which a form or a simple cross-site `fetch` can send)
+    /// would, is refused with 415.
+    #[tokio::test]
+    async fn json_named_in_a_parameter_is_not_json() {
+        let addr = console().await;
+        let port = addr.port();
+        for content_type in [
+            "text/plain; application/json",
+            "text/plain;charset=application/json",
+            "application/x-www-form-urlencoded; application/json",
+            "application/jsonx",
+            "application/json-seq",
+        ] {
+            let head = format!(
+                "POST /api/destinations HTTP/1.1\r\nhost: localhost:{port}\r\n\
+                 origin: http://localhost:{port}\r\ncontent-type: {content_type}\r\n"
+            );
+            assert_eq!(status(addr, &head, "{}").await, 415, "{content_type}");
+        }
+    }
+}
+
+/// The answer to a request with many `v1a` signatures does not depend on
+/// how many public keys the receiver holds: forged requests must not be
+/// able to count them.
+#[cfg(feature = "ed25519")]
+#[tokio::test]
+async fn many_v1a_signatures_get_the_same_answer_whatever_the_public_keys() {
+    use webhook_guard::scheme::Ed25519SigningKey;
+
+    let fake = format!("v1a,{}", "A".repeat(86) + "==");
+    let signatures = [fake.as_str(); 3].join(" ");
+    let mut headers = HeaderMap::new();
+    headers.insert("webhook-id", HeaderValue::from_static("msg_probe"));
+    headers.insert("webhook-timestamp", HeaderValue::from(NOW));
+    headers.insert(
+        "webhook-signature",
+        HeaderValue::from_str(&signatures).expect("value"),
+    );
+    let mut answers = Vec::new();
+    for keys in [0u8, 1, 2, 6] {
+        let public = (0..keys).map(|i| Ed25519SigningKey::from_seed(&[i + 1; 32]).public_key());
+        let calls = Calls::default();
+        let app = Router::new()
+            .route("/webhooks", post(counting(&calls, Duration::ZERO)))
+            .layer(
+                VerifyLayer::new(SecretSet::single("standard-probe-secret").expect("secret"))
+                    .scheme(Scheme::standard().with_public_keys(public))
+                    .clock(FixedClock::at(NOW)),
+            );
+        let addr = serve(app).await;
+        let a = deliver_with(&client(), addr, "/webhooks", headers.clone())
+            .await
+            .expect("delivery");
+        assert_eq!(a.status, 401, "{keys} keys: {a:?}");
+        answers.push((keys, a.body));
+    }
+    for (keys, body) in &answers[1..] {
+        assert_eq!(body, &answers[0].1, "{keys} public keys vs none");
+    }
+}
