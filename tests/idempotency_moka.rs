@@ -104,8 +104,8 @@ async fn unrouted_requests_share_one_scope() {
 }
 
 #[tokio::test]
-async fn adding_a_secret_keeps_the_keys() {
-    scope_scenarios::adding_a_secret_keeps_the_keys(layer()).await;
+async fn a_rotation_keeps_one_identity_per_key_list() {
+    scope_scenarios::a_rotation_keeps_one_identity_per_key_list(layer()).await;
 }
 
 #[tokio::test]

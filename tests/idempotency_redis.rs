@@ -125,9 +125,9 @@ async fn unrouted_requests_share_one_scope() {
 }
 
 #[tokio::test]
-async fn adding_a_secret_keeps_the_keys() {
+async fn a_rotation_keeps_one_identity_per_key_list() {
     let redis = RedisServer::start();
-    scope_scenarios::adding_a_secret_keeps_the_keys(layer(&redis).await).await;
+    scope_scenarios::a_rotation_keeps_one_identity_per_key_list(layer(&redis).await).await;
 }
 
 #[tokio::test]

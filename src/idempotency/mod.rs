@@ -40,8 +40,8 @@
 //!   and one scope. Without a template (the layer wraps a plain tower
 //!   service, a fallback or a `nest_service`) every request shares one fixed
 //!   scope. The query string and unsigned headers never count.
-//! - The **verifier's identity** is the fingerprint of the key that
-//!   verified the request, or a tenant name set with
+//! - The **verifier's identity** is the fingerprint of the verifier's
+//!   keys (all of them, whichever matched), or a tenant name set with
 //!   [`VerifyLayer::tenant`](crate::VerifyLayer::tenant). Receivers for
 //!   several senders may share one store (one Redis for many tenants, each
 //!   `nest`ed under its own prefix with its own secret): a sender who signs
@@ -52,8 +52,8 @@
 //! One event delivered to two routes (two templates) is processed once on
 //! each; give the routes one [`IdempotencyLayer::scope`] to process it once
 //! in all. A tenant name keeps deduplicating across secret rotations, the
-//! default key fingerprint does not when the sender's signing secret
-//! changes between two deliveries of an event (see
+//! default fingerprint does not when a retry of an event straddles the
+//! redeploy that adds or removes a secret (see
 //! [`VerifierId`](crate::VerifierId#rotation)).
 //!
 //! ## Choosing the TTLs

@@ -34,9 +34,12 @@ pub const SVIX_SIGNATURE_HEADER: &str = "svix-signature";
 /// request with [`MAX_SIGNATURES_PER_HEADER`](super::MAX_SIGNATURES_PER_HEADER)
 /// signatures would cost that many hashes of the body per public key. Four
 /// covers a rotation on both sides at once (two signatures, two keys). A
-/// request over the bound is rejected as
-/// [`MalformedHeader`](crate::VerifyErrorKind::MalformedHeader) before any
-/// check runs. A request with up to [`ALWAYS_CHECKED_V1A_SIGNATURES`]
+/// request over the bound gets no `v1a` check at all and is rejected as
+/// [`InvalidSignature`](crate::VerifyErrorKind::InvalidSignature), with the
+/// answer any unmatched request gets (the bound depends on the receiver's
+/// keys, which the answer must not reveal); the
+/// [receiver detail](crate::VerifyError::receiver_detail) in the log says
+/// the bound was hit. A request with up to [`ALWAYS_CHECKED_V1A_SIGNATURES`]
 /// signatures is always checked, whatever the number of keys: that is a
 /// sender in the middle of a rotation, and the cost per signature is the
 /// receiver's own choice of keys.
@@ -158,30 +161,20 @@ fn signed_content(id: &[u8], ts: &[u8], body: &[u8]) -> Vec<u8> {
 ///
 /// # Errors
 ///
-/// [`MalformedHeader`](crate::VerifyErrorKind::MalformedHeader) when the
-/// checks would exceed [`MAX_ED25519_CHECKS`].
+/// The number of checks, when they would exceed [`MAX_ED25519_CHECKS`];
+/// none was run.
 #[cfg(feature = "ed25519")]
 fn find_ed25519_match(
     std_keys: &StandardKeys,
-    sig_name: &'static str,
     candidates: &[[u8; 64]],
     content: impl FnOnce() -> Vec<u8>,
-) -> Result<Option<usize>, VerifyError> {
+) -> Result<Option<usize>, usize> {
     if candidates.is_empty() || std_keys.public.is_empty() {
         return Ok(None);
     }
     let checks = candidates.len() * std_keys.public.len();
     if candidates.len() > ALWAYS_CHECKED_V1A_SIGNATURES && checks > MAX_ED25519_CHECKS {
-        return Err(VerifyError::malformed(
-            sig_name,
-            format!(
-                "{} `v1a` signatures against {} public keys would take {checks} ed25519 checks, \
-                 more than the {MAX_ED25519_CHECKS} allowed per request; \
-                 a sender signs with at most two keys at a time",
-                candidates.len(),
-                std_keys.public.len()
-            ),
-        ));
+        return Err(checks);
     }
     let content = content();
     for (index, key) in std_keys.public.iter().enumerate() {
@@ -275,19 +268,26 @@ pub(super) fn verify(
         ));
     }
 
+    // The number of `v1a` checks skipped as over the bound, if they were.
     #[cfg(feature = "ed25519")]
-    if let Some(index) = find_ed25519_match(std_keys, sig_name, &ed_candidates, || {
+    let skipped = match find_ed25519_match(std_keys, &ed_candidates, || {
         signed_content(id, ts_raw, body)
-    })? {
-        let mut matched = SignatureMatch::hmac(
-            signed_id,
-            Some(timestamp),
-            TimestampSource::SignedHeader,
-            index,
-        );
-        matched.algorithm = super::SignatureAlgorithm::Ed25519;
-        return Ok(matched);
-    }
+    }) {
+        Ok(Some(index)) => {
+            let mut matched = SignatureMatch::hmac(
+                signed_id,
+                Some(timestamp),
+                TimestampSource::SignedHeader,
+                index,
+            );
+            matched.algorithm = super::SignatureAlgorithm::Ed25519;
+            return Ok(matched);
+        }
+        Ok(None) => None,
+        Err(checks) => Some(checks),
+    };
+    #[cfg(not(feature = "ed25519"))]
+    let skipped = None;
 
     if let Some(Err(err)) = hmac_result {
         if ed_candidates.is_empty() {
@@ -295,17 +295,31 @@ pub(super) fn verify(
         }
     }
     Err(no_match(
-        hmac_candidates.len(),
-        ed_candidates.len(),
+        (hmac_candidates.len(), ed_candidates.len()),
         secrets.active_at(now).count(),
         std_keys.public_key_count(),
+        skipped,
     ))
 }
 
 /// Neither a `v1` nor a `v1a` signature matched. The answer depends only on
 /// the request; the receiver detail says what was configured.
-fn no_match(hmac: usize, ed: usize, active: usize, public: usize) -> VerifyError {
+/// `skipped` is the number of `v1a` checks not run because they were over
+/// [`MAX_ED25519_CHECKS`]: it depends on the keys, so only the log says it.
+fn no_match(
+    (hmac, ed): (usize, usize),
+    active: usize,
+    public: usize,
+    skipped: Option<usize>,
+) -> VerifyError {
     let mut receiver = format!("{active} active secret(s), {public} ed25519 public key(s)");
+    if let Some(checks) = skipped {
+        receiver.push_str(&format!(
+            "; no `v1a` signature was checked: {ed} of them against {public} public keys would \
+             take {checks} ed25519 checks, more than the {MAX_ED25519_CHECKS} allowed per request \
+             (a sender signs with at most two keys at a time)"
+        ));
+    }
     if ed > 0 && public == 0 {
         receiver.push_str(
             "; the request carries `v1a` (ed25519) signatures: add a public key with \

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::error::ConfigError;
-use crate::scheme::{Scheme, SchemeName, SignatureAlgorithm, SignatureMatch};
+use crate::scheme::{Scheme, SchemeName};
 use crate::secret::SecretSet;
 
 /// The label each key is fingerprinted over. The domain separation keeps a
@@ -17,32 +17,39 @@ const FINGERPRINT_LEN: usize = 16;
 /// Longest tenant name accepted by [`Verifier::tenant`](super::Verifier::tenant).
 pub(crate) const MAX_TENANT_LEN: usize = 256;
 
-/// Who vouched for a verified request: the key that verified it, or the
-/// tenant named in the configuration. It scopes idempotency keys, so that one
-/// sender can never mark another sender's events as processed.
+/// Who vouched for a verified request: the keys of the verifier that
+/// verified it, or the tenant named in the configuration. It scopes
+/// idempotency keys, so that one sender can never mark another sender's
+/// events as processed.
 ///
 /// The value is one of:
 ///
 /// - `tenant:<name>`, when the verifier was named with
 ///   [`VerifyLayer::tenant`](crate::VerifyLayer::tenant) or
 ///   [`Verifier::tenant`](super::Verifier::tenant);
-/// - `hmac:<32 hex>`, the first 128 bits of HMAC-SHA256, keyed with the
-///   shared secret that matched, over a fixed label;
-/// - `ed25519:<32 hex>`, the first 128 bits of SHA-256 over a fixed label and
-///   the public key that matched (Standard Webhooks `v1a`).
+/// - for a verifier with one key, that key's fingerprint: `hmac:<32 hex>`,
+///   the first 128 bits of HMAC-SHA256, keyed with the shared secret, over a
+///   fixed label, or `ed25519:<32 hex>`, the first 128 bits of SHA-256 over a
+///   fixed label and the public key (Standard Webhooks `v1a`);
+/// - for a verifier with several keys, `keys:<32 hex>`: the first 128 bits
+///   of SHA-256 over those fingerprints, in sorted order (the order of the
+///   [`SecretSet`] does not count).
 ///
-/// It is not secret and never reveals the secret: it is a one-way, keyed
+/// It is not secret and never reveals a secret: it is a one-way, keyed
 /// digest, and lets one test a guessed secret no faster than any signed
 /// delivery already does. It is meant for store keys and logs.
 ///
 /// # Rotation
 ///
-/// The fingerprint belongs to the **secret that matched**, not to the whole
-/// [`SecretSet`]: adding or removing another secret changes nothing. When a
-/// sender moves from the old to the new secret, a delivery signed with the
-/// old one and a retry signed with the new one carry different identities, so
-/// such a retry is processed once more, within the done TTL only. Name the
-/// verifier with a tenant to keep one identity across every rotation.
+/// The identity belongs to the verifier's whole key list, never to the key
+/// that happened to match: a delivery signed with several keys (every
+/// secret of a rotation, or `v1` and `v1a`) would otherwise get whichever
+/// identity a replayer picks by removing signatures from the unsigned
+/// signature header, and be processed once per key. So adding the new
+/// secret, and later removing the old one, each change the identity: a
+/// retry that straddles either redeploy is processed once more, within the
+/// done TTL only. Name the verifier with a tenant to keep one identity
+/// across every rotation.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct VerifierId(Arc<str>);
 
@@ -88,36 +95,38 @@ impl fmt::Debug for VerifierId {
     }
 }
 
-/// The identities a verifier can stamp on a request, computed once.
+/// The identity a verifier stamps on every request, computed once.
 #[derive(Clone)]
 pub(crate) enum Identities {
-    /// Every request gets the configured tenant.
+    /// The configured tenant.
     Tenant(VerifierId),
-    /// Each request gets the fingerprint of the key that matched.
-    Keys {
-        /// One per secret of the set, by index.
-        hmac: Vec<VerifierId>,
-        /// One per ed25519 public key of the scheme, by index.
-        ed25519: Vec<VerifierId>,
-    },
+    /// The fingerprint of the verifier's key list.
+    Keys(VerifierId),
 }
 
 impl Identities {
     pub(crate) fn of_keys(scheme: &Scheme, secrets: &SecretSet) -> Self {
-        Self::Keys {
-            hmac: secrets
-                .keyed()
-                .map(|k| match scheme.name() {
-                    SchemeName::Standard => VerifierId::of_secret(k.standard_state()),
-                    _ => VerifierId::of_secret(k.bytes_state()),
-                })
-                .collect(),
-            ed25519: scheme
-                .ed25519_public_key_bytes()
-                .iter()
-                .map(VerifierId::of_public_key)
-                .collect(),
+        let hmac = secrets.keyed().map(|k| match scheme.name() {
+            SchemeName::Standard => VerifierId::of_secret(k.standard_state()),
+            _ => VerifierId::of_secret(k.bytes_state()),
+        });
+        let ed25519 = scheme
+            .ed25519_public_key_bytes()
+            .iter()
+            .map(VerifierId::of_public_key)
+            .collect::<Vec<_>>();
+        let mut keys: Vec<VerifierId> = hmac.chain(ed25519).collect();
+        if keys.len() == 1 {
+            return Self::Keys(keys.remove(0));
         }
+        keys.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        keys.dedup();
+        let mut all = Sha256::new().chain_update(FINGERPRINT_LABEL);
+        for id in &keys {
+            all.update(id.as_str().as_bytes());
+            all.update([0]);
+        }
+        Self::Keys(VerifierId::tagged("keys", &all.finalize()))
     }
 
     pub(crate) fn tenant(name: &str) -> Result<Self, ConfigError> {
@@ -133,30 +142,11 @@ impl Identities {
         Ok(Self::Tenant(VerifierId::tenant(name)))
     }
 
-    /// The identity of the key that produced `matched`.
-    ///
-    /// The index always comes from the same list the identities were built
-    /// from; were it ever out of range, the identity of the whole key list is
-    /// used, which still belongs to this verifier alone.
-    pub(crate) fn of(&self, matched: &SignatureMatch) -> VerifierId {
-        let (hmac, ed25519) = match self {
-            Self::Tenant(id) => return id.clone(),
-            Self::Keys { hmac, ed25519 } => (hmac, ed25519),
-        };
-        let list = match matched.algorithm() {
-            SignatureAlgorithm::Ed25519 => ed25519,
-            SignatureAlgorithm::HmacSha256 => hmac,
-        };
-        match list.get(matched.secret_index()) {
-            Some(id) => id.clone(),
-            None => {
-                let mut all = Sha256::new();
-                for id in hmac.iter().chain(ed25519) {
-                    all.update(id.as_str().as_bytes());
-                    all.update([0]);
-                }
-                VerifierId::tagged("keys", &all.finalize())
-            }
+    /// The identity of every request this verifier verifies, whichever of
+    /// its keys matched.
+    pub(crate) fn id(&self) -> &VerifierId {
+        match self {
+            Self::Tenant(id) | Self::Keys(id) => id,
         }
     }
 
@@ -164,7 +154,7 @@ impl Identities {
     pub(crate) fn tenant_name(&self) -> Option<&str> {
         match self {
             Self::Tenant(id) => id.as_str().strip_prefix("tenant:"),
-            Self::Keys { .. } => None,
+            Self::Keys(_) => None,
         }
     }
 }
@@ -173,11 +163,7 @@ impl fmt::Debug for Identities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Tenant(id) => f.debug_tuple("Tenant").field(id).finish(),
-            Self::Keys { hmac, ed25519 } => f
-                .debug_struct("Keys")
-                .field("hmac", hmac)
-                .field("ed25519", ed25519)
-                .finish(),
+            Self::Keys(id) => f.debug_tuple("Keys").field(id).finish(),
         }
     }
 }
@@ -186,26 +172,35 @@ impl fmt::Debug for Identities {
 mod tests {
     use super::*;
 
-    fn hmac_ids(secrets: &SecretSet) -> Vec<VerifierId> {
-        match Identities::of_keys(&Scheme::native(), secrets) {
-            Identities::Keys { hmac, .. } => hmac,
-            Identities::Tenant(_) => unreachable!(),
-        }
+    fn id_of(secrets: &SecretSet) -> VerifierId {
+        Identities::of_keys(&Scheme::native(), secrets).id().clone()
     }
 
     #[test]
-    fn fingerprints_are_per_secret_and_hide_it() {
-        let one = hmac_ids(&SecretSet::new(["alpha"]).unwrap());
-        let two = hmac_ids(&SecretSet::new(["beta", "alpha"]).unwrap());
-        // Adding a secret leaves the existing one's identity as it was.
-        assert_eq!(one[0], two[1]);
-        assert_ne!(two[0], two[1]);
-        let text = one[0].as_str();
+    fn one_key_is_its_fingerprint_and_hides_it() {
+        let one = id_of(&SecretSet::new(["alpha"]).unwrap());
+        let text = one.as_str();
         assert!(text.starts_with("hmac:") && text.len() == 5 + 32, "{text}");
         assert!(!text.contains(&hex::encode("alpha")), "{text}");
         // Not a plain hash of the secret either.
         let plain = hex::encode(Sha256::digest(b"alpha"));
         assert!(!plain.starts_with(&text[5..]), "{text}");
+        assert_ne!(one, id_of(&SecretSet::new(["beta"]).unwrap()));
+    }
+
+    #[test]
+    fn several_keys_are_one_identity_whatever_their_order() {
+        let ab = id_of(&SecretSet::new(["alpha", "beta"]).unwrap());
+        let ba = id_of(&SecretSet::new(["beta", "alpha"]).unwrap());
+        assert_eq!(ab, ba);
+        assert!(ab.as_str().starts_with("keys:") && ab.as_str().len() == 5 + 32);
+        for other in [&["alpha"][..], &["beta"], &["alpha", "gamma"]] {
+            assert_ne!(
+                ab,
+                id_of(&SecretSet::new(other.iter().copied()).unwrap()),
+                "{other:?}"
+            );
+        }
     }
 
     #[test]
@@ -218,33 +213,38 @@ mod tests {
         assert_eq!(verifier.tenant_name(), Some("acme"));
     }
 
+    /// A delivery carrying `v1` and `v1a` gets the same identity with
+    /// either signature removed.
     #[cfg(feature = "ed25519")]
     #[test]
-    fn an_ed25519_match_gets_the_public_key_identity() {
-        use crate::scheme::{Ed25519SigningKey, Message};
+    fn v1_and_v1a_matches_share_the_identity() {
+        use crate::scheme::{Ed25519SigningKey, Message, SignatureAlgorithm};
         let key = Ed25519SigningKey::from_seed(&[7; 32]);
         let public = key.public_key();
+        let hmac = SecretSet::single("shared-hmac-secret").unwrap();
         let signer = Scheme::standard().with_signing_key(key);
-        let sender_secret = SecretSet::single("sender-hmac").unwrap();
         let msg = Message::new("evt_1", 1_700_000_000, b"{}");
-        let headers = signer.sign(&sender_secret, &msg).unwrap();
-        // The receiver does not know the sender's HMAC secret: only `v1a` matches.
-        let receiving = Scheme::standard().with_public_keys([public]);
-        let public_bytes = receiving.ed25519_public_key_bytes()[0];
-        let verifier =
-            super::super::Verifier::new(receiving, SecretSet::single("receiver-hmac").unwrap())
-                .replay_window(
-                    crate::ReplayWindow::new().clock(crate::FixedClock::at(1_700_000_000)),
-                );
-        let verified = verifier
-            .verify(&headers, bytes::Bytes::from_static(b"{}"))
-            .unwrap();
-        assert_eq!(verified.algorithm(), SignatureAlgorithm::Ed25519);
-        assert_eq!(
-            verified.verifier(),
-            &VerifierId::of_public_key(&public_bytes)
-        );
-        assert!(verified.verifier().as_str().starts_with("ed25519:"));
+        let headers = signer.sign(&hmac, &msg).unwrap();
+        let verifier = super::super::Verifier::new(
+            Scheme::standard().with_public_keys([public]),
+            hmac.clone(),
+        )
+        .replay_window(crate::ReplayWindow::new().clock(crate::FixedClock::at(1_700_000_000)));
+        let only = |prefix: &str| {
+            let mut h = headers.clone();
+            let all = h["webhook-signature"].to_str().unwrap().to_owned();
+            let kept: Vec<&str> = all.split(' ').filter(|s| s.starts_with(prefix)).collect();
+            assert_eq!(kept.len(), 1, "{all}");
+            h.insert("webhook-signature", kept[0].parse().unwrap());
+            verifier
+                .verify(&h, bytes::Bytes::from_static(b"{}"))
+                .unwrap()
+        };
+        let (by_hmac, by_ed25519) = (only("v1,"), only("v1a,"));
+        assert_eq!(by_hmac.algorithm(), SignatureAlgorithm::HmacSha256);
+        assert_eq!(by_ed25519.algorithm(), SignatureAlgorithm::Ed25519);
+        assert_eq!(by_hmac.verifier(), by_ed25519.verifier());
+        assert!(by_hmac.verifier().as_str().starts_with("keys:"));
     }
 
     #[test]

@@ -87,7 +87,8 @@ impl Verified {
     }
 
     /// Who vouched for this request: the configured tenant, or a fingerprint
-    /// of the key that matched. Never derived from the request itself, so
+    /// of the verifier's keys (all of them, whichever matched; see
+    /// [`VerifierId`]). Never derived from the request itself, so
     /// two senders with different secrets always get different identities;
     /// [`IdempotencyLayer`](crate::IdempotencyLayer) scopes its keys by it.
     pub fn verifier(&self) -> &VerifierId {
@@ -178,7 +179,7 @@ impl Verifier {
 
     /// Names the sender this verifier stands for. Every request it verifies
     /// then carries the identity `tenant:<name>` ([`Verified::verifier`])
-    /// instead of the fingerprint of the key that matched, so deduplication
+    /// instead of the fingerprint of its keys, so deduplication
     /// keys stay the same across every secret rotation.
     ///
     /// Give each verifier that shares an idempotency store a name of its
@@ -204,7 +205,7 @@ impl Verifier {
     pub(crate) fn with_scheme(self, scheme: Scheme) -> Self {
         let identities = match self.identities {
             tenant @ Identities::Tenant(_) => tenant,
-            Identities::Keys { .. } => Identities::of_keys(&scheme, &self.secrets),
+            Identities::Keys(_) => Identities::of_keys(&scheme, &self.secrets),
         };
         Self {
             scheme,
@@ -252,7 +253,7 @@ impl Verifier {
         if let Some(ts) = matched.timestamp {
             self.window.check_at(ts, now)?;
         }
-        let verifier = self.identities.of(&matched);
+        let verifier = self.identities.id().clone();
         Ok(Verified::new(matched, &self.scheme, verifier, body))
     }
 }
