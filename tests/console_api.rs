@@ -1366,7 +1366,7 @@ async fn a_request_for_another_host_is_refused() {
         &create,
         StatusCode::MISDIRECTED_REQUEST,
         "misdirected-request",
-        "not `evil.example",
+        "does not answer for `evil.example",
     );
     assert!(
         !create.2.to_string().contains("secret\":"),
@@ -1418,11 +1418,19 @@ async fn configured_hosts_replace_the_loopback_names() {
         async move { raw(reqwest::Method::GET, &url, &[("host", host)], "").await }
     };
     assert_eq!(get("console.example.com").await.0, StatusCode::OK);
+    let refused = get("localhost").await;
     assert_problem(
-        &get("localhost").await,
+        &refused,
         StatusCode::MISDIRECTED_REQUEST,
         "misdirected-request",
-        "console.example.com",
+        "does not answer for `localhost`",
+    );
+    // A page on a rebound name can read the answer: it names no host the
+    // console does serve.
+    assert!(
+        !refused.2.to_string().contains("console.example.com"),
+        "{:?}",
+        refused.2
     );
     let err = Console::new(loopback_sender())
         .allowed_hosts(["https://console.example.com"])

@@ -163,10 +163,16 @@ fn check_host(hosts: &AllowedHosts, req: &Request) -> Result<Authority, Problem>
     if hosts.allows(&authority) {
         return Ok(authority);
     }
+    let requested: String = authority.as_str().chars().take(100).collect();
+    // The names it does answer for go to the operator's log only: a page on
+    // a rebound name can read this answer.
+    tracing::debug!(
+        requested = %requested,
+        allowed = %hosts.names(),
+        "console request for a host it does not serve"
+    );
     Err(misdirected(format!(
-        "this console answers for {} only, not `{}`; add the name the operators use to `Console::allowed_hosts`",
-        hosts.names(),
-        authority.as_str().chars().take(100).collect::<String>(),
+        "this console does not answer for `{requested}`; its operator can add the name to `Console::allowed_hosts`",
     )))
 }
 
