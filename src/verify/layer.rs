@@ -61,6 +61,12 @@ pub(crate) struct Config {
 /// while the Standard Webhooks libraries would base64-decode it). The
 /// warnings name the secret by its index, never by its content.
 ///
+/// The layer bounds how much of a body it reads, not how long the client may
+/// take to send it: put a body-read timeout in front of it (tower-http's
+/// `RequestBodyTimeoutLayer`, or your server's own), as for any route that
+/// reads a body, so a client that stalls mid-body does not hold its
+/// connection and buffer for ever.
+///
 /// ```
 /// use axum::{Router, routing::post};
 /// use webhook_guard::{SecretSet, Verified, VerifyLayer};
