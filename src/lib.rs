@@ -73,6 +73,9 @@
 //! | `console` | no | `sender::console`: the operator console, a JSON API and web page for destinations, delivery history and the DLQ (implies `sender`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod macros;
+
 pub mod diagnose;
 pub mod error;
 pub mod event;

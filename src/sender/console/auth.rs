@@ -109,6 +109,10 @@ pub struct BearerAuth<S> {
     layer: BearerAuthLayer,
 }
 
+impl<S> BearerAuth<S> {
+    define_inner_service_accessors!();
+}
+
 impl<S, B> Service<Request<B>> for BearerAuth<S>
 where
     S: Service<Request<B>, Response = Response<Body>, Error = Infallible>,
