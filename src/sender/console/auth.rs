@@ -131,7 +131,7 @@ where
         }
         let mut res = Problem::new(
             StatusCode::UNAUTHORIZED,
-            super::problem_type("unauthorized"),
+            crate::problem::console_problem_type("unauthorized"),
             "Authentication required",
             "send the console token as `Authorization: Bearer <token>`",
         )
