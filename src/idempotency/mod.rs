@@ -150,7 +150,13 @@ pub use moka::{DEFAULT_CAPACITY, MokaStore};
 #[cfg(feature = "redis")]
 pub use redis::{DEFAULT_KEY_PREFIX, RedisStore};
 pub use service::Idempotency;
-pub use store::{Begin, IdempotencyStore, LeaseToken, StoreError, StoreFuture};
+pub use store::{Begin, IdempotencyStore, IdempotencyStoreError, LeaseToken, StoreFuture};
+
+/// The former name of [`IdempotencyStoreError`].
+#[deprecated(
+    note = "renamed to `IdempotencyStoreError`, to tell it from `sender::DeliveryStoreError`"
+)]
+pub type StoreError = IdempotencyStoreError;
 
 /// Header set to `true` on answers to a duplicate delivery (200 and 409).
 pub const DUPLICATE_HEADER: &str = "x-webhook-duplicate";

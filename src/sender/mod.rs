@@ -83,7 +83,13 @@ pub use delivery::{
     MAX_EVENT_TYPE_LEN, MAX_PAGE_SIZE, OutgoingEvent, Page,
 };
 pub use destination::{Destination, EventFilter, NewDestination};
-pub use error::{SenderError, StoreError};
+pub use error::{DeliveryStoreError, SenderError};
+
+/// The former name of [`DeliveryStoreError`].
+#[deprecated(
+    note = "renamed to `DeliveryStoreError`, to tell it from `idempotency::IdempotencyStoreError`"
+)]
+pub type StoreError = DeliveryStoreError;
 pub use retry::RetryPolicy;
 pub use ssrf::{AddressPolicy, ForbiddenAddress};
 pub use store::{DeliveryStore, MemoryStore, NewDelivery, NextStep};
@@ -208,7 +214,7 @@ impl<S: DeliveryStore> Inner<S> {
     /// seen at once).
     pub(crate) async fn all_destinations(
         &self,
-    ) -> Result<Arc<Vec<Arc<worker::Target>>>, StoreError> {
+    ) -> Result<Arc<Vec<Arc<worker::Target>>>, DeliveryStoreError> {
         let ttl = self.config.destination_cache;
         if !ttl.is_zero() {
             let cached = self.destinations.lock().unwrap_or_else(|e| e.into_inner());
@@ -235,7 +241,7 @@ impl<S: DeliveryStore> Inner<S> {
     pub(crate) async fn find_destination(
         &self,
         id: &str,
-    ) -> Result<Option<Arc<worker::Target>>, StoreError> {
+    ) -> Result<Option<Arc<worker::Target>>, DeliveryStoreError> {
         if let Some(t) = self
             .all_destinations()
             .await?
@@ -891,8 +897,9 @@ impl<S: DeliveryStore> Sender<S> {
         let news = [NewDelivery::new(event.id(), destination_id, now)];
         let mut out = self.inner.store.enqueue(&event, now, &news).await?;
         self.inner.wake.notify_one();
-        out.pop()
-            .ok_or_else(|| SenderError::Store(StoreError::new("the store returned no delivery")))
+        out.pop().ok_or_else(|| {
+            SenderError::Store(DeliveryStoreError::new("the store returned no delivery"))
+        })
     }
 
     /// Delivery history, newest first, filtered and paged.
