@@ -46,7 +46,7 @@
 //! - [`secret`]: [`Secret`] and [`SecretSet`] (rotation, expiry, redacted `Debug`).
 //! - [`scheme`]: the wire formats, with `sign` and `verify` side by side.
 //! - [`replay`]: [`Clock`] and [`ReplayWindow`].
-//! - [`verify`]: [`VerifyLayer`], [`VerifyWebhook`], [`Verifier`], [`Verified`].
+//! - [`verify`]: [`VerifyLayer`], [`Verify`], [`Verifier`], [`Verified`].
 //! - [`idempotency`]: [`IdempotencyLayer`], each event processed once, with
 //!   [`MokaStore`] in process or `RedisStore` across machines.
 //! - [`event`]: the platform's events as types: [`Envelope`], [`Event`]
@@ -105,7 +105,9 @@ pub use scheme::{
     TimestampSource,
 };
 pub use secret::{MIN_SECRET_LEN, Secret, SecretSet, WHSEC_PREFIX};
-pub use verify::{ResponseFuture, Verified, Verifier, VerifierId, VerifyLayer, VerifyWebhook};
+#[allow(deprecated)]
+pub use verify::VerifyWebhook;
+pub use verify::{Verified, Verifier, VerifierId, Verify, VerifyLayer};
 
 /// The README's examples, compiled as doctests so they cannot rot.
 #[cfg(doctest)]
