@@ -485,12 +485,14 @@ impl<S: DeliveryStore> SenderBuilder<S> {
     }
 }
 
-/// A destination with its deliveries' record: for the operator console.
+/// One delivery with every attempt made for it, as
+/// [`Sender::delivery_history`] returns it and the operator console's
+/// `GET /api/deliveries/{id}` answers it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct DeliveryHistory {
-    /// The delivery.
+    /// The delivery: one event to one destination, with its current state.
     pub delivery: Delivery,
     /// Its attempts, oldest first.
     pub attempts: Vec<DeliveryAttempt>,
