@@ -279,14 +279,13 @@ pub(super) fn verify(
     if let Some(index) = find_ed25519_match(std_keys, sig_name, &ed_candidates, || {
         signed_content(id, ts_raw, body)
     })? {
-        let mut matched = SignatureMatch::hmac(
+        return Ok(SignatureMatch::new(
+            super::SignatureAlgorithm::Ed25519,
             signed_id,
             Some(timestamp),
             TimestampSource::SignedHeader,
             index,
-        );
-        matched.algorithm = super::SignatureAlgorithm::Ed25519;
-        return Ok(matched);
+        ));
     }
 
     if let Some(Err(err)) = hmac_result {
