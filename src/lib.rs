@@ -45,7 +45,8 @@
 //!
 //! - [`secret`]: [`Secret`] and [`SecretSet`] (rotation, expiry, redacted `Debug`).
 //! - [`scheme`]: the wire formats, with `sign` and `verify` side by side.
-//! - [`replay`]: [`Clock`] and [`ReplayWindow`].
+//! - [`replay`]: [`Clock`] (the one clock, read in seconds here and in
+//!   milliseconds by the sender) and [`ReplayWindow`].
 //! - [`verify`]: [`VerifyLayer`], [`Verify`], [`Verifier`], [`Verified`].
 //! - [`idempotency`]: [`IdempotencyLayer`], each event processed once, with
 //!   [`MokaStore`] in process or `RedisStore` across machines.

@@ -77,7 +77,9 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
-pub use clock::{ManualClock, MillisClock, SystemMillisClock};
+pub use clock::ManualClock;
+#[allow(deprecated)]
+pub use clock::{MillisClock, SystemMillisClock};
 pub use delivery::{
     DEFAULT_PAGE_SIZE, Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, ErrorClass,
     MAX_EVENT_TYPE_LEN, MAX_PAGE_SIZE, OutgoingEvent, Page,
@@ -98,6 +100,7 @@ pub use store::{DeliveryStore, MemoryStore, NewDelivery, NextStep};
 pub use store::{SecretSeal, SqliteStore};
 
 use crate::error::ConfigError;
+use crate::replay::{Clock, SystemClock};
 use crate::secret::Secret;
 
 /// Names of the metrics the sender emits.
@@ -141,7 +144,7 @@ pub(crate) struct Inner<S> {
     config: Settings,
     client: reqwest::Client,
     policy: Arc<AddressPolicy>,
-    clock: Arc<dyn MillisClock>,
+    clock: Arc<dyn Clock>,
     wake: Notify,
     circuits: Mutex<std::collections::HashMap<String, worker::Circuit>>,
     gates: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
@@ -294,7 +297,7 @@ pub struct SenderBuilder<S> {
     timeout: Duration,
     lease: Option<Duration>,
     policy: AddressPolicy,
-    clock: Arc<dyn MillisClock>,
+    clock: Arc<dyn Clock>,
     observer: Option<AttemptObserver>,
     user_agent: String,
     config: Settings,
@@ -400,8 +403,9 @@ impl<S: DeliveryStore> SenderBuilder<S> {
         self
     }
 
-    /// The time source (default the system clock).
-    pub fn clock(mut self, clock: impl MillisClock) -> Self {
+    /// The time source, read in milliseconds (default the system clock):
+    /// [`ManualClock`] in tests, or any [`Clock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
     }
@@ -546,7 +550,7 @@ impl<S: DeliveryStore> Sender<S> {
             timeout: Duration::from_secs(15),
             lease: None,
             policy: AddressPolicy::new(),
-            clock: Arc::new(SystemMillisClock),
+            clock: Arc::new(SystemClock),
             observer: None,
             user_agent: concat!("webhook-guard/", env!("CARGO_PKG_VERSION")).to_owned(),
             config: Settings {
@@ -580,7 +584,7 @@ impl<S: DeliveryStore> Sender<S> {
     }
 
     fn now(&self) -> i64 {
-        self.inner.clock.now_ms()
+        self.inner.clock.now_millis()
     }
 
     /// Checks a URL: http(s), a host, no credentials, and an address the
