@@ -133,32 +133,7 @@ impl VerifyErrorKind {
 
     /// The RFC 9457 problem `type` URI: this kind's entry in the docs.
     pub const fn problem_type(self) -> &'static str {
-        match self {
-            Self::MissingHeader => {
-                "https://docs.rs/webhook-guard/latest/webhook_guard/enum.VerifyErrorKind.html#variant.MissingHeader"
-            }
-            Self::MalformedHeader => {
-                "https://docs.rs/webhook-guard/latest/webhook_guard/enum.VerifyErrorKind.html#variant.MalformedHeader"
-            }
-            Self::InvalidSignature => {
-                "https://docs.rs/webhook-guard/latest/webhook_guard/enum.VerifyErrorKind.html#variant.InvalidSignature"
-            }
-            Self::TimestampTooOld => {
-                "https://docs.rs/webhook-guard/latest/webhook_guard/enum.VerifyErrorKind.html#variant.TimestampTooOld"
-            }
-            Self::TimestampTooNew => {
-                "https://docs.rs/webhook-guard/latest/webhook_guard/enum.VerifyErrorKind.html#variant.TimestampTooNew"
-            }
-            Self::MissingTimestamp => {
-                "https://docs.rs/webhook-guard/latest/webhook_guard/enum.VerifyErrorKind.html#variant.MissingTimestamp"
-            }
-            Self::PayloadTooLarge => {
-                "https://docs.rs/webhook-guard/latest/webhook_guard/enum.VerifyErrorKind.html#variant.PayloadTooLarge"
-            }
-            Self::BodyReadFailed => {
-                "https://docs.rs/webhook-guard/latest/webhook_guard/enum.VerifyErrorKind.html#variant.BodyReadFailed"
-            }
-        }
+        crate::problem::verify_error_type(self)
     }
 }
 

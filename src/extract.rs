@@ -110,11 +110,8 @@ use http::{HeaderValue, StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use crate::problem::Problem;
+pub use crate::problem::{INVALID_JSON_TYPE, INVALID_PAYLOAD_TYPE, MISSING_LAYER_TYPE};
 use crate::verify::Verified;
-
-/// Problem `type` for an extractor used on a route without [`VerifyLayer`](crate::VerifyLayer).
-pub const MISSING_LAYER_TYPE: &str =
-    "https://docs.rs/webhook-guard/latest/webhook_guard/extract/struct.MissingVerifyLayer.html";
 
 /// Rejection of an extractor used on a route that is not behind
 /// [`VerifyLayer`](crate::VerifyLayer). Answered as 500.
@@ -149,14 +146,6 @@ impl<S: Send + Sync> FromRequestParts<S> for Verified {
             .ok_or(MissingVerifyLayer)
     }
 }
-
-/// Problem `type` for a verified body that is not valid JSON (400).
-pub const INVALID_JSON_TYPE: &str =
-    "https://docs.rs/webhook-guard/latest/webhook_guard/extract/struct.InvalidJson.html";
-
-/// Problem `type` for a verified JSON body of the wrong shape (422).
-pub const INVALID_PAYLOAD_TYPE: &str =
-    "https://docs.rs/webhook-guard/latest/webhook_guard/extract/struct.InvalidPayload.html";
 
 /// The raw body bytes exactly as [`VerifyLayer`](crate::VerifyLayer) verified
 /// them. A cheap reference-counted clone; the body is not read again.

@@ -45,8 +45,9 @@
 //!
 //! - [`secret`]: [`Secret`] and [`SecretSet`] (rotation, expiry, redacted `Debug`).
 //! - [`scheme`]: the wire formats, with `sign` and `verify` side by side.
-//! - [`replay`]: [`Clock`] and [`ReplayWindow`].
-//! - [`verify`]: [`VerifyLayer`], [`VerifyWebhook`], [`Verifier`], [`Verified`].
+//! - [`replay`]: [`Clock`] (the one clock, read in seconds here and in
+//!   milliseconds by the sender) and [`ReplayWindow`].
+//! - [`verify`]: [`VerifyLayer`], [`Verify`], [`Verifier`], [`Verified`].
 //! - [`idempotency`]: [`IdempotencyLayer`], each event processed once, with
 //!   [`MokaStore`] in process or `RedisStore` across machines.
 //! - [`event`]: the platform's events as types: [`Envelope`], [`Event`]
@@ -72,6 +73,9 @@
 //! | `sqlite` | no | the sender's durable SQLite store (implies `sender`) |
 //! | `console` | no | `sender::console`: the operator console, a JSON API and web page for destinations, delivery history and the DLQ (implies `sender`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[macro_use]
+mod macros;
 
 pub mod diagnose;
 pub mod error;
@@ -102,7 +106,9 @@ pub use scheme::{
     TimestampSource,
 };
 pub use secret::{MIN_SECRET_LEN, Secret, SecretSet, WHSEC_PREFIX};
-pub use verify::{ResponseFuture, Verified, Verifier, VerifierId, VerifyLayer, VerifyWebhook};
+#[allow(deprecated)]
+pub use verify::VerifyWebhook;
+pub use verify::{Verified, Verifier, VerifierId, Verify, VerifyLayer};
 
 /// The README's examples, compiled as doctests so they cannot rot.
 #[cfg(doctest)]

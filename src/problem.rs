@@ -15,12 +15,87 @@
 //! the receiver is configured (how many secrets are active, whether public
 //! keys are set): it says what to check. The configuration side is in
 //! [`VerifyError::receiver_detail`], which the layer logs at `debug` level.
+//!
+//! ## Problem types
+//!
+//! Every `type` URI the crate answers with is defined in this module; each
+//! points at the docs that explain it.
+//!
+//! | `type` | status | answered by |
+//! |---|---|---|
+//! | [`VerifyErrorKind::problem_type`](crate::VerifyErrorKind::problem_type), one per kind | 401, 413, 400 | [`VerifyLayer`](crate::VerifyLayer) |
+//! | [`MISSING_LAYER_TYPE`] | 500 | the extractors, on a route without `VerifyLayer` |
+//! | [`INVALID_JSON_TYPE`] | 400 | [`Webhook`](crate::Webhook), body not JSON |
+//! | [`INVALID_PAYLOAD_TYPE`] | 422 | [`Webhook`](crate::Webhook), JSON of the wrong shape |
+//! | [`IN_FLIGHT_TYPE`] | 409 | [`IdempotencyLayer`](crate::IdempotencyLayer), same event in flight |
+//! | [`STORE_UNAVAILABLE_TYPE`] | 503 | [`IdempotencyLayer`](crate::IdempotencyLayer), store down |
+//! | `…/sender/console/index.html#<kind>` | 4xx, 503 | the operator console (feature `console`): `unauthorized`, `misdirected-request`, `cross-site-request`, `unsupported-media-type`, `malformed-request`, `invalid-input`, `invalid-query`, `invalid-destination`, `forbidden-address`, `invalid-scheme`, `invalid-event-filter`, `not-found`, `wrong-state`, `store-failed` |
 
 use axum::body::Body;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
-use crate::error::VerifyError;
+use crate::error::{VerifyError, VerifyErrorKind};
+
+/// A URI under the crate's docs on docs.rs, as a `&'static str`.
+macro_rules! docs_uri {
+    ($path:literal) => {
+        concat!("https://docs.rs/webhook-guard/latest/webhook_guard/", $path)
+    };
+}
+
+/// Problem `type` for an extractor used on a route without [`VerifyLayer`](crate::VerifyLayer).
+pub const MISSING_LAYER_TYPE: &str = docs_uri!("extract/struct.MissingVerifyLayer.html");
+
+/// Problem `type` for a verified body that is not valid JSON (400).
+pub const INVALID_JSON_TYPE: &str = docs_uri!("extract/struct.InvalidJson.html");
+
+/// Problem `type` for a verified JSON body of the wrong shape (422).
+pub const INVALID_PAYLOAD_TYPE: &str = docs_uri!("extract/struct.InvalidPayload.html");
+
+/// Problem `type` of the 409 answered while the same event is in flight.
+pub const IN_FLIGHT_TYPE: &str = docs_uri!("idempotency/index.html#duplicates-while-in-flight");
+
+/// Problem `type` of the 503 answered when the store cannot be reached.
+pub const STORE_UNAVAILABLE_TYPE: &str = docs_uri!("idempotency/index.html#when-the-store-is-down");
+
+/// The problem `type` of a verification failure of this kind: the kind's
+/// entry in the docs.
+pub(crate) const fn verify_error_type(kind: VerifyErrorKind) -> &'static str {
+    match kind {
+        VerifyErrorKind::MissingHeader => {
+            docs_uri!("enum.VerifyErrorKind.html#variant.MissingHeader")
+        }
+        VerifyErrorKind::MalformedHeader => {
+            docs_uri!("enum.VerifyErrorKind.html#variant.MalformedHeader")
+        }
+        VerifyErrorKind::InvalidSignature => {
+            docs_uri!("enum.VerifyErrorKind.html#variant.InvalidSignature")
+        }
+        VerifyErrorKind::TimestampTooOld => {
+            docs_uri!("enum.VerifyErrorKind.html#variant.TimestampTooOld")
+        }
+        VerifyErrorKind::TimestampTooNew => {
+            docs_uri!("enum.VerifyErrorKind.html#variant.TimestampTooNew")
+        }
+        VerifyErrorKind::MissingTimestamp => {
+            docs_uri!("enum.VerifyErrorKind.html#variant.MissingTimestamp")
+        }
+        VerifyErrorKind::PayloadTooLarge => {
+            docs_uri!("enum.VerifyErrorKind.html#variant.PayloadTooLarge")
+        }
+        VerifyErrorKind::BodyReadFailed => {
+            docs_uri!("enum.VerifyErrorKind.html#variant.BodyReadFailed")
+        }
+    }
+}
+
+/// The problem `type` of the operator console's answers of this kind: an
+/// anchor in the console's module docs.
+#[cfg(feature = "console")]
+pub(crate) fn console_problem_type(kind: &str) -> String {
+    format!(docs_uri!("sender/console/index.html#{}"), kind)
+}
 
 /// The media type of problem responses.
 pub const PROBLEM_JSON: &str = "application/problem+json";

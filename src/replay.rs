@@ -38,10 +38,22 @@ use crate::error::{VerifyError, VerifyErrorKind};
 /// Default tolerance for timestamps in the past and in the future: 5 minutes.
 pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 
-/// A source of the current time in unix seconds. Inject one to test.
+/// A source of the current time, the one clock of the crate: the receiving
+/// side reads it in unix seconds ([`now_unix`](Self::now_unix)), the sender in
+/// unix milliseconds ([`now_millis`](Self::now_millis)). Inject one to test.
+///
+/// A clock that only knows seconds implements `now_unix`; one with a finer
+/// source also implements `now_millis`, and should keep `now_unix` equal to
+/// `now_millis().div_euclid(1000)`.
 pub trait Clock: Send + Sync + 'static {
     /// Seconds since the unix epoch, now.
     fn now_unix(&self) -> i64;
+
+    /// Milliseconds since the unix epoch, now. By default
+    /// [`now_unix`](Self::now_unix) × 1000 (saturating).
+    fn now_millis(&self) -> i64 {
+        self.now_unix().saturating_mul(1000)
+    }
 }
 
 /// The system clock.
@@ -55,10 +67,17 @@ impl Clock for SystemClock {
             Err(e) => i64::try_from(e.duration().as_secs()).map_or(i64::MIN, |s| -s),
         }
     }
+
+    fn now_millis(&self) -> i64 {
+        match SystemTime::now().duration_since(UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+            Err(_) => 0,
+        }
+    }
 }
 
-/// A clock stopped at one instant: for tests and for replaying captured
-/// requests.
+/// A clock stopped at one instant (whole seconds): for tests and for
+/// replaying captured requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FixedClock(i64);
 
@@ -78,6 +97,10 @@ impl Clock for FixedClock {
 impl<C: Clock + ?Sized> Clock for Arc<C> {
     fn now_unix(&self) -> i64 {
         (**self).now_unix()
+    }
+
+    fn now_millis(&self) -> i64 {
+        (**self).now_millis()
     }
 }
 

@@ -15,9 +15,7 @@ use tower::{ServiceBuilder, ServiceExt, service_fn};
 use webhook_guard::idempotency::{
     Begin, Idempotency, IdempotencyLayer, IdempotencyStore, MokaStore,
 };
-use webhook_guard::{
-    ConfigError, FixedClock, ReplayWindow, Scheme, Verified, Verifier, VerifyWebhook,
-};
+use webhook_guard::{ConfigError, FixedClock, ReplayWindow, Scheme, Verified, Verifier, Verify};
 
 fn layer() -> IdempotencyLayer {
     IdempotencyLayer::new(MokaStore::new(10_000))
@@ -115,7 +113,7 @@ async fn tenant_keeps_the_keys_across_rotation() {
 
 /// `service` behind the verifying and idempotency layers over `store`, with
 /// no axum routing.
-fn unrouted<S>(store: &MokaStore, service: S) -> VerifyWebhook<Idempotency<S>> {
+fn unrouted<S>(store: &MokaStore, service: S) -> Verify<Idempotency<S>> {
     ServiceBuilder::new()
         .layer(support::verify_layer())
         .layer(IdempotencyLayer::new(store.clone()))

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use webhook_guard::sender::{
-    AddressPolicy, DeliveryStore, NewDestination, SecretSeal, Sender, SqliteStore, StoreError,
+    AddressPolicy, DeliveryStore, DeliveryStoreError, NewDestination, SecretSeal, Sender,
+    SqliteStore,
 };
 use zeroize::Zeroizing;
 
@@ -19,15 +20,15 @@ use zeroize::Zeroizing;
 struct PadSeal(u8);
 
 impl SecretSeal for PadSeal {
-    fn seal(&self, key: &[u8]) -> Result<Vec<u8>, StoreError> {
+    fn seal(&self, key: &[u8]) -> Result<Vec<u8>, DeliveryStoreError> {
         Ok(std::iter::once(0xA5)
             .chain(key.iter().map(|b| b ^ self.0))
             .collect())
     }
-    fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+    fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, DeliveryStoreError> {
         match sealed.split_first() {
             Some((0xA5, rest)) => Ok(Zeroizing::new(rest.iter().map(|b| b ^ self.0).collect())),
-            _ => Err(StoreError::new("not sealed by this seal")),
+            _ => Err(DeliveryStoreError::new("not sealed by this seal")),
         }
     }
 }

@@ -12,11 +12,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
-use webhook_guard::sender::MillisClock as _;
+use webhook_guard::Clock as _;
+use webhook_guard::SystemClock;
 use webhook_guard::sender::{
     AddressPolicy, DeliveryQuery, DeliveryStatus, ErrorClass, EventFilter, ManualClock,
     MemoryStore, NewDestination, OutgoingEvent, RetryPolicy, Sender, SenderBuilder, SenderError,
-    SystemMillisClock,
 };
 use webhook_guard::{Scheme, Secret, SecretSet, Verified, VerifyLayer};
 
@@ -613,7 +613,7 @@ async fn body_only_scheme_is_stored_by_name_and_verifies() {
         .unwrap();
     assert_eq!(d.scheme, "native-body-only");
     let body =
-        serde_json::json!({"event": "kpi.alert", "timestamp": SystemMillisClock.now_ms() / 1000});
+        serde_json::json!({"event": "kpi.alert", "timestamp": SystemClock.now_millis() / 1000});
     sender
         .publish(OutgoingEvent::new("kpi.alert", &body).unwrap())
         .await
@@ -629,7 +629,7 @@ async fn body_only_scheme_is_stored_by_name_and_verifies() {
 async fn rotation_signs_with_both_secrets_until_the_overlap_ends() {
     const OLD: &str = "old-secret-0123456789abcdef";
     const NEW: &str = "new-secret-0123456789abcdef";
-    let clock = ManualClock::at(SystemMillisClock.now_ms());
+    let clock = ManualClock::at(SystemClock.now_millis());
     let (old_url, old_rx) =
         receiver_with(SecretSet::single(OLD).unwrap(), Duration::ZERO, ok).await;
     let (new_url, new_rx) =
@@ -789,7 +789,7 @@ async fn history_filters_and_pages() {
 
 #[tokio::test]
 async fn resend_test_event_replay_all_and_delete() {
-    let clock = ManualClock::at(SystemMillisClock.now_ms());
+    let clock = ManualClock::at(SystemClock.now_millis());
     let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let flag = Arc::clone(&failing);
     let (url, rx) = receiver(move |_| {
@@ -814,7 +814,7 @@ async fn resend_test_event_replay_all_and_delete() {
     let test = sender.send_test_event(&d.id).await.unwrap();
     assert_eq!(test.event_type, "webhook.test");
     wait_status(&sender, &test.id, DeliveryStatus::DeadLettered).await;
-    let t0 = clock.now_ms();
+    let t0 = clock.now_millis();
     clock.advance(10_000);
     let second = sender.send_test_event(&d.id).await.unwrap();
     wait_status(&sender, &second.id, DeliveryStatus::DeadLettered).await;

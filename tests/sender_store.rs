@@ -8,11 +8,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
-use webhook_guard::sender::MillisClock as _;
+use webhook_guard::Clock as _;
+use webhook_guard::SystemClock;
 use webhook_guard::sender::{
     AddressPolicy, DeliveryAttempt, DeliveryQuery, DeliveryStatus, DeliveryStore, ErrorClass,
     ManualClock, MemoryStore, NewDelivery, NewDestination, NextStep, OutgoingEvent, RetryPolicy,
-    Sender, SenderError, SqliteStore, SystemMillisClock,
+    Sender, SenderError, SqliteStore,
 };
 
 async fn add_destination<S: DeliveryStore + Clone>(store: S, id: &str) -> S {
@@ -401,7 +402,7 @@ async fn sqlite_restart_resumes_pending_and_keeps_retry_due_times() {
         h.attempts[1].started_at_ms >= due,
         "the retry waited for its due time"
     );
-    assert!(SystemMillisClock.now_ms() >= due);
+    assert!(SystemClock.now_millis() >= due);
     assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 3);
 }
 

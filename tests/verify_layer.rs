@@ -1047,7 +1047,7 @@ impl tower::Service<Request<Body>> for Unavailable {
 
 #[tokio::test]
 async fn inner_readiness_error_passes_through() {
-    let mut svc = webhook_guard::VerifyWebhook::new(Unavailable, &layer());
+    let mut svc = webhook_guard::Verify::new(Unavailable, &layer());
     let err = ServiceExt::<Request<Body>>::ready(&mut svc)
         .await
         .err()

@@ -143,19 +143,20 @@ mod redis;
 mod service;
 mod store;
 
+pub use crate::problem::{IN_FLIGHT_TYPE, STORE_UNAVAILABLE_TYPE};
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_DONE_TTL, DEFAULT_LEASE, DEFAULT_RETRY_AFTER, FailMode, IdempotencyLayer};
 pub use moka::{DEFAULT_CAPACITY, MokaStore};
 #[cfg(feature = "redis")]
 pub use redis::{DEFAULT_KEY_PREFIX, RedisStore};
 pub use service::Idempotency;
-pub use store::{Begin, IdempotencyStore, LeaseToken, StoreError, StoreFuture};
+pub use store::{Begin, IdempotencyStore, IdempotencyStoreError, LeaseToken, StoreFuture};
+
+/// The former name of [`IdempotencyStoreError`].
+#[deprecated(
+    note = "renamed to `IdempotencyStoreError`, to tell it from `sender::DeliveryStoreError`"
+)]
+pub type StoreError = IdempotencyStoreError;
 
 /// Header set to `true` on answers to a duplicate delivery (200 and 409).
 pub const DUPLICATE_HEADER: &str = "x-webhook-duplicate";
-
-/// Problem `type` of the 409 answered while the same event is in flight.
-pub const IN_FLIGHT_TYPE: &str = "https://docs.rs/webhook-guard/latest/webhook_guard/idempotency/index.html#duplicates-while-in-flight";
-
-/// Problem `type` of the 503 answered when the store cannot be reached.
-pub const STORE_UNAVAILABLE_TYPE: &str = "https://docs.rs/webhook-guard/latest/webhook_guard/idempotency/index.html#when-the-store-is-down";

@@ -4,7 +4,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, Script};
 
-use super::store::{Begin, IdempotencyStore, LeaseToken, StoreError, StoreFuture};
+use super::store::{Begin, IdempotencyStore, IdempotencyStoreError, LeaseToken, StoreFuture};
 
 /// Default prefix of every key this store writes.
 pub const DEFAULT_KEY_PREFIX: &str = "webhook-guard:idem:";
@@ -54,7 +54,7 @@ return 0
 /// ```no_run
 /// use webhook_guard::idempotency::{IdempotencyLayer, RedisStore};
 ///
-/// # async fn run() -> Result<(), webhook_guard::idempotency::StoreError> {
+/// # async fn run() -> Result<(), webhook_guard::idempotency::IdempotencyStoreError> {
 /// let store = RedisStore::connect("redis://127.0.0.1:6379/").await?
 ///     .key_prefix("orders-webhooks:");
 /// let layer = IdempotencyLayer::new(store);
@@ -75,11 +75,11 @@ impl RedisStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError`] when the URL is invalid or Redis cannot be reached. The
+    /// [`IdempotencyStoreError`] when the URL is invalid or Redis cannot be reached. The
     /// message never contains the URL (it may hold a password).
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub async fn connect(url: &str) -> Result<Self, IdempotencyStoreError> {
         let client = Client::open(url).map_err(|e| {
-            StoreError::new(format!(
+            IdempotencyStoreError::new(format!(
                 "invalid Redis URL ({}): expected redis://[user:password@]host:port/db",
                 e.category()
             ))
@@ -90,7 +90,7 @@ impl RedisStore {
             .set_number_of_retries(2);
         let conn = ConnectionManager::new_with_config(client, config)
             .await
-            .map_err(|e| StoreError::new(format!("cannot connect to Redis: {e}")))?;
+            .map_err(|e| IdempotencyStoreError::new(format!("cannot connect to Redis: {e}")))?;
         Ok(Self::from_connection_manager(conn))
     }
 
@@ -129,8 +129,8 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-fn store_error(what: &str, err: redis::RedisError) -> StoreError {
-    StoreError::new(format!("Redis {what} failed: {err}"))
+fn store_error(what: &str, err: redis::RedisError) -> IdempotencyStoreError {
+    IdempotencyStoreError::new(format!("Redis {what} failed: {err}"))
 }
 
 impl fmt::Debug for RedisStore {

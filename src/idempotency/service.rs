@@ -10,12 +10,11 @@ use futures_util::FutureExt as _;
 use http::{HeaderValue, Request, Response, StatusCode, header};
 use tower_service::Service;
 
+use super::DUPLICATE_HEADER;
 use super::future::ResponseFuture;
 use super::layer::{Config, FailMode, IdempotencyLayer, InFlightPolicy};
 use super::store::{Begin, IdempotencyStore, LeaseToken};
-use super::{DUPLICATE_HEADER, IN_FLIGHT_TYPE, STORE_UNAVAILABLE_TYPE};
-use crate::extract::MISSING_LAYER_TYPE;
-use crate::problem::Problem;
+use crate::problem::{IN_FLIGHT_TYPE, MISSING_LAYER_TYPE, Problem, STORE_UNAVAILABLE_TYPE};
 use crate::verify::Verified;
 
 /// The service built by [`IdempotencyLayer`]: calls `S` at most once per
@@ -42,20 +41,7 @@ impl<S> Idempotency<S> {
         IdempotencyLayer::new(store)
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
 impl<S: fmt::Debug> fmt::Debug for Idempotency<S> {

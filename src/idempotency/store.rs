@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The future every [`IdempotencyStore`] method returns.
-pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+pub type StoreFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, IdempotencyStoreError>> + Send + 'a>>;
 
 /// Proof of owning an in-flight lease: only the holder of the token that
 /// [`begin`](IdempotencyStore::begin) handed out can complete or release the
@@ -56,11 +57,11 @@ pub enum Begin {
 ///
 /// The message says what failed; it never contains a connection password.
 #[derive(Debug, Clone)]
-pub struct StoreError {
+pub struct IdempotencyStoreError {
     message: Arc<str>,
 }
 
-impl StoreError {
+impl IdempotencyStoreError {
     /// An error with this message.
     pub fn new(message: impl fmt::Display) -> Self {
         Self {
@@ -74,13 +75,13 @@ impl StoreError {
     }
 }
 
-impl fmt::Display for StoreError {
+impl fmt::Display for IdempotencyStoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for IdempotencyStoreError {}
 
 /// Where idempotency keys live: `absent -> in flight -> done`.
 ///
@@ -102,7 +103,7 @@ pub trait IdempotencyStore: fmt::Debug + Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// [`StoreError`] when the store cannot be reached.
+    /// [`IdempotencyStoreError`] when the store cannot be reached.
     fn begin<'a>(&'a self, key: &'a str, lease: Duration) -> StoreFuture<'a, Begin>;
 
     /// Marks `key` done for `ttl`, if `token` still owns its lease. Returns
@@ -111,7 +112,7 @@ pub trait IdempotencyStore: fmt::Debug + Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// [`StoreError`] when the store cannot be reached.
+    /// [`IdempotencyStoreError`] when the store cannot be reached.
     fn complete<'a>(
         &'a self,
         key: &'a str,
@@ -124,7 +125,7 @@ pub trait IdempotencyStore: fmt::Debug + Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// [`StoreError`] when the store cannot be reached.
+    /// [`IdempotencyStoreError`] when the store cannot be reached.
     fn release<'a>(&'a self, key: &'a str, token: LeaseToken) -> StoreFuture<'a, bool>;
 }
 

@@ -253,7 +253,11 @@ pub struct SignatureMatch {
 }
 
 impl SignatureMatch {
-    fn hmac(
+    /// A match of an `algorithm` signature made with key `secret_index`
+    /// (in the [`SecretSet`](crate::SecretSet) for HMAC, in the scheme's
+    /// public keys for Ed25519).
+    fn new(
+        algorithm: SignatureAlgorithm,
         id: Option<String>,
         timestamp: Option<i64>,
         timestamp_source: TimestampSource,
@@ -264,9 +268,20 @@ impl SignatureMatch {
             timestamp,
             timestamp_source,
             secret_index,
-            algorithm: SignatureAlgorithm::HmacSha256,
+            algorithm,
             delivery_id: None,
         }
+    }
+
+    /// A match of an HMAC-SHA256 signature, the schemes' common case.
+    fn hmac(
+        id: Option<String>,
+        timestamp: Option<i64>,
+        timestamp_source: TimestampSource,
+        secret_index: usize,
+    ) -> Self {
+        let algorithm = SignatureAlgorithm::HmacSha256;
+        Self::new(algorithm, id, timestamp, timestamp_source, secret_index)
     }
 
     /// The signed id, when the scheme carries one.

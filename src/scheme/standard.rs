@@ -274,14 +274,13 @@ pub(super) fn verify(
         signed_content(id, ts_raw, body)
     }) {
         Ok(Some(index)) => {
-            let mut matched = SignatureMatch::hmac(
+            return Ok(SignatureMatch::new(
+                super::SignatureAlgorithm::Ed25519,
                 signed_id,
                 Some(timestamp),
                 TimestampSource::SignedHeader,
                 index,
-            );
-            matched.algorithm = super::SignatureAlgorithm::Ed25519;
-            return Ok(matched);
+            ));
         }
         Ok(None) => None,
         Err(checks) => Some(checks),

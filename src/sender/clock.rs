@@ -1,25 +1,40 @@
 //! Millisecond time for the sender: due times, leases and attempt records.
+//!
+//! The sender reads the crate's one [`Clock`] in milliseconds
+//! ([`Clock::now_millis`]); [`SystemClock`](crate::SystemClock) and
+//! [`FixedClock`](crate::FixedClock) work here as on the receiving side, and
+//! [`ManualClock`] is a millisecond clock that tests move by hand.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-/// A source of the current time in unix milliseconds. Inject one to test.
-pub trait MillisClock: Send + Sync + 'static {
-    /// Milliseconds since the unix epoch, now.
-    fn now_ms(&self) -> i64;
+use crate::replay::{Clock, SystemClock};
+
+/// The former millisecond clock trait; every [`Clock`] is one.
+#[deprecated(note = "use `webhook_guard::Clock`, whose `now_millis` is this `now_ms`")]
+pub trait MillisClock: Clock {
+    /// Milliseconds since the unix epoch, now: [`Clock::now_millis`].
+    fn now_ms(&self) -> i64 {
+        self.now_millis()
+    }
 }
 
-/// The system clock, in milliseconds.
+#[allow(deprecated)]
+impl<C: Clock + ?Sized> MillisClock for C {}
+
+/// The former name of the system clock on the sending side.
+#[deprecated(note = "use `webhook_guard::SystemClock`, which also reads milliseconds")]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemMillisClock;
 
-impl MillisClock for SystemMillisClock {
-    fn now_ms(&self) -> i64 {
-        match SystemTime::now().duration_since(UNIX_EPOCH) {
-            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-            Err(_) => 0,
-        }
+#[allow(deprecated)]
+impl Clock for SystemMillisClock {
+    fn now_unix(&self) -> i64 {
+        SystemClock.now_unix()
+    }
+
+    fn now_millis(&self) -> i64 {
+        SystemClock.now_millis()
     }
 }
 
@@ -49,14 +64,12 @@ impl ManualClock {
     }
 }
 
-impl MillisClock for ManualClock {
-    fn now_ms(&self) -> i64 {
-        self.0.load(Ordering::SeqCst)
+impl Clock for ManualClock {
+    fn now_unix(&self) -> i64 {
+        self.now_millis().div_euclid(1000)
     }
-}
 
-impl<C: MillisClock + ?Sized> MillisClock for Arc<C> {
-    fn now_ms(&self) -> i64 {
-        (**self).now_ms()
+    fn now_millis(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
     }
 }

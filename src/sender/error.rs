@@ -5,11 +5,11 @@ use crate::error::ConfigError;
 /// A storage backend failed (I/O, a corrupt row, a lost connection).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("delivery store failed: {message}")]
-pub struct StoreError {
+pub struct DeliveryStoreError {
     message: String,
 }
 
-impl StoreError {
+impl DeliveryStoreError {
     /// A store error with this explanation (never a secret).
     pub fn new(message: impl Into<String>) -> Self {
         Self {
@@ -88,5 +88,5 @@ pub enum SenderError {
     Config(#[from] ConfigError),
     /// The delivery store failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] DeliveryStoreError),
 }

@@ -77,13 +77,21 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{Notify, watch};
 
-pub use clock::{ManualClock, MillisClock, SystemMillisClock};
+pub use clock::ManualClock;
+#[allow(deprecated)]
+pub use clock::{MillisClock, SystemMillisClock};
 pub use delivery::{
     DEFAULT_PAGE_SIZE, Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, ErrorClass,
     MAX_EVENT_TYPE_LEN, MAX_PAGE_SIZE, OutgoingEvent, Page,
 };
 pub use destination::{Destination, EventFilter, NewDestination};
-pub use error::{SenderError, StoreError};
+pub use error::{DeliveryStoreError, SenderError};
+
+/// The former name of [`DeliveryStoreError`].
+#[deprecated(
+    note = "renamed to `DeliveryStoreError`, to tell it from `idempotency::IdempotencyStoreError`"
+)]
+pub type StoreError = DeliveryStoreError;
 pub use retry::RetryPolicy;
 pub use ssrf::{AddressPolicy, ForbiddenAddress};
 pub use store::{DeliveryStore, MemoryStore, NewDelivery, NextStep};
@@ -92,6 +100,7 @@ pub use store::{DeliveryStore, MemoryStore, NewDelivery, NextStep};
 pub use store::{SecretSeal, SqliteStore};
 
 use crate::error::ConfigError;
+use crate::replay::{Clock, SystemClock};
 use crate::secret::Secret;
 
 /// Names of the metrics the sender emits.
@@ -135,7 +144,7 @@ pub(crate) struct Inner<S> {
     config: Settings,
     client: reqwest::Client,
     policy: Arc<AddressPolicy>,
-    clock: Arc<dyn MillisClock>,
+    clock: Arc<dyn Clock>,
     wake: Notify,
     circuits: Mutex<std::collections::HashMap<String, worker::Circuit>>,
     gates: Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
@@ -208,7 +217,7 @@ impl<S: DeliveryStore> Inner<S> {
     /// seen at once).
     pub(crate) async fn all_destinations(
         &self,
-    ) -> Result<Arc<Vec<Arc<worker::Target>>>, StoreError> {
+    ) -> Result<Arc<Vec<Arc<worker::Target>>>, DeliveryStoreError> {
         let ttl = self.config.destination_cache;
         if !ttl.is_zero() {
             let cached = self.destinations.lock().unwrap_or_else(|e| e.into_inner());
@@ -235,7 +244,7 @@ impl<S: DeliveryStore> Inner<S> {
     pub(crate) async fn find_destination(
         &self,
         id: &str,
-    ) -> Result<Option<Arc<worker::Target>>, StoreError> {
+    ) -> Result<Option<Arc<worker::Target>>, DeliveryStoreError> {
         if let Some(t) = self
             .all_destinations()
             .await?
@@ -288,7 +297,7 @@ pub struct SenderBuilder<S> {
     timeout: Duration,
     lease: Option<Duration>,
     policy: AddressPolicy,
-    clock: Arc<dyn MillisClock>,
+    clock: Arc<dyn Clock>,
     observer: Option<AttemptObserver>,
     user_agent: String,
     config: Settings,
@@ -394,8 +403,9 @@ impl<S: DeliveryStore> SenderBuilder<S> {
         self
     }
 
-    /// The time source (default the system clock).
-    pub fn clock(mut self, clock: impl MillisClock) -> Self {
+    /// The time source, read in milliseconds (default the system clock):
+    /// [`ManualClock`] in tests, or any [`Clock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Arc::new(clock);
         self
     }
@@ -479,12 +489,14 @@ impl<S: DeliveryStore> SenderBuilder<S> {
     }
 }
 
-/// A destination with its deliveries' record: for the operator console.
+/// One delivery with every attempt made for it, as
+/// [`Sender::delivery_history`] returns it and the operator console's
+/// `GET /api/deliveries/{id}` answers it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct DeliveryHistory {
-    /// The delivery.
+    /// The delivery: one event to one destination, with its current state.
     pub delivery: Delivery,
     /// Its attempts, oldest first.
     pub attempts: Vec<DeliveryAttempt>,
@@ -538,7 +550,7 @@ impl<S: DeliveryStore> Sender<S> {
             timeout: Duration::from_secs(15),
             lease: None,
             policy: AddressPolicy::new(),
-            clock: Arc::new(SystemMillisClock),
+            clock: Arc::new(SystemClock),
             observer: None,
             user_agent: concat!("webhook-guard/", env!("CARGO_PKG_VERSION")).to_owned(),
             config: Settings {
@@ -572,7 +584,7 @@ impl<S: DeliveryStore> Sender<S> {
     }
 
     fn now(&self) -> i64 {
-        self.inner.clock.now_ms()
+        self.inner.clock.now_millis()
     }
 
     /// Checks a URL: http(s), a host, no credentials, and an address the
@@ -891,8 +903,9 @@ impl<S: DeliveryStore> Sender<S> {
         let news = [NewDelivery::new(event.id(), destination_id, now)];
         let mut out = self.inner.store.enqueue(&event, now, &news).await?;
         self.inner.wake.notify_one();
-        out.pop()
-            .ok_or_else(|| SenderError::Store(StoreError::new("the store returned no delivery")))
+        out.pop().ok_or_else(|| {
+            SenderError::Store(DeliveryStoreError::new("the store returned no delivery"))
+        })
     }
 
     /// Delivery history, newest first, filtered and paged.

@@ -16,6 +16,7 @@ use super::retry::parse_retry_after;
 use super::ssrf::{DestinationRefused, NOT_PUBLIC, literal_ip, log_refused_literal};
 use super::store::{DeliveryStore, NextStep};
 use super::{Inner, metric_names};
+use crate::replay::Clock;
 use crate::scheme::{Message, Scheme};
 use crate::secret::SecretSet;
 
@@ -224,7 +225,7 @@ pub(crate) async fn dispatch<S: DeliveryStore>(
         }
         if want_claim && ready.len() < low_water {
             let room = (2 * low_water - ready.len()).min(inner.config.batch_size);
-            let now = inner.clock.now_ms();
+            let now = inner.clock.now_millis();
             let claimed = inner
                 .store
                 .claim_due(now, room, now.saturating_add(inner.config.lease_ms))
@@ -266,7 +267,7 @@ pub(crate) async fn dispatch<S: DeliveryStore>(
         ready.push_back(delivery);
     }
     for delivery in ready {
-        let now = inner.clock.now_ms();
+        let now = inner.clock.now_millis();
         if let Err(e) = inner
             .store
             .reschedule(&delivery.id, lease_of(&delivery), now)
@@ -287,7 +288,7 @@ async fn run_delivery<S: DeliveryStore>(
     delivery: Delivery,
     slot: OwnedSemaphorePermit,
 ) {
-    let now = inner.clock.now_ms();
+    let now = inner.clock.now_millis();
     let target = match inner.find_destination(&delivery.destination_id).await {
         Ok(Some(t)) => t,
         Ok(None) => {
@@ -351,7 +352,7 @@ async fn run_delivery<S: DeliveryStore>(
     if let Some(class) = attempt.error_class {
         span.record("error_class", class.as_str());
     }
-    let finished = inner.clock.now_ms();
+    let finished = inner.clock.now_millis();
     let success = attempt.succeeded();
     inner.note_outcome(&destination.id, success, finished);
     metrics::histogram!(metric_names::ATTEMPT_SECONDS).record(attempt.duration_ms as f64 / 1000.0);
@@ -424,7 +425,7 @@ async fn attempt_once<S: DeliveryStore>(
     delivery: &Delivery,
     number: u32,
 ) -> (DeliveryAttempt, Outcome) {
-    let started_at_ms = inner.clock.now_ms();
+    let started_at_ms = inner.clock.now_millis();
     let started = Instant::now();
     let mut attempt = DeliveryAttempt {
         delivery_id: delivery.id.clone(),
@@ -459,7 +460,7 @@ async fn attempt_once<S: DeliveryStore>(
                     .headers()
                     .get(http::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, inner.clock.now_ms()));
+                    .and_then(|v| parse_retry_after(v, inner.clock.now_millis()));
                 outcome.gone = status == http::StatusCode::GONE;
             }
             let limit = inner.config.response_body_limit;

@@ -76,7 +76,7 @@ pin_project! {
 }
 
 pin_project! {
-    /// The future returned by [`VerifyWebhook`](super::VerifyWebhook): buffers
+    /// The future returned by [`Verify`](super::Verify): buffers
     /// and verifies the body, then runs the inner service's future.
     pub struct ResponseFuture<S, B>
     where

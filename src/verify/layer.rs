@@ -8,7 +8,7 @@ use tower_layer::Layer;
 
 use super::drain::Drain;
 use super::summary::{DEFAULT_REJECTION_SUMMARY_INTERVAL, RejectionSummary};
-use super::{VerifyWebhook, verified::Verifier};
+use super::{Verify, verified::Verifier};
 use crate::error::{ConfigError, VerifyError};
 use crate::replay::{Clock, ReplayWindow};
 use crate::scheme::{Scheme, SchemeName};
@@ -295,12 +295,12 @@ impl fmt::Debug for VerifyLayer {
 }
 
 impl<S> Layer<S> for VerifyLayer {
-    type Service = VerifyWebhook<S>;
+    type Service = Verify<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
         self.warned
             .call_once(|| warn_about_secrets(self.verifier.scheme(), self.verifier.secrets()));
-        VerifyWebhook::from_config(inner, self.config())
+        Verify::from_config(inner, self.config())
     }
 }
 

@@ -1,4 +1,4 @@
-//! The verifying middleware: [`VerifyLayer`], [`VerifyWebhook`] and its
+//! The verifying middleware: [`VerifyLayer`], [`Verify`] and its
 //! [`ResponseFuture`], plus [`Verifier`] for use without tower.
 //!
 //! ```
@@ -42,6 +42,10 @@ pub use drain::{DEFAULT_DRAIN_BYTES, DEFAULT_DRAIN_TIME};
 pub use future::ResponseFuture;
 pub use identity::VerifierId;
 pub use layer::{DEFAULT_BODY_LIMIT, VerifyLayer};
-pub use service::VerifyWebhook;
+pub use service::Verify;
+
+/// The former name of [`Verify`], the service [`VerifyLayer`] builds.
+#[deprecated(note = "renamed to `Verify`: `VerifyLayer` builds `Verify`, as `XLayer` builds `X`")]
+pub type VerifyWebhook<S> = Verify<S>;
 pub use summary::DEFAULT_REJECTION_SUMMARY_INTERVAL;
 pub use verified::{Verified, Verifier};

@@ -15,12 +15,12 @@ use crate::error::{VerifyError, VerifyErrorKind};
 /// The service built by [`VerifyLayer`]: verifies, then calls `S` with the
 /// same body bytes and a [`Verified`](crate::Verified) in the extensions.
 #[derive(Clone)]
-pub struct VerifyWebhook<S> {
+pub struct Verify<S> {
     inner: S,
     config: Arc<Config>,
 }
 
-impl<S> VerifyWebhook<S> {
+impl<S> Verify<S> {
     /// Wraps `inner` with the settings of `layer`.
     pub fn new(inner: S, layer: &VerifyLayer) -> Self {
         Self::from_config(inner, layer.config())
@@ -35,25 +35,12 @@ impl<S> VerifyWebhook<S> {
         VerifyLayer::new(secrets)
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Unwraps the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    define_inner_service_accessors!();
 }
 
-impl<S: fmt::Debug> fmt::Debug for VerifyWebhook<S> {
+impl<S: fmt::Debug> fmt::Debug for Verify<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VerifyWebhook")
+        f.debug_struct("Verify")
             .field("inner", &self.inner)
             .field("verifier", &self.config.verifier)
             .field("body_limit", &self.config.body_limit)
@@ -61,7 +48,7 @@ impl<S: fmt::Debug> fmt::Debug for VerifyWebhook<S> {
     }
 }
 
-impl<S, B, ResBody> Service<Request<B>> for VerifyWebhook<S>
+impl<S, B, ResBody> Service<Request<B>> for Verify<S>
 where
     S: Service<Request<Body>, Response = Response<ResBody>> + Clone,
     B: http_body::Body<Data = Bytes> + Send + 'static,

@@ -109,6 +109,10 @@ pub struct BearerAuth<S> {
     layer: BearerAuthLayer,
 }
 
+impl<S> BearerAuth<S> {
+    define_inner_service_accessors!();
+}
+
 impl<S, B> Service<Request<B>> for BearerAuth<S>
 where
     S: Service<Request<B>, Response = Response<Body>, Error = Infallible>,
@@ -127,7 +131,7 @@ where
         }
         let mut res = Problem::new(
             StatusCode::UNAUTHORIZED,
-            super::problem_type("unauthorized"),
+            crate::problem::console_problem_type("unauthorized"),
             "Authentication required",
             "send the console token as `Authorization: Bearer <token>`",
         )

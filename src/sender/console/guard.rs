@@ -143,7 +143,7 @@ fn check_host(hosts: &AllowedHosts, req: &Request) -> Result<Authority, Problem>
     let misdirected = |detail: String| {
         Problem::new(
             StatusCode::MISDIRECTED_REQUEST,
-            super::problem_type("misdirected-request"),
+            crate::problem::console_problem_type("misdirected-request"),
             "Host not served",
             detail,
         )
@@ -180,7 +180,7 @@ fn check_same_origin(headers: &HeaderMap, authority: &Authority) -> Result<(), P
     let cross_site = |detail: String| {
         Problem::new(
             StatusCode::FORBIDDEN,
-            super::problem_type("cross-site-request"),
+            crate::problem::console_problem_type("cross-site-request"),
             "Cross-site request refused",
             detail,
         )
@@ -230,7 +230,7 @@ fn check_json(headers: &HeaderMap) -> Result<(), Problem> {
     );
     Err(Problem::new(
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        super::problem_type("unsupported-media-type"),
+        crate::problem::console_problem_type("unsupported-media-type"),
         "JSON required",
         format!(
             "{what}: every POST, PATCH and DELETE to the console says `Content-Type: application/json`, even without a body"

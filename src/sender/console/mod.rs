@@ -199,14 +199,9 @@ use super::{
 };
 use crate::error::ConfigError;
 use crate::event::Event;
-use crate::problem::Problem;
+use crate::problem::{Problem, console_problem_type};
 use crate::scheme::{SCHEME_NAMES, Scheme, SchemeName};
 use crate::secret::Secret;
-
-/// The `type` URI of the console's problem responses, one anchor per kind.
-fn problem_type(kind: &str) -> String {
-    format!("https://docs.rs/webhook-guard/latest/webhook_guard/sender/console/index.html#{kind}")
-}
 
 /// Configures the console; [`router`](Self::router) builds it once
 /// [authentication is chosen](AuthNotChosen).
@@ -463,7 +458,12 @@ impl IntoResponse for ApiError {
 }
 
 fn problem(status: StatusCode, kind: &str, title: &str, detail: impl Into<String>) -> ApiError {
-    ApiError(Problem::new(status, problem_type(kind), title, detail))
+    ApiError(Problem::new(
+        status,
+        console_problem_type(kind),
+        title,
+        detail,
+    ))
 }
 
 impl From<SenderError> for ApiError {

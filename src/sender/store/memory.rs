@@ -11,7 +11,7 @@ use crate::sender::delivery::{
     Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, OutgoingEvent, Page,
 };
 use crate::sender::destination::Destination;
-use crate::sender::error::{SenderError, StoreError};
+use crate::sender::error::{DeliveryStoreError, SenderError};
 
 #[derive(Default)]
 struct State {
@@ -24,11 +24,10 @@ struct State {
 }
 
 impl State {
-    fn insert(&mut self, new: &NewDelivery) -> Result<Delivery, StoreError> {
-        let (event_type, body) =
-            self.events.get(&new.event_id).cloned().ok_or_else(|| {
-                StoreError::new(format!("event `{}` is not stored", new.event_id))
-            })?;
+    fn insert(&mut self, new: &NewDelivery) -> Result<Delivery, DeliveryStoreError> {
+        let (event_type, body) = self.events.get(&new.event_id).cloned().ok_or_else(|| {
+            DeliveryStoreError::new(format!("event `{}` is not stored", new.event_id))
+        })?;
         self.next_seq += 1;
         let d = new.pending(self.next_seq, event_type, body);
         self.seq_of.insert(d.id.clone(), d.seq);
@@ -82,7 +81,7 @@ fn dead_letter_in_place(d: &mut Delivery, now_ms: i64, reason: &str) {
 }
 
 impl DeliveryStore for MemoryStore {
-    async fn save_destination(&self, destination: &Destination) -> Result<(), StoreError> {
+    async fn save_destination(&self, destination: &Destination) -> Result<(), DeliveryStoreError> {
         let mut s = self.lock();
         match s.destinations.iter_mut().find(|d| d.id == destination.id) {
             Some(d) => *d = destination.clone(),
@@ -91,7 +90,7 @@ impl DeliveryStore for MemoryStore {
         Ok(())
     }
 
-    async fn destination(&self, id: &str) -> Result<Option<Destination>, StoreError> {
+    async fn destination(&self, id: &str) -> Result<Option<Destination>, DeliveryStoreError> {
         Ok(self
             .lock()
             .destinations
@@ -100,7 +99,7 @@ impl DeliveryStore for MemoryStore {
             .cloned())
     }
 
-    async fn destinations(&self) -> Result<Vec<Destination>, StoreError> {
+    async fn destinations(&self) -> Result<Vec<Destination>, DeliveryStoreError> {
         Ok(self.lock().destinations.clone())
     }
 
@@ -109,7 +108,7 @@ impl DeliveryStore for MemoryStore {
         id: &str,
         now_ms: i64,
         reason: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, DeliveryStoreError> {
         let mut s = self.lock();
         let before = s.destinations.len();
         s.destinations.retain(|d| d.id != id);
@@ -149,7 +148,7 @@ impl DeliveryStore for MemoryStore {
         &self,
         original: &str,
         new: &NewDelivery,
-    ) -> Result<Option<Delivery>, StoreError> {
+    ) -> Result<Option<Delivery>, DeliveryStoreError> {
         let mut s = self.lock();
         let status = s
             .get_mut(original)
@@ -174,7 +173,7 @@ impl DeliveryStore for MemoryStore {
         now_ms: i64,
         limit: usize,
         lease_until_ms: i64,
-    ) -> Result<Vec<Delivery>, StoreError> {
+    ) -> Result<Vec<Delivery>, DeliveryStoreError> {
         let mut s = self.lock();
         let enabled: std::collections::HashSet<String> = s
             .destinations
@@ -210,7 +209,7 @@ impl DeliveryStore for MemoryStore {
         attempt: &DeliveryAttempt,
         lease_until_ms: i64,
         next: &NextStep,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DeliveryStoreError> {
         let mut s = self.lock();
         s.attempts
             .entry(attempt.delivery_id.clone())
@@ -241,7 +240,7 @@ impl DeliveryStore for MemoryStore {
         delivery_id: &str,
         lease_until_ms: i64,
         at_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DeliveryStoreError> {
         if let Some(d) = self.lock().get_mut(delivery_id) {
             if held_under(d, lease_until_ms) {
                 d.lease_until_ms = None;
@@ -257,7 +256,7 @@ impl DeliveryStore for MemoryStore {
         lease_until_ms: i64,
         now_ms: i64,
         reason: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DeliveryStoreError> {
         if let Some(d) = self.lock().get_mut(delivery_id) {
             if held_under(d, lease_until_ms) {
                 dead_letter_in_place(d, now_ms, reason);
@@ -266,11 +265,14 @@ impl DeliveryStore for MemoryStore {
         Ok(())
     }
 
-    async fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+    async fn delivery(&self, id: &str) -> Result<Option<Delivery>, DeliveryStoreError> {
         Ok(self.lock().get_mut(id).map(|d| d.clone()))
     }
 
-    async fn deliveries(&self, query: &DeliveryQuery) -> Result<Page<Delivery>, StoreError> {
+    async fn deliveries(
+        &self,
+        query: &DeliveryQuery,
+    ) -> Result<Page<Delivery>, DeliveryStoreError> {
         let s = self.lock();
         let size = query.page_size();
         let items: Vec<Delivery> = s
@@ -284,7 +286,10 @@ impl DeliveryStore for MemoryStore {
         Ok(page_of(items, size))
     }
 
-    async fn attempts(&self, delivery_id: &str) -> Result<Vec<DeliveryAttempt>, StoreError> {
+    async fn attempts(
+        &self,
+        delivery_id: &str,
+    ) -> Result<Vec<DeliveryAttempt>, DeliveryStoreError> {
         Ok(self
             .lock()
             .attempts

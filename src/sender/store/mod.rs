@@ -31,7 +31,7 @@ use super::delivery::{
     Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, OutgoingEvent, Page,
 };
 use super::destination::Destination;
-use super::error::{SenderError, StoreError};
+use super::error::{DeliveryStoreError, SenderError};
 
 /// A delivery to create: for an event already stored (or stored in the same
 /// call by [`DeliveryStore::enqueue`]).
@@ -153,8 +153,8 @@ struct Outcome {
 }
 
 /// The error for a delivery id a store does not hold.
-fn not_stored(delivery_id: &str) -> StoreError {
-    StoreError::new(format!("delivery `{delivery_id}` is not stored"))
+fn not_stored(delivery_id: &str) -> DeliveryStoreError {
+    DeliveryStoreError::new(format!("delivery `{delivery_id}` is not stored"))
 }
 
 /// One page from up to `size + 1` deliveries, newest first: an item past
@@ -177,16 +177,18 @@ pub trait DeliveryStore: Send + Sync + 'static {
     fn save_destination(
         &self,
         destination: &Destination,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), DeliveryStoreError>> + Send;
 
     /// The destination with this id.
     fn destination(
         &self,
         id: &str,
-    ) -> impl Future<Output = Result<Option<Destination>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<Destination>, DeliveryStoreError>> + Send;
 
     /// Every destination, in registration order.
-    fn destinations(&self) -> impl Future<Output = Result<Vec<Destination>, StoreError>> + Send;
+    fn destinations(
+        &self,
+    ) -> impl Future<Output = Result<Vec<Destination>, DeliveryStoreError>> + Send;
 
     /// Removes a destination; its pending deliveries are dead-lettered with
     /// `reason`. Returns whether it existed.
@@ -195,7 +197,7 @@ pub trait DeliveryStore: Send + Sync + 'static {
         id: &str,
         now_ms: i64,
         reason: &str,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, DeliveryStoreError>> + Send;
 
     /// Stores the event (once) and its deliveries, all or nothing.
     ///
@@ -218,7 +220,7 @@ pub trait DeliveryStore: Send + Sync + 'static {
         &self,
         original: &str,
         new: &NewDelivery,
-    ) -> impl Future<Output = Result<Option<Delivery>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<Delivery>, DeliveryStoreError>> + Send;
 
     /// Leases up to `limit` pending deliveries that are due at `now_ms`,
     /// whose destination is enabled and that no live lease holds, until
@@ -228,7 +230,7 @@ pub trait DeliveryStore: Send + Sync + 'static {
         now_ms: i64,
         limit: usize,
         lease_until_ms: i64,
-    ) -> impl Future<Output = Result<Vec<Delivery>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<Delivery>, DeliveryStoreError>> + Send;
 
     /// Appends the attempt to the history and, when `lease_until_ms` is
     /// still the delivery's lease, moves it on (delivered, retry at a time,
@@ -242,7 +244,7 @@ pub trait DeliveryStore: Send + Sync + 'static {
         attempt: &DeliveryAttempt,
         lease_until_ms: i64,
         next: &NextStep,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), DeliveryStoreError>> + Send;
 
     /// Releases the lease `lease_until_ms` without an attempt and makes the
     /// delivery due at `at_ms` (a paused or busy destination). Does nothing
@@ -252,7 +254,7 @@ pub trait DeliveryStore: Send + Sync + 'static {
         delivery_id: &str,
         lease_until_ms: i64,
         at_ms: i64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), DeliveryStoreError>> + Send;
 
     /// Dead-letters a delivery pending under the lease `lease_until_ms`,
     /// without an attempt.
@@ -262,23 +264,23 @@ pub trait DeliveryStore: Send + Sync + 'static {
         lease_until_ms: i64,
         now_ms: i64,
         reason: &str,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), DeliveryStoreError>> + Send;
 
     /// The delivery with this id.
     fn delivery(
         &self,
         id: &str,
-    ) -> impl Future<Output = Result<Option<Delivery>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<Delivery>, DeliveryStoreError>> + Send;
 
     /// Deliveries matching `query`, newest first, one page.
     fn deliveries(
         &self,
         query: &DeliveryQuery,
-    ) -> impl Future<Output = Result<Page<Delivery>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Page<Delivery>, DeliveryStoreError>> + Send;
 
     /// Every attempt of a delivery, in order.
     fn attempts(
         &self,
         delivery_id: &str,
-    ) -> impl Future<Output = Result<Vec<DeliveryAttempt>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<DeliveryAttempt>, DeliveryStoreError>> + Send;
 }

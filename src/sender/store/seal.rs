@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::secret::Secret;
-use crate::sender::error::StoreError;
+use crate::sender::error::DeliveryStoreError;
 
 /// Seals destination keys before the SQLite store writes them and opens them
 /// when it reads them, so that the database file holds no key in the clear.
@@ -32,17 +32,17 @@ use crate::sender::error::StoreError;
 /// bundled SQLite.
 ///
 /// ```
-/// use webhook_guard::sender::{SecretSeal, StoreError};
+/// use webhook_guard::sender::{SecretSeal, DeliveryStoreError};
 /// use zeroize::Zeroizing;
 ///
 /// /// Stands in for a KMS client: XOR with a pad (not encryption; use an AEAD).
 /// struct Pad(Vec<u8>);
 ///
 /// impl SecretSeal for Pad {
-///     fn seal(&self, key: &[u8]) -> Result<Vec<u8>, StoreError> {
+///     fn seal(&self, key: &[u8]) -> Result<Vec<u8>, DeliveryStoreError> {
 ///         Ok(key.iter().zip(self.0.iter().cycle()).map(|(k, p)| k ^ p).collect())
 ///     }
-///     fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+///     fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, DeliveryStoreError> {
 ///         Ok(Zeroizing::new(self.seal(sealed)?))
 ///     }
 /// }
@@ -54,17 +54,17 @@ pub trait SecretSeal: Send + Sync + 'static {
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] (never holding the key) when sealing fails; the
+    /// A [`DeliveryStoreError`] (never holding the key) when sealing fails; the
     /// destination is then not saved.
-    fn seal(&self, key: &[u8]) -> Result<Vec<u8>, StoreError>;
+    fn seal(&self, key: &[u8]) -> Result<Vec<u8>, DeliveryStoreError>;
 
     /// Opens what [`seal`](Self::seal) returned.
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] (never holding the key) when the sealed bytes cannot
+    /// A [`DeliveryStoreError`] (never holding the key) when the sealed bytes cannot
     /// be opened: a wrong key-encryption key, or tampering.
-    fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError>;
+    fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, DeliveryStoreError>;
 }
 
 #[derive(Serialize, Deserialize)]
@@ -81,7 +81,7 @@ struct StoredSecret {
 pub(super) fn encode_secrets(
     secrets: &[Secret],
     seal: Option<&dyn SecretSeal>,
-) -> Result<String, StoreError> {
+) -> Result<String, DeliveryStoreError> {
     let b64 = &base64::engine::general_purpose::STANDARD;
     let stored = secrets
         .iter()
@@ -96,30 +96,31 @@ pub(super) fn encode_secrets(
                 sealed: seal.is_some(),
             })
         })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    serde_json::to_string(&stored).map_err(|e| StoreError::new(format!("encoding secrets: {e}")))
+        .collect::<Result<Vec<_>, DeliveryStoreError>>()?;
+    serde_json::to_string(&stored)
+        .map_err(|e| DeliveryStoreError::new(format!("encoding secrets: {e}")))
 }
 
 /// The secrets back from their JSON, as key bytes (never read as text).
 pub(super) fn decode_secrets(
     text: &str,
     seal: Option<&dyn SecretSeal>,
-) -> Result<Vec<Secret>, StoreError> {
+) -> Result<Vec<Secret>, DeliveryStoreError> {
     let stored: Vec<StoredSecret> = serde_json::from_str(text)
-        .map_err(|e| StoreError::new(format!("a stored secret list is corrupt: {e}")))?;
+        .map_err(|e| DeliveryStoreError::new(format!("a stored secret list is corrupt: {e}")))?;
     stored
         .into_iter()
         .map(|s| {
             let bytes = Zeroizing::new(
                 base64::engine::general_purpose::STANDARD
                     .decode(&s.key)
-                    .map_err(|_| StoreError::new("a stored secret is not base64"))?,
+                    .map_err(|_| DeliveryStoreError::new("a stored secret is not base64"))?,
             );
             let secret = match (s.sealed, seal) {
                 (false, _) => Secret::new(bytes.as_slice()),
                 (true, Some(seal)) => Secret::new(seal.open(&bytes)?.as_slice()),
                 (true, None) => {
-                    return Err(StoreError::new(
+                    return Err(DeliveryStoreError::new(
                         "a stored secret is sealed and this store has no SecretSeal to open it; \
                          open the store with `with_secret_seal` and the seal that wrote it",
                     ));

@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::Connection;
 
-use crate::sender::error::StoreError;
+use crate::sender::error::DeliveryStoreError;
 
 /// A SQLite error as a store error.
-pub(super) fn db_err(e: rusqlite::Error) -> StoreError {
-    StoreError::new(format!("sqlite: {e}"))
+pub(super) fn db_err(e: rusqlite::Error) -> DeliveryStoreError {
+    DeliveryStoreError::new(format!("sqlite: {e}"))
 }
 
 /// Work for the store thread: a call that can run inside the current
@@ -23,10 +23,10 @@ trait Job: Send {
     /// Runs the call; reports whether it succeeded.
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers with this error instead of running.
-    fn fail(&mut self, error: StoreError);
+    fn fail(&mut self, error: DeliveryStoreError);
     /// Answers the caller with the call's result, or with the commit's
     /// failure.
-    fn finish(self: Box<Self>, commit: Result<(), StoreError>);
+    fn finish(self: Box<Self>, commit: Result<(), DeliveryStoreError>);
 }
 
 struct Call<F, T, E> {
@@ -39,7 +39,7 @@ impl<F, T, E> Job for Call<F, T, E>
 where
     F: Fn(&Connection) -> Result<T, E> + Send,
     T: Send,
-    E: From<StoreError> + Send,
+    E: From<DeliveryStoreError> + Send,
 {
     fn run(&mut self, conn: &Connection) -> bool {
         let result = (self.work)(conn);
@@ -48,14 +48,16 @@ where
         ok
     }
 
-    fn fail(&mut self, error: StoreError) {
+    fn fail(&mut self, error: DeliveryStoreError) {
         self.result = Some(Err(E::from(error)));
     }
 
-    fn finish(self: Box<Self>, commit: Result<(), StoreError>) {
+    fn finish(self: Box<Self>, commit: Result<(), DeliveryStoreError>) {
         let answer = match (commit, self.result) {
             (Ok(()), Some(result)) => result,
-            (Ok(()), None) => Err(E::from(StoreError::new("the store skipped the call"))),
+            (Ok(()), None) => Err(E::from(DeliveryStoreError::new(
+                "the store skipped the call",
+            ))),
             (Err(e), _) => Err(E::from(e)),
         };
         let _ = self.reply.send(answer);
@@ -75,7 +77,7 @@ pub(super) struct Engine {
 impl Engine {
     /// Starts the store thread over `conn` (already migrated) and, for a
     /// database in a file at `path`, the checkpoint thread beside it.
-    pub(super) fn start(conn: Connection, path: Option<&Path>) -> Result<Self, StoreError> {
+    pub(super) fn start(conn: Connection, path: Option<&Path>) -> Result<Self, DeliveryStoreError> {
         let stop = Arc::new(AtomicBool::new(false));
         if let Some(path) = path {
             start_checkpointer(&conn, path, Arc::clone(&stop))?;
@@ -87,7 +89,7 @@ impl Engine {
                 run_store_thread(&conn, &queue);
                 stop.store(true, Ordering::SeqCst);
             })
-            .map_err(|e| StoreError::new(format!("cannot start the store thread: {e}")))?;
+            .map_err(|e| DeliveryStoreError::new(format!("cannot start the store thread: {e}")))?;
         Ok(Self { jobs })
     }
 
@@ -100,7 +102,7 @@ impl Engine {
     ) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<StoreError> + Send + 'static,
+        E: From<DeliveryStoreError> + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Box<dyn Job> = Box::new(Call {
@@ -110,10 +112,10 @@ impl Engine {
         });
         self.jobs
             .send(job)
-            .map_err(|_| E::from(StoreError::new("the store thread has stopped")))?;
+            .map_err(|_| E::from(DeliveryStoreError::new("the store thread has stopped")))?;
         answer
             .await
-            .map_err(|_| E::from(StoreError::new("the store thread dropped the call")))?
+            .map_err(|_| E::from(DeliveryStoreError::new("the store thread dropped the call")))?
     }
 }
 
@@ -123,7 +125,7 @@ fn start_checkpointer(
     conn: &Connection,
     path: &Path,
     stop: Arc<AtomicBool>,
-) -> Result<(), StoreError> {
+) -> Result<(), DeliveryStoreError> {
     // Checkpoints fsync; run them beside the writer, not inside its
     // commits.
     conn.pragma_update(None, "wal_autocheckpoint", 0)
@@ -133,7 +135,7 @@ fn start_checkpointer(
     std::thread::Builder::new()
         .name("webhook-guard-sqlite-checkpoint".into())
         .spawn(move || run_checkpointer(&checkpointer, &stop))
-        .map_err(|e| StoreError::new(format!("cannot start the checkpoint thread: {e}")))?;
+        .map_err(|e| DeliveryStoreError::new(format!("cannot start the checkpoint thread: {e}")))?;
     Ok(())
 }
 
@@ -152,7 +154,7 @@ thread_local! {
 
 /// Makes `conn` wait for another connection's locks (see [`wait_for_lock`])
 /// instead of failing with `SQLITE_BUSY` at once.
-pub(super) fn wait_for_locks(conn: &Connection) -> Result<(), StoreError> {
+pub(super) fn wait_for_locks(conn: &Connection) -> Result<(), DeliveryStoreError> {
     conn.busy_handler(Some(wait_for_lock)).map_err(db_err)
 }
 
@@ -246,7 +248,7 @@ fn run_store_thread(conn: &Connection, queue: &std::sync::mpsc::Receiver<Box<dyn
 /// and the others still commit. Without `BEGIN` (another process holds the
 /// write lock past the busy timeout) each job's savepoint is its own
 /// transaction.
-fn run_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), StoreError> {
+fn run_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), DeliveryStoreError> {
     if run_cached(conn, "BEGIN IMMEDIATE").is_ok() {
         let mut all_ok = true;
         for job in group.iter_mut() {
@@ -269,7 +271,7 @@ fn run_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), StoreE
 }
 
 /// Commits the open transaction, or rolls it back if the commit fails.
-fn commit(conn: &Connection) -> Result<(), StoreError> {
+fn commit(conn: &Connection) -> Result<(), DeliveryStoreError> {
     run_cached(conn, "COMMIT").map_err(|e| {
         let _ = conn.execute_batch("ROLLBACK");
         db_err(e)

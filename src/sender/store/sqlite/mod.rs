@@ -27,7 +27,7 @@ use super::seal::{SecretSeal, encode_secrets};
 use super::{DeliveryStore, NewDelivery, NextStep};
 use crate::sender::delivery::{Delivery, DeliveryAttempt, DeliveryQuery, OutgoingEvent, Page};
 use crate::sender::destination::Destination;
-use crate::sender::error::{SenderError, StoreError};
+use crate::sender::error::{DeliveryStoreError, SenderError};
 
 const SCHEMA_VERSION: i64 = 2;
 
@@ -74,9 +74,9 @@ impl SqliteStore {
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] when the file cannot be opened or migrated, or was
+    /// A [`DeliveryStoreError`] when the file cannot be opened or migrated, or was
     /// written by a newer schema version.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, DeliveryStoreError> {
         let path = path.as_ref();
         let conn = Connection::open(path).map_err(db_err)?;
         Self::setup(conn, "NORMAL", Some(path))
@@ -88,7 +88,7 @@ impl SqliteStore {
     /// # Errors
     ///
     /// As [`open`](Self::open).
-    pub fn open_durable(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+    pub fn open_durable(path: impl AsRef<Path>) -> Result<Self, DeliveryStoreError> {
         let path = path.as_ref();
         let conn = Connection::open(path).map_err(db_err)?;
         Self::setup(conn, "FULL", Some(path))
@@ -98,8 +98,8 @@ impl SqliteStore {
     ///
     /// # Errors
     ///
-    /// A [`StoreError`] when SQLite cannot start.
-    pub fn open_in_memory() -> Result<Self, StoreError> {
+    /// A [`DeliveryStoreError`] when SQLite cannot start.
+    pub fn open_in_memory() -> Result<Self, DeliveryStoreError> {
         Self::setup(
             Connection::open_in_memory().map_err(db_err)?,
             "NORMAL",
@@ -111,7 +111,7 @@ impl SqliteStore {
         mut conn: Connection,
         synchronous: &str,
         path: Option<&Path>,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Self, DeliveryStoreError> {
         configure(&conn, synchronous)?;
         migrate(&mut conn)?;
         conn.pragma_update(None, "foreign_keys", "ON")
@@ -133,7 +133,7 @@ impl SqliteStore {
 
 /// Sets the connection up for the store thread, before migrating: lock
 /// waits, WAL, `synchronous`, foreign keys off, savepoints in memory.
-fn configure(conn: &Connection, synchronous: &str) -> Result<(), StoreError> {
+fn configure(conn: &Connection, synchronous: &str) -> Result<(), DeliveryStoreError> {
     wait_for_locks(conn)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(db_err)?;
@@ -151,7 +151,7 @@ fn configure(conn: &Connection, synchronous: &str) -> Result<(), StoreError> {
 
 /// Brings the schema up to [`SCHEMA_VERSION`] in one transaction; refuses a
 /// database written by a newer version.
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+fn migrate(conn: &mut Connection) -> Result<(), DeliveryStoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_err)?;
@@ -159,7 +159,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(db_err)?;
     if version > SCHEMA_VERSION {
-        return Err(StoreError::new(format!(
+        return Err(DeliveryStoreError::new(format!(
             "the database has schema version {version}; this version of webhook-guard knows up to {SCHEMA_VERSION}"
         )));
     }
@@ -173,7 +173,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             .optional()
             .map_err(db_err)?;
         if let Some(table) = broken {
-            return Err(StoreError::new(format!(
+            return Err(DeliveryStoreError::new(format!(
                 "migrating to schema version 2 left a broken reference in `{table}`"
             )));
         }
@@ -186,17 +186,17 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 // Each call runs its SQL (the `rows` module) on the store thread, in the
 // next commit group.
 impl DeliveryStore for SqliteStore {
-    async fn save_destination(&self, destination: &Destination) -> Result<(), StoreError> {
+    async fn save_destination(&self, destination: &Destination) -> Result<(), DeliveryStoreError> {
         let d = destination.clone();
         let secrets = encode_secrets(&d.secrets, self.seal.as_deref())?;
         let events = serde_json::to_string(&d.events)
-            .map_err(|e| StoreError::new(format!("encoding the event filter: {e}")))?;
+            .map_err(|e| DeliveryStoreError::new(format!("encoding the event filter: {e}")))?;
         self.engine
             .call(move |conn: &Connection| rows::save_destination(conn, &d, &events, &secrets))
             .await
     }
 
-    async fn destination(&self, id: &str) -> Result<Option<Destination>, StoreError> {
+    async fn destination(&self, id: &str) -> Result<Option<Destination>, DeliveryStoreError> {
         let id = id.to_owned();
         let seal = self.seal.clone();
         self.engine
@@ -204,7 +204,7 @@ impl DeliveryStore for SqliteStore {
             .await
     }
 
-    async fn destinations(&self) -> Result<Vec<Destination>, StoreError> {
+    async fn destinations(&self) -> Result<Vec<Destination>, DeliveryStoreError> {
         let seal = self.seal.clone();
         self.engine
             .call(move |conn: &Connection| rows::list_destinations(conn, seal.as_deref()))
@@ -216,7 +216,7 @@ impl DeliveryStore for SqliteStore {
         id: &str,
         now_ms: i64,
         reason: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, DeliveryStoreError> {
         let (id, reason) = (id.to_owned(), reason.to_owned());
         self.engine
             .call(move |conn: &Connection| rows::delete_destination(conn, &id, now_ms, &reason))
@@ -240,7 +240,7 @@ impl DeliveryStore for SqliteStore {
         &self,
         original: &str,
         new: &NewDelivery,
-    ) -> Result<Option<Delivery>, StoreError> {
+    ) -> Result<Option<Delivery>, DeliveryStoreError> {
         let (original, new) = (original.to_owned(), new.clone());
         self.engine
             .call(move |conn: &Connection| rows::replay(conn, &original, &new))
@@ -252,7 +252,7 @@ impl DeliveryStore for SqliteStore {
         now_ms: i64,
         limit: usize,
         lease_until_ms: i64,
-    ) -> Result<Vec<Delivery>, StoreError> {
+    ) -> Result<Vec<Delivery>, DeliveryStoreError> {
         self.engine
             .call(move |conn: &Connection| rows::claim_due(conn, now_ms, limit, lease_until_ms))
             .await
@@ -263,7 +263,7 @@ impl DeliveryStore for SqliteStore {
         attempt: &DeliveryAttempt,
         lease_until_ms: i64,
         next: &NextStep,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DeliveryStoreError> {
         let (a, next) = (attempt.clone(), next.clone());
         self.engine
             .call(move |conn: &Connection| rows::record_attempt(conn, &a, lease_until_ms, &next))
@@ -275,7 +275,7 @@ impl DeliveryStore for SqliteStore {
         delivery_id: &str,
         lease_until_ms: i64,
         at_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DeliveryStoreError> {
         let id = delivery_id.to_owned();
         self.engine
             .call(move |conn: &Connection| rows::reschedule(conn, &id, lease_until_ms, at_ms))
@@ -288,7 +288,7 @@ impl DeliveryStore for SqliteStore {
         lease_until_ms: i64,
         now_ms: i64,
         reason: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), DeliveryStoreError> {
         let (id, reason) = (delivery_id.to_owned(), reason.to_owned());
         self.engine
             .call(move |conn: &Connection| {
@@ -297,21 +297,27 @@ impl DeliveryStore for SqliteStore {
             .await
     }
 
-    async fn delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+    async fn delivery(&self, id: &str) -> Result<Option<Delivery>, DeliveryStoreError> {
         let id = id.to_owned();
         self.engine
             .call(move |conn: &Connection| rows::load_delivery(conn, &id))
             .await
     }
 
-    async fn deliveries(&self, query: &DeliveryQuery) -> Result<Page<Delivery>, StoreError> {
+    async fn deliveries(
+        &self,
+        query: &DeliveryQuery,
+    ) -> Result<Page<Delivery>, DeliveryStoreError> {
         let q = query.clone();
         self.engine
             .call(move |conn: &Connection| rows::query_deliveries(conn, &q))
             .await
     }
 
-    async fn attempts(&self, delivery_id: &str) -> Result<Vec<DeliveryAttempt>, StoreError> {
+    async fn attempts(
+        &self,
+        delivery_id: &str,
+    ) -> Result<Vec<DeliveryAttempt>, DeliveryStoreError> {
         let id = delivery_id.to_owned();
         self.engine
             .call(move |conn: &Connection| rows::load_attempts(conn, &id))

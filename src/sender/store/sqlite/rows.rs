@@ -15,7 +15,7 @@ use crate::sender::delivery::{
     Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, ErrorClass, OutgoingEvent, Page,
 };
 use crate::sender::destination::{Destination, EventFilter};
-use crate::sender::error::{SenderError, StoreError};
+use crate::sender::error::{DeliveryStoreError, SenderError};
 
 /// A column whose stored text does not read back as its type.
 fn bad_column(
@@ -32,7 +32,7 @@ pub(super) fn save_destination(
     d: &Destination,
     events: &str,
     secrets: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), DeliveryStoreError> {
     conn.execute(
         "INSERT INTO destinations (id, url, scheme, events, enabled, disabled_reason, \
          created_at_ms, secrets, position) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, \
@@ -81,7 +81,7 @@ fn destination_from_row(row: &Row<'_>) -> rusqlite::Result<(Destination, String)
 fn finish_destination(
     (mut d, secrets): (Destination, String),
     seal: Option<&dyn SecretSeal>,
-) -> Result<Destination, StoreError> {
+) -> Result<Destination, DeliveryStoreError> {
     d.secrets = decode_secrets(&secrets, seal)?;
     Ok(d)
 }
@@ -91,7 +91,7 @@ pub(super) fn load_destination(
     conn: &Connection,
     id: &str,
     seal: Option<&dyn SecretSeal>,
-) -> Result<Option<Destination>, StoreError> {
+) -> Result<Option<Destination>, DeliveryStoreError> {
     conn.query_row(
         &format!("SELECT {DESTINATION_COLUMNS} FROM destinations WHERE id = ?1"),
         [id],
@@ -107,7 +107,7 @@ pub(super) fn load_destination(
 pub(super) fn list_destinations(
     conn: &Connection,
     seal: Option<&dyn SecretSeal>,
-) -> Result<Vec<Destination>, StoreError> {
+) -> Result<Vec<Destination>, DeliveryStoreError> {
     let mut stmt = conn
         .prepare_cached(&format!(
             "SELECT {DESTINATION_COLUMNS} FROM destinations ORDER BY position"
@@ -130,7 +130,7 @@ pub(super) fn delete_destination(
     id: &str,
     now_ms: i64,
     reason: &str,
-) -> Result<bool, StoreError> {
+) -> Result<bool, DeliveryStoreError> {
     let n = conn
         .execute("DELETE FROM destinations WHERE id = ?1", [id])
         .map_err(db_err)?;
@@ -177,7 +177,7 @@ pub(super) fn replay(
     conn: &Connection,
     original: &str,
     new: &NewDelivery,
-) -> Result<Option<Delivery>, StoreError> {
+) -> Result<Option<Delivery>, DeliveryStoreError> {
     let status: Option<String> = conn
         .query_row(
             "SELECT status FROM deliveries WHERE id = ?1",
@@ -244,7 +244,10 @@ fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
 }
 
 /// The delivery with this id.
-pub(super) fn load_delivery(conn: &Connection, id: &str) -> Result<Option<Delivery>, StoreError> {
+pub(super) fn load_delivery(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<Delivery>, DeliveryStoreError> {
     conn.query_row(
         &format!("{DELIVERY_SELECT} WHERE d.id = ?1"),
         [id],
@@ -259,7 +262,7 @@ fn insert_delivery(
     new: &NewDelivery,
     event_type: &str,
     body: &Bytes,
-) -> Result<Delivery, StoreError> {
+) -> Result<Delivery, DeliveryStoreError> {
     conn.prepare_cached(
         "INSERT INTO deliveries (id, event_id, destination_id, status, next_attempt_at_ms, \
          created_at_ms, updated_at_ms, replay_of, lease_until_ms) \
@@ -290,7 +293,7 @@ pub(super) fn claim_due(
     now_ms: i64,
     limit: usize,
     lease_until_ms: i64,
-) -> Result<Vec<Delivery>, StoreError> {
+) -> Result<Vec<Delivery>, DeliveryStoreError> {
     // No `LIMIT ?`: a bound LIMIT makes SQLite prepare the statement
     // again on every call. The due index yields rows in order, so
     // stepping stops after `limit` of them.
@@ -329,7 +332,7 @@ pub(super) fn record_attempt(
     a: &DeliveryAttempt,
     lease_until_ms: i64,
     next: &NextStep,
-) -> Result<(), StoreError> {
+) -> Result<(), DeliveryStoreError> {
     insert_attempt(conn, a)?;
     let outcome = next.outcome(a);
     conn.prepare_cached(
@@ -356,7 +359,7 @@ pub(super) fn record_attempt(
 }
 
 /// Appends an attempt to its delivery's history.
-fn insert_attempt(conn: &Connection, a: &DeliveryAttempt) -> Result<(), StoreError> {
+fn insert_attempt(conn: &Connection, a: &DeliveryAttempt) -> Result<(), DeliveryStoreError> {
     conn.prepare_cached(
         "INSERT INTO attempts (delivery_id, n, attempt, started_at_ms, duration_ms, \
          status_code, error_class, error, response_body) VALUES (?1, \
@@ -385,7 +388,7 @@ pub(super) fn reschedule(
     id: &str,
     lease_until_ms: i64,
     at_ms: i64,
-) -> Result<(), StoreError> {
+) -> Result<(), DeliveryStoreError> {
     conn.prepare_cached(
         "UPDATE deliveries SET lease_until_ms = NULL, next_attempt_at_ms = ?2 \
          WHERE id = ?1 AND status = 'pending' AND lease_until_ms = ?3",
@@ -404,7 +407,7 @@ pub(super) fn dead_letter(
     lease_until_ms: i64,
     now_ms: i64,
     reason: &str,
-) -> Result<(), StoreError> {
+) -> Result<(), DeliveryStoreError> {
     let target = DeadLetterTarget::Leased {
         id,
         lease: lease_until_ms,
@@ -429,7 +432,7 @@ fn dead_letter_pending(
     target: DeadLetterTarget<'_>,
     now_ms: i64,
     reason: &str,
-) -> Result<usize, StoreError> {
+) -> Result<usize, DeliveryStoreError> {
     const SET: &str = "UPDATE deliveries SET status = 'dead_lettered', next_attempt_at_ms = NULL, \
          lease_until_ms = NULL, dead_lettered_at_ms = ?2, updated_at_ms = ?2, last_error = ?3";
     match target {
@@ -489,7 +492,7 @@ fn query_filter(q: &DeliveryQuery) -> (String, Vec<Value>) {
 pub(super) fn query_deliveries(
     conn: &Connection,
     q: &DeliveryQuery,
-) -> Result<Page<Delivery>, StoreError> {
+) -> Result<Page<Delivery>, DeliveryStoreError> {
     let (where_sql, args) = query_filter(q);
     let size = q.page_size();
     let sql = format!(
@@ -509,7 +512,7 @@ pub(super) fn query_deliveries(
 pub(super) fn load_attempts(
     conn: &Connection,
     delivery_id: &str,
-) -> Result<Vec<DeliveryAttempt>, StoreError> {
+) -> Result<Vec<DeliveryAttempt>, DeliveryStoreError> {
     let mut stmt = conn
         .prepare_cached(
             "SELECT delivery_id, attempt, started_at_ms, duration_ms, status_code, \
