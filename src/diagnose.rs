@@ -69,13 +69,7 @@ use http::HeaderMap;
 
 use crate::error::{VerifyError, VerifyErrorKind};
 use crate::replay::{FixedClock, ReplayWindow};
-use crate::scheme::{
-    GITHUB_SIGNATURE_HEADER, NATIVE_ID_HEADER, NATIVE_SIGNATURE_HEADER, NATIVE_TIMESTAMP_HEADER,
-    SHOPIFY_SIGNATURE_HEADER, SLACK_SIGNATURE_HEADER, SLACK_TIMESTAMP_HEADER, STANDARD_ID_HEADER,
-    STANDARD_SIGNATURE_HEADER, STANDARD_TIMESTAMP_HEADER, STRIPE_SIGNATURE_HEADER, SVIX_ID_HEADER,
-    SVIX_SIGNATURE_HEADER, SVIX_TIMESTAMP_HEADER, Scheme, SchemeName, SignatureMatch,
-    body_timestamp,
-};
+use crate::scheme::{Scheme, SchemeName, SignatureMatch};
 use crate::secret::{Secret, SecretSet, WHSEC_PREFIX};
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -163,7 +157,7 @@ pub fn diagnose_with_window(
     let signature_ok = signature_matches(&signature);
     let claimed = match &signature {
         Ok(matched) => matched.timestamp(),
-        Err(_) => claimed_timestamp(scheme.name(), headers, body),
+        Err(_) => scheme.name().claimed_timestamp(headers, body),
     };
     if let Some(timestamp) = claimed {
         if window.check_at(timestamp, now).is_err() {
@@ -821,85 +815,43 @@ fn find_secret_encoding(
 
 /// The headers `scheme` needs that `headers` lacks.
 fn missing_headers(scheme: SchemeName, headers: &HeaderMap) -> Vec<&'static str> {
-    let needed: &[&'static str] = match scheme {
-        SchemeName::Native => &[
-            NATIVE_ID_HEADER,
-            NATIVE_TIMESTAMP_HEADER,
-            NATIVE_SIGNATURE_HEADER,
-        ],
-        SchemeName::NativeBodyOnly => &[NATIVE_SIGNATURE_HEADER],
-        SchemeName::Standard if headers.contains_key(SVIX_SIGNATURE_HEADER) => {
-            &[SVIX_ID_HEADER, SVIX_TIMESTAMP_HEADER, SVIX_SIGNATURE_HEADER]
-        }
-        SchemeName::Standard => &[
-            STANDARD_ID_HEADER,
-            STANDARD_TIMESTAMP_HEADER,
-            STANDARD_SIGNATURE_HEADER,
-        ],
-        SchemeName::GitHub => &[GITHUB_SIGNATURE_HEADER],
-        SchemeName::Stripe => &[STRIPE_SIGNATURE_HEADER],
-        SchemeName::Slack => &[SLACK_TIMESTAMP_HEADER, SLACK_SIGNATURE_HEADER],
-        SchemeName::Shopify => &[SHOPIFY_SIGNATURE_HEADER],
-    };
-    needed
+    scheme
+        .required_headers(headers)
         .iter()
         .copied()
         .filter(|h| !headers.contains_key(*h))
         .collect()
 }
 
-/// Schemes other than `current` whose signature header the request carries.
+/// Schemes other than `current` whose signature header the request carries,
+/// the providers' first and the crate's own modes last.
 ///
 /// Each is checked once with the request's secrets: at most six checks,
 /// charged to `budget` (never refused, so that the finding is complete).
 fn other_schemes(current: SchemeName, request: &Request<'_>, budget: &mut Budget) -> Vec<Finding> {
     let headers = request.headers;
-    let signature_headers: [(&'static str, SchemeName, &'static str); 7] = [
-        (
-            STANDARD_SIGNATURE_HEADER,
-            SchemeName::Standard,
-            "Standard Webhooks",
-        ),
-        (SVIX_SIGNATURE_HEADER, SchemeName::Standard, "Svix"),
-        (GITHUB_SIGNATURE_HEADER, SchemeName::GitHub, "GitHub"),
-        (STRIPE_SIGNATURE_HEADER, SchemeName::Stripe, "Stripe"),
-        (SLACK_SIGNATURE_HEADER, SchemeName::Slack, "Slack"),
-        (SHOPIFY_SIGNATURE_HEADER, SchemeName::Shopify, "Shopify"),
-        (NATIVE_SIGNATURE_HEADER, SchemeName::Native, "webhook-guard"),
-    ];
+    let (native, providers): (Vec<_>, Vec<_>) = SchemeName::ALL
+        .into_iter()
+        .partition(|name| name.is_native());
     let mut found = Vec::new();
-    for (header, name, provider) in signature_headers {
-        if !headers.contains_key(header) {
+    for name in providers.into_iter().chain(native) {
+        if name == current || !name.fits(headers) {
             continue;
         }
-        // The two native modes share their signature header: signed mode
-        // also needs its id and timestamp headers.
-        let (name, provider) = match name {
-            SchemeName::Native
-                if !(headers.contains_key(NATIVE_ID_HEADER)
-                    && headers.contains_key(NATIVE_TIMESTAMP_HEADER)) =>
-            {
-                (SchemeName::NativeBodyOnly, "body-only native")
-            }
-            SchemeName::Native => (SchemeName::Native, "signed native"),
-            other => (other, provider),
+        let Some(&(header, provider)) = name
+            .identifying_headers()
+            .iter()
+            .find(|(header, _)| headers.contains_key(*header))
+        else {
+            continue;
         };
-        if name == current
-            || found.iter().any(
-                |f| matches!(f, Finding::LooksLikeOtherScheme { scheme, .. } if *scheme == name),
-            )
-        {
-            continue;
-        }
-        let other = scheme_by_name(name);
+        let other = Scheme::for_name(name);
         let checks = other.checks_per_verification(request.secrets);
         budget.spent = budget
             .spent
             .saturating_add(request.body.len().saturating_mul(checks));
         let verifies = request.verifies(&other, request.secrets, request.body);
-        let native_family = matches!(name, SchemeName::Native | SchemeName::NativeBodyOnly)
-            && matches!(current, SchemeName::Native | SchemeName::NativeBodyOnly);
-        if native_family && !verifies {
+        if name.is_native() && current.is_native() && !verifies {
             continue;
         }
         found.push(Finding::LooksLikeOtherScheme {
@@ -910,49 +862,6 @@ fn other_schemes(current: SchemeName, request: &Request<'_>, budget: &mut Budget
         });
     }
     found
-}
-
-fn scheme_by_name(name: SchemeName) -> Scheme {
-    match name {
-        SchemeName::NativeBodyOnly => Scheme::native_body_only(),
-        SchemeName::Standard => Scheme::standard(),
-        SchemeName::GitHub => Scheme::github(),
-        SchemeName::Stripe => Scheme::stripe(),
-        SchemeName::Slack => Scheme::slack(),
-        SchemeName::Shopify => Scheme::shopify(),
-        SchemeName::Native => Scheme::native(),
-    }
-}
-
-/// The timestamp the request claims, read without trusting the signature.
-fn claimed_timestamp(scheme: SchemeName, headers: &HeaderMap, body: &[u8]) -> Option<i64> {
-    let header_seconds = |name: &str| -> Option<i64> {
-        let text = headers.get(name)?.to_str().ok()?.trim();
-        digits(text)
-    };
-    match scheme {
-        SchemeName::Native => header_seconds(NATIVE_TIMESTAMP_HEADER),
-        SchemeName::Standard => header_seconds(STANDARD_TIMESTAMP_HEADER)
-            .or_else(|| header_seconds(SVIX_TIMESTAMP_HEADER)),
-        SchemeName::Slack => header_seconds(SLACK_TIMESTAMP_HEADER),
-        SchemeName::Stripe => {
-            let value = headers.get(STRIPE_SIGNATURE_HEADER)?.to_str().ok()?;
-            value
-                .split(',')
-                .find_map(|item| item.trim().strip_prefix("t="))
-                .and_then(digits)
-        }
-        // Read the way the scheme reads it, without building the body.
-        SchemeName::NativeBodyOnly => body_timestamp(body).ok(),
-        SchemeName::GitHub | SchemeName::Shopify => None,
-    }
-}
-
-fn digits(text: &str) -> Option<i64> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
 }
 
 /// "412 s in the past", "3 s in the future", "now".
@@ -1096,6 +1005,8 @@ fn reformat_limit(len: usize) -> usize {
 mod tests {
     use super::*;
     use crate::Message;
+    use crate::scheme::NATIVE_SIGNATURE_HEADER;
+    use crate::scheme::{NATIVE_ID_HEADER, NATIVE_TIMESTAMP_HEADER};
 
     const NOW: i64 = 1_700_000_000;
 
