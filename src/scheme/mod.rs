@@ -108,6 +108,7 @@
 //! # Ok::<(), webhook_guard::ConfigError>(())
 //! ```
 
+mod facts;
 mod github;
 mod native;
 mod shopify;
@@ -509,19 +510,20 @@ impl Scheme {
     ///
     /// [`ConfigError::UnknownScheme`] for any other name.
     pub fn from_name(name: &str) -> Result<Self, ConfigError> {
-        match name.trim().to_ascii_lowercase().as_str() {
-            "native" => Ok(Self::native()),
-            "native-body-only" | "native_body_only" | "body-only" => Ok(Self::native_body_only()),
-            "standard" | "standard-webhooks" | "standardwebhooks" | "svix" => Ok(Self::standard()),
-            "github" => Ok(Self::github()),
-            "stripe" => Ok(Self::stripe()),
-            "slack" => Ok(Self::slack()),
-            "shopify" => Ok(Self::shopify()),
-            _ => Err(ConfigError::UnknownScheme {
+        let lower = name.trim().to_ascii_lowercase();
+        let canonical = match lower.as_str() {
+            "native_body_only" | "body-only" => "native-body-only",
+            "standard-webhooks" | "standardwebhooks" | "svix" => "standard",
+            other => other,
+        };
+        SchemeName::ALL
+            .into_iter()
+            .find(|known| known.as_str() == canonical)
+            .map(Self::for_name)
+            .ok_or_else(|| ConfigError::UnknownScheme {
                 name: name.to_owned(),
                 known: SCHEME_NAMES,
-            }),
-        }
+            })
     }
 
     /// This scheme's name.
