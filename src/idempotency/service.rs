@@ -98,43 +98,16 @@ where
     let id: Arc<str> = verified.id().into();
     let key = config.key(&req, verified);
 
-    let started = tokio::time::Instant::now();
-    let token = loop {
-        match config.store.begin(&key, config.lease).await {
-            Ok(Begin::New(token)) => break Some(token),
-            Ok(Begin::Done) => {
-                tracing::info!(duplicate = true, id = %id, "webhook duplicate: already processed, handler not called");
-                return Ok(duplicate_response(&id));
-            }
-            Ok(Begin::InFlight) => {
-                if let InFlightPolicy::Wait { max, poll } = config.in_flight {
-                    if started.elapsed() < max {
-                        tokio::time::sleep(poll).await;
-                        continue;
-                    }
-                }
-                tracing::info!(duplicate = true, id = %id, "webhook duplicate: still in flight, answered 409");
-                return Ok(in_flight_response(&config, &id));
-            }
-            Err(err) => match config.fail_mode {
-                FailMode::Closed => {
-                    tracing::error!(id = %id, "idempotency store unavailable, answered 503 (fail-closed): {err}");
-                    return Ok(store_unavailable_response(&config));
-                }
-                FailMode::Open => {
-                    tracing::warn!(id = %id, "idempotency store unavailable, processing without deduplication (fail-open): {err}");
-                    break None;
-                }
-            },
-        }
+    let token = match begin(&config, &key, &id).await {
+        Ok(token) => token,
+        Err(answer) => return Ok(answer),
     };
-
     let Some(token) = token else {
         let mut inner = inner;
         return inner.call(req).await.map(|res| res.map(Body::new));
     };
 
-    let mut guard = LeaseGuard {
+    let guard = LeaseGuard {
         store: config.store.clone(),
         key,
         id,
@@ -149,6 +122,58 @@ where
     })
     .catch_unwind()
     .await;
+    settle(&config, guard, outcome).await
+}
+
+/// Takes the key's lease: `Ok(Some)` to call the handler under it,
+/// `Ok(None)` to call it without one (the store failed, fail-open), or the
+/// answer to give instead of calling it (a duplicate, in flight past the
+/// wait, or the store failed, fail-closed).
+async fn begin(config: &Config, key: &str, id: &str) -> Result<Option<LeaseToken>, Response<Body>> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match config.store.begin(key, config.lease).await {
+            Ok(Begin::New(token)) => return Ok(Some(token)),
+            Ok(Begin::Done) => {
+                tracing::info!(duplicate = true, id = %id, "webhook duplicate: already processed, handler not called");
+                return Err(duplicate_response(id));
+            }
+            Ok(Begin::InFlight) => {
+                if let InFlightPolicy::Wait { max, poll } = config.in_flight {
+                    if started.elapsed() < max {
+                        tokio::time::sleep(poll).await;
+                        continue;
+                    }
+                }
+                tracing::info!(duplicate = true, id = %id, "webhook duplicate: still in flight, answered 409");
+                return Err(in_flight_response(config, id));
+            }
+            Err(err) => match config.fail_mode {
+                FailMode::Closed => {
+                    tracing::error!(id = %id, "idempotency store unavailable, answered 503 (fail-closed): {err}");
+                    return Err(store_unavailable_response(config));
+                }
+                FailMode::Open => {
+                    tracing::warn!(id = %id, "idempotency store unavailable, processing without deduplication (fail-open): {err}");
+                    return Ok(None);
+                }
+            },
+        }
+    }
+}
+
+/// Finishes the lease by what the handler came to: completed on a 2xx,
+/// released on anything else (another status, an error, a panic, which is
+/// resumed once the lease is released).
+async fn settle<ResBody, E>(
+    config: &Config,
+    mut guard: LeaseGuard,
+    outcome: std::thread::Result<Result<Response<ResBody>, E>>,
+) -> Result<Response<Body>, E>
+where
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     match outcome {
         Ok(Ok(res)) if res.status().is_success() => {
             guard.finish(Finish::Complete(config.done_ttl)).await;

@@ -204,21 +204,13 @@ fn header_family(headers: &HeaderMap) -> (&'static str, &'static str, &'static s
     }
 }
 
-pub(super) fn verify(
-    std_keys: &StandardKeys,
-    secrets: &SecretSet,
-    headers: &HeaderMap,
-    body: &[u8],
-    now: i64,
-) -> Result<SignatureMatch, VerifyError> {
-    let (id_name, ts_name, sig_name) = header_family(headers);
-    let id = required_header(headers, id_name)?;
-    validate_id(id).map_err(|why| VerifyError::malformed(id_name, why))?;
-    let ts_raw = required_header(headers, ts_name)?;
-    let timestamp = parse_unix_seconds(ts_name, ts_raw)?;
-    let ts_raw = ts_raw.trim_ascii();
-
-    let value = required_text(headers, sig_name)?;
+/// The `v1` (HMAC) and `v1a` (Ed25519) signatures of the signature header
+/// `value`, at least one and at most [`MAX_SIGNATURES_PER_HEADER`] in all;
+/// pieces of other versions are skipped.
+fn parse_signatures(
+    sig_name: &'static str,
+    value: &str,
+) -> Result<(Vec<Tag>, Vec<[u8; 64]>), VerifyError> {
     let mut hmac_candidates: Vec<Tag> = Vec::with_capacity(1);
     let mut ed_candidates: Vec<[u8; 64]> = Vec::new();
     // Signatures are separated by spaces; runs of spaces are tolerated as the
@@ -250,6 +242,25 @@ pub(super) fn verify(
             "no `v1,` or `v1a,` signature in the header",
         ));
     }
+    Ok((hmac_candidates, ed_candidates))
+}
+
+pub(super) fn verify(
+    std_keys: &StandardKeys,
+    secrets: &SecretSet,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<SignatureMatch, VerifyError> {
+    let (id_name, ts_name, sig_name) = header_family(headers);
+    let id = required_header(headers, id_name)?;
+    validate_id(id).map_err(|why| VerifyError::malformed(id_name, why))?;
+    let ts_raw = required_header(headers, ts_name)?;
+    let timestamp = parse_unix_seconds(ts_name, ts_raw)?;
+    let ts_raw = ts_raw.trim_ascii();
+
+    let value = required_text(headers, sig_name)?;
+    let (hmac_candidates, ed_candidates) = parse_signatures(sig_name, value)?;
 
     let signed_id = Some(String::from_utf8_lossy(id).into_owned());
     let hmac_result = if hmac_candidates.is_empty() {

@@ -12,7 +12,7 @@ use tracing::Instrument as _;
 
 use super::delivery::{Delivery, DeliveryAttempt, ErrorClass};
 use super::destination::Destination;
-use super::retry::parse_retry_after;
+use super::retry::{RetryPolicy, parse_retry_after};
 use super::ssrf::{DestinationRefused, NOT_PUBLIC, literal_ip, log_refused_literal};
 use super::store::{DeliveryStore, NextStep};
 use super::{Inner, metric_names};
@@ -72,6 +72,44 @@ pub(crate) struct Circuit {
     probing: bool,
 }
 
+/// What a destination's circuit lets through now.
+#[derive(Debug, PartialEq)]
+enum CircuitGate {
+    /// Closed: attempt.
+    Closed,
+    /// Half open: attempt as the one probe.
+    Probe,
+    /// Open, or half open with a probe out: come back at this time.
+    Later(i64),
+}
+
+impl Circuit {
+    /// Whether an attempt may go now; no I/O, no clock.
+    fn admit(&self, now_ms: i64, busy_delay_ms: i64) -> CircuitGate {
+        match self.open_until_ms {
+            None => CircuitGate::Closed,
+            Some(until) if now_ms < until || self.probing => {
+                CircuitGate::Later(until.max(now_ms + busy_delay_ms))
+            }
+            Some(_) => CircuitGate::Probe,
+        }
+    }
+
+    /// Counts a failed attempt that ended at `now_ms`: at `threshold`
+    /// failures in a row the circuit opens (again) for `cooldown_ms`.
+    /// Returns whether it was closed before.
+    fn fail(&mut self, now_ms: i64, threshold: u32, cooldown_ms: i64) -> bool {
+        self.probing = false;
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        if self.consecutive_failures < threshold {
+            return false;
+        }
+        let opened = self.open_until_ms.is_none();
+        self.open_until_ms = Some(now_ms.saturating_add(cooldown_ms));
+        opened
+    }
+}
+
 pub(crate) enum Gate {
     /// Attempt now (holding the destination's concurrency permit).
     Go(OwnedSemaphorePermit),
@@ -82,12 +120,10 @@ pub(crate) enum Gate {
 impl<S: DeliveryStore> Inner<S> {
     fn gate(&self, destination_id: &str, now_ms: i64) -> Gate {
         if let Some(c) = lock(&self.circuits).get_mut(destination_id) {
-            if let Some(until) = c.open_until_ms {
-                if now_ms < until || c.probing {
-                    return Gate::Later(until.max(now_ms + self.config.busy_delay_ms));
-                }
-                // Half open: let exactly one probe through.
-                c.probing = true;
+            match c.admit(now_ms, self.config.busy_delay_ms) {
+                CircuitGate::Later(at) => return Gate::Later(at),
+                CircuitGate::Probe => c.probing = true,
+                CircuitGate::Closed => {}
             }
         }
         let gate = {
@@ -121,17 +157,13 @@ impl<S: DeliveryStore> Inner<S> {
             return;
         }
         let c = circuits.entry(destination_id.to_owned()).or_default();
-        c.probing = false;
-        c.consecutive_failures = c.consecutive_failures.saturating_add(1);
-        if c.consecutive_failures >= self.config.breaker_threshold {
-            if c.open_until_ms.is_none() {
-                tracing::warn!(
-                    destination = destination_id,
-                    failures = c.consecutive_failures,
-                    "circuit opened: pausing deliveries to this destination"
-                );
-            }
-            c.open_until_ms = Some(now_ms.saturating_add(self.config.breaker_cooldown_ms));
+        let config = &self.config;
+        if c.fail(now_ms, config.breaker_threshold, config.breaker_cooldown_ms) {
+            tracing::warn!(
+                destination = destination_id,
+                failures = c.consecutive_failures,
+                "circuit opened: pausing deliveries to this destination"
+            );
         }
     }
 
@@ -211,32 +243,14 @@ pub(crate) async fn dispatch<S: DeliveryStore>(
             inner.release_handoff(1);
             ready.push_back(delivery);
         }
-        while !ready.is_empty() {
-            let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                break;
-            };
-            if let Some(delivery) = ready.pop_front() {
-                spawn_delivery(&mut tasks, &inner, delivery, slot);
-            }
-        }
+        start_ready(&mut tasks, &inner, &mut ready);
         if tokio::time::Instant::now() >= next_poll {
             want_claim = true;
             next_poll = tokio::time::Instant::now() + poll;
         }
         if want_claim && ready.len() < low_water {
             let room = (2 * low_water - ready.len()).min(inner.config.batch_size);
-            let now = inner.clock.now_millis();
-            let claimed = inner
-                .store
-                .claim_due(now, room, now.saturating_add(inner.config.lease_ms))
-                .await;
-            let batch = match claimed {
-                Ok(batch) => batch,
-                Err(e) => {
-                    tracing::error!(error = %e, "claiming due deliveries failed; retrying");
-                    Vec::new()
-                }
-            };
+            let batch = claim(&inner, room).await;
             // A full batch may have left more behind: claim again.
             want_claim = !batch.is_empty() && batch.len() == room;
             ready.extend(batch);
@@ -258,9 +272,48 @@ pub(crate) async fn dispatch<S: DeliveryStore>(
             _ = stop.changed() => {}
         }
     }
-    // Hand nothing more over; release what was handed over or claimed but
-    // not started.
-    *inner.direct.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    release(&inner, inbox, ready).await;
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Starts as many ready deliveries as there are free attempt slots.
+fn start_ready<S: DeliveryStore>(
+    tasks: &mut JoinSet<()>,
+    inner: &Arc<Inner<S>>,
+    ready: &mut VecDeque<Delivery>,
+) {
+    while !ready.is_empty() {
+        let Ok(slot) = Arc::clone(&inner.slots).try_acquire_owned() else {
+            break;
+        };
+        if let Some(delivery) = ready.pop_front() {
+            spawn_delivery(tasks, inner, delivery, slot);
+        }
+    }
+}
+
+/// Claims up to `room` due deliveries; none when the store fails (the next
+/// tick tries again).
+async fn claim<S: DeliveryStore>(inner: &Inner<S>, room: usize) -> Vec<Delivery> {
+    let now = inner.clock.now_millis();
+    let claimed = inner
+        .store
+        .claim_due(now, room, now.saturating_add(inner.config.lease_ms))
+        .await;
+    claimed.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "claiming due deliveries failed; retrying");
+        Vec::new()
+    })
+}
+
+/// On stop: hands nothing more over, and releases what was handed over or
+/// claimed but not started.
+async fn release<S: DeliveryStore>(
+    inner: &Inner<S>,
+    mut inbox: tokio::sync::mpsc::UnboundedReceiver<Delivery>,
+    mut ready: VecDeque<Delivery>,
+) {
+    *lock(&inner.direct) = None;
     inbox.close();
     while let Ok(delivery) = inbox.try_recv() {
         inner.release_handoff(1);
@@ -276,7 +329,64 @@ pub(crate) async fn dispatch<S: DeliveryStore>(
             tracing::error!(error = %e, "releasing a delivery failed; its lease will expire");
         }
     }
-    while tasks.join_next().await.is_some() {}
+}
+
+/// What one attempt came to, as far as choosing the next step goes.
+#[derive(Debug, Clone, PartialEq)]
+enum AttemptOutcome {
+    /// A 2xx answer.
+    Delivered,
+    /// A 410 Gone answer: the endpoint is no more.
+    Gone,
+    /// Any other status, or no answer at all.
+    Failed {
+        class: ErrorClass,
+        /// The status of the answer, if one came.
+        status: Option<u16>,
+        /// The answer's `Retry-After`, uncapped.
+        retry_after: Option<Duration>,
+        /// What went wrong, for the dead letter reason.
+        error: String,
+    },
+}
+
+/// Where an attempt leaves its delivery; [`NextStep`] before the clock is
+/// read, plus whether the destination is to be disabled.
+#[derive(Debug, Clone, PartialEq)]
+enum Step {
+    /// Done.
+    Delivered,
+    /// Try again after this long.
+    RetryAfter(Duration),
+    /// Give up with this reason.
+    DeadLetter(String),
+    /// Disable the destination, then give up with this reason.
+    DisableAndDeadLetter(String),
+}
+
+/// The dead letter reason of a delivery whose endpoint answered 410 Gone.
+const GONE_REASON: &str = "the endpoint answered 410 Gone: destination disabled";
+
+/// Chooses what follows attempt number `attempt` (1-based) that came to
+/// `outcome`: no I/O, no clock. A signing failure is permanent; any other
+/// failure is retried on `policy`'s schedule (a `Retry-After` replaces the
+/// scheduled delay, capped) until it is exhausted.
+fn next_step(outcome: &AttemptOutcome, attempt: u32, policy: &RetryPolicy) -> Step {
+    match outcome {
+        AttemptOutcome::Delivered => Step::Delivered,
+        AttemptOutcome::Gone => Step::DisableAndDeadLetter(GONE_REASON.to_owned()),
+        AttemptOutcome::Failed {
+            class: ErrorClass::Signing,
+            error,
+            ..
+        } => Step::DeadLetter(error.clone()),
+        AttemptOutcome::Failed {
+            retry_after, error, ..
+        } => match policy.delay_after(attempt, *retry_after) {
+            Some(wait) => Step::RetryAfter(wait),
+            None => Step::DeadLetter(format!("gave up after {attempt} attempt(s): {error}")),
+        },
+    }
 }
 
 /// Runs one attempt of a delivery and records it. `slot` bounds the
@@ -289,39 +399,10 @@ async fn run_delivery<S: DeliveryStore>(
     slot: OwnedSemaphorePermit,
 ) {
     let now = inner.clock.now_millis();
-    let target = match inner.find_destination(&delivery.destination_id).await {
-        Ok(Some(t)) => t,
-        Ok(None) => {
-            let reason = "the destination was deleted";
-            if let Err(e) = inner
-                .store
-                .dead_letter(&delivery.id, lease_of(&delivery), now, reason)
-                .await
-            {
-                tracing::error!(error = %e, "dead-lettering failed");
-            }
-            metrics::counter!(metric_names::DEAD_LETTERED).increment(1);
-            return;
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "loading the destination failed; the lease will expire");
-            return;
-        }
-    };
-    let destination = &target.destination;
-    if !destination.enabled {
-        // Disabled after the claim: hold it until re-enabled.
-        let _ = inner
-            .store
-            .reschedule(
-                &delivery.id,
-                lease_of(&delivery),
-                now + inner.config.busy_delay_ms,
-            )
-            .await;
+    let Some(target) = load_target(inner, &delivery, now).await else {
         return;
-    }
-    let permit = match inner.gate(&destination.id, now) {
+    };
+    let permit = match inner.gate(&target.destination.id, now) {
         Gate::Go(permit) => permit,
         Gate::Later(at) => {
             if let Err(e) = inner
@@ -353,48 +434,105 @@ async fn run_delivery<S: DeliveryStore>(
         span.record("error_class", class.as_str());
     }
     let finished = inner.clock.now_millis();
-    let success = attempt.succeeded();
-    inner.note_outcome(&destination.id, success, finished);
+    inner.note_outcome(&target.destination.id, attempt.succeeded(), finished);
     metrics::histogram!(metric_names::ATTEMPT_SECONDS).record(attempt.duration_ms as f64 / 1000.0);
+    let step = next_step(&outcome, number, &inner.config.retry);
+    let next = apply_step(inner, &target.destination, &delivery, step, finished).await;
+    record(inner, &delivery, &attempt, &next).await;
+}
 
-    let next = if success {
-        metrics::counter!(metric_names::DELIVERED).increment(1);
-        metrics::histogram!(metric_names::DELIVERY_SECONDS)
-            .record(finished.saturating_sub(delivery.created_at_ms).max(0) as f64 / 1000.0);
-        NextStep::Delivered
-    } else if outcome.gone {
-        let reason = "the endpoint answered 410 Gone: destination disabled".to_owned();
-        let mut disabled = destination.clone();
-        disabled.enabled = false;
-        disabled.disabled_reason = Some(reason.clone());
-        if let Err(e) = inner.store.save_destination(&disabled).await {
-            tracing::error!(error = %e, "disabling the destination failed");
+/// The delivery's destination, ready to attempt; `None` when there is
+/// nothing to attempt now (deleted: dead-lettered; disabled: held; not
+/// loadable: left to its lease).
+async fn load_target<S: DeliveryStore>(
+    inner: &Inner<S>,
+    delivery: &Delivery,
+    now: i64,
+) -> Option<Arc<Target>> {
+    let target = match inner.find_destination(&delivery.destination_id).await {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            let reason = "the destination was deleted";
+            if let Err(e) = inner
+                .store
+                .dead_letter(&delivery.id, lease_of(delivery), now, reason)
+                .await
+            {
+                tracing::error!(error = %e, "dead-lettering failed");
+            }
+            metrics::counter!(metric_names::DEAD_LETTERED).increment(1);
+            return None;
         }
-        inner.forget_destinations();
-        tracing::warn!(destination = %destination.id, "410 Gone: destination disabled");
-        metrics::counter!(metric_names::DEAD_LETTERED).increment(1);
-        NextStep::DeadLetter(reason)
-    } else if outcome.permanent {
-        metrics::counter!(metric_names::DEAD_LETTERED).increment(1);
-        NextStep::DeadLetter(attempt.error.clone().unwrap_or_default())
-    } else {
-        match inner.config.retry.delay_after(number, outcome.retry_after) {
-            Some(wait) => {
-                metrics::counter!(metric_names::RETRIED).increment(1);
-                let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
-                NextStep::RetryAt(finished.saturating_add(wait_ms))
-            }
-            None => {
-                metrics::counter!(metric_names::DEAD_LETTERED).increment(1);
-                NextStep::DeadLetter(format!(
-                    "gave up after {number} attempt(s): {}",
-                    attempt.error.as_deref().unwrap_or("unknown error")
-                ))
-            }
+        Err(e) => {
+            tracing::error!(error = %e, "loading the destination failed; the lease will expire");
+            return None;
         }
     };
+    if !target.destination.enabled {
+        // Disabled after the claim: hold it until re-enabled.
+        let _ = inner
+            .store
+            .reschedule(
+                &delivery.id,
+                lease_of(delivery),
+                now + inner.config.busy_delay_ms,
+            )
+            .await;
+        return None;
+    }
+    Some(target)
+}
+
+/// Carries out `step` around the store and metrics: disables the
+/// destination on 410, counts the step, and turns it into the
+/// [`NextStep`] to record (a retry is due `finished` plus the wait).
+async fn apply_step<S: DeliveryStore>(
+    inner: &Inner<S>,
+    destination: &Destination,
+    delivery: &Delivery,
+    step: Step,
+    finished: i64,
+) -> NextStep {
+    match step {
+        Step::Delivered => {
+            metrics::counter!(metric_names::DELIVERED).increment(1);
+            metrics::histogram!(metric_names::DELIVERY_SECONDS)
+                .record(finished.saturating_sub(delivery.created_at_ms).max(0) as f64 / 1000.0);
+            NextStep::Delivered
+        }
+        Step::RetryAfter(wait) => {
+            metrics::counter!(metric_names::RETRIED).increment(1);
+            let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+            NextStep::RetryAt(finished.saturating_add(wait_ms))
+        }
+        Step::DisableAndDeadLetter(reason) => {
+            let mut disabled = destination.clone();
+            disabled.enabled = false;
+            disabled.disabled_reason = Some(reason.clone());
+            if let Err(e) = inner.store.save_destination(&disabled).await {
+                tracing::error!(error = %e, "disabling the destination failed");
+            }
+            inner.forget_destinations();
+            tracing::warn!(destination = %destination.id, "410 Gone: destination disabled");
+            metrics::counter!(metric_names::DEAD_LETTERED).increment(1);
+            NextStep::DeadLetter(reason)
+        }
+        Step::DeadLetter(reason) => {
+            metrics::counter!(metric_names::DEAD_LETTERED).increment(1);
+            NextStep::DeadLetter(reason)
+        }
+    }
+}
+
+/// Logs the attempt, stores it with `next`, and tells the observer.
+async fn record<S: DeliveryStore>(
+    inner: &Inner<S>,
+    delivery: &Delivery,
+    attempt: &DeliveryAttempt,
+    next: &NextStep,
+) {
     tracing::info!(
-        attempt = number,
+        attempt = attempt.attempt,
         status = attempt.status_code,
         error = attempt.error.as_deref(),
         next = ?next,
@@ -402,21 +540,33 @@ async fn run_delivery<S: DeliveryStore>(
     );
     if let Err(e) = inner
         .store
-        .record_attempt(&attempt, lease_of(&delivery), &next)
+        .record_attempt(attempt, lease_of(delivery), next)
         .await
     {
         tracing::error!(error = %e, "recording the attempt failed; the lease will expire");
     }
     if let Some(observer) = &inner.observer {
-        observer(&attempt, &next);
+        observer(attempt, next);
     }
 }
 
-#[derive(Default)]
-struct Outcome {
-    retry_after: Option<Duration>,
-    gone: bool,
-    permanent: bool,
+/// Sorts a finished attempt into an [`AttemptOutcome`].
+fn outcome_of(attempt: &DeliveryAttempt, retry_after: Option<Duration>) -> AttemptOutcome {
+    match attempt.error_class {
+        None => AttemptOutcome::Delivered,
+        Some(_) if attempt.status_code == Some(http::StatusCode::GONE.as_u16()) => {
+            AttemptOutcome::Gone
+        }
+        Some(class) => AttemptOutcome::Failed {
+            class,
+            status: attempt.status_code,
+            retry_after,
+            error: attempt
+                .error
+                .clone()
+                .unwrap_or_else(|| "unknown error".to_owned()),
+        },
+    }
 }
 
 async fn attempt_once<S: DeliveryStore>(
@@ -424,7 +574,7 @@ async fn attempt_once<S: DeliveryStore>(
     target: &Target,
     delivery: &Delivery,
     number: u32,
-) -> (DeliveryAttempt, Outcome) {
+) -> (DeliveryAttempt, AttemptOutcome) {
     let started_at_ms = inner.clock.now_millis();
     let started = Instant::now();
     let mut attempt = DeliveryAttempt {
@@ -437,69 +587,74 @@ async fn attempt_once<S: DeliveryStore>(
         error: None,
         response_body: None,
     };
-    let mut outcome = Outcome::default();
-    let fail = |attempt: &mut DeliveryAttempt, class: ErrorClass, msg: String| {
-        attempt.error_class = Some(class);
-        attempt.error = Some(msg);
-    };
-
-    let request = match build_request(inner, target, delivery, started_at_ms) {
-        Ok(r) => r,
+    let mut retry_after = None;
+    match build_request(inner, target, delivery, started_at_ms) {
         Err((class, msg)) => {
-            fail(&mut attempt, class, msg);
-            outcome.permanent = class == ErrorClass::Signing;
+            attempt.error_class = Some(class);
+            attempt.error = Some(msg);
+            // Not timed: nothing was sent.
+            let outcome = outcome_of(&attempt, None);
             return (attempt, outcome);
         }
-    };
-    match inner.client.execute(request).await {
-        Ok(mut response) => {
-            let status = response.status();
-            attempt.status_code = Some(status.as_u16());
-            if !status.is_success() {
-                outcome.retry_after = response
-                    .headers()
-                    .get(http::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, inner.clock.now_millis()));
-                outcome.gone = status == http::StatusCode::GONE;
+        Ok(request) => match inner.client.execute(request).await {
+            Ok(response) => retry_after = read_response(inner, response, &mut attempt).await,
+            Err(e) => {
+                let (class, msg) = classify(e);
+                attempt.error_class = Some(class);
+                attempt.error = Some(msg);
             }
-            let limit = inner.config.response_body_limit;
-            let mut body = Vec::new();
-            let mut read_error = None;
-            while body.len() < limit {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => {
-                        let take = chunk.len().min(limit - body.len());
-                        body.extend_from_slice(&chunk[..take]);
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        read_error = Some(e);
-                        break;
-                    }
-                }
-            }
-            if !body.is_empty() {
-                attempt.response_body = Some(String::from_utf8_lossy(&body).into_owned());
-            }
-            if !status.is_success() {
-                fail(
-                    &mut attempt,
-                    ErrorClass::Status,
-                    format!("the endpoint answered {status}"),
-                );
-            } else if let Some(e) = read_error {
-                // A 2xx is a 2xx even if the rest of its body went missing.
-                tracing::debug!(error = %e.without_url(), "reading the 2xx body failed");
-            }
-        }
-        Err(e) => {
-            let (class, msg) = classify(e);
-            fail(&mut attempt, class, msg);
-        }
+        },
     }
     attempt.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let outcome = outcome_of(&attempt, retry_after);
     (attempt, outcome)
+}
+
+/// Reads an answer into `attempt`: its status, up to the configured limit
+/// of its body, and the error of a non-2xx. Returns its `Retry-After`.
+async fn read_response<S: DeliveryStore>(
+    inner: &Inner<S>,
+    mut response: reqwest::Response,
+    attempt: &mut DeliveryAttempt,
+) -> Option<Duration> {
+    let status = response.status();
+    attempt.status_code = Some(status.as_u16());
+    let retry_after = if status.is_success() {
+        None
+    } else {
+        response
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, inner.clock.now_millis()))
+    };
+    let limit = inner.config.response_body_limit;
+    let mut body = Vec::new();
+    let mut read_error = None;
+    while body.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let take = chunk.len().min(limit - body.len());
+                body.extend_from_slice(&chunk[..take]);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                read_error = Some(e);
+                break;
+            }
+        }
+    }
+    if !body.is_empty() {
+        attempt.response_body = Some(String::from_utf8_lossy(&body).into_owned());
+    }
+    if !status.is_success() {
+        attempt.error_class = Some(ErrorClass::Status);
+        attempt.error = Some(format!("the endpoint answered {status}"));
+    } else if let Some(e) = read_error {
+        // A 2xx is a 2xx even if the rest of its body went missing.
+        tracing::debug!(error = %e.without_url(), "reading the 2xx body failed");
+    }
+    retry_after
 }
 
 fn build_request<S: DeliveryStore>(
@@ -577,4 +732,161 @@ fn classify(e: reqwest::Error) -> (ErrorClass, String) {
 /// Closes a destination's circuit (an operator re-enabled it).
 pub(crate) fn reset_circuit<S>(inner: &Inner<S>, destination_id: &str) {
     lock(&inner.circuits).remove(destination_id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    /// Retries after 1 s and 2 s (three attempts), no jitter, `Retry-After`
+    /// capped at 10 s.
+    fn policy() -> RetryPolicy {
+        RetryPolicy::new([SECOND, 2 * SECOND])
+            .jitter(0.0)
+            .unwrap()
+            .retry_after_cap(10 * SECOND)
+    }
+
+    /// An attempt as `attempt_once` leaves it: a status and the `Status`
+    /// class for an answer other than 2xx, or a transport class alone.
+    fn attempt(status: Option<u16>, class: Option<ErrorClass>) -> DeliveryAttempt {
+        DeliveryAttempt {
+            delivery_id: "d".into(),
+            attempt: 1,
+            started_at_ms: 0,
+            duration_ms: 0,
+            status_code: status,
+            error_class: class,
+            error: class.map(|c| format!("failed: {}", c.as_str())),
+            response_body: None,
+        }
+    }
+
+    fn status(code: u16) -> DeliveryAttempt {
+        let ok = (200..300).contains(&code);
+        attempt(Some(code), (!ok).then_some(ErrorClass::Status))
+    }
+
+    fn retry(secs: u64) -> Step {
+        Step::RetryAfter(Duration::from_secs(secs))
+    }
+
+    fn gave_up(n: u32, class: &str) -> Step {
+        Step::DeadLetter(format!("gave up after {n} attempt(s): failed: {class}"))
+    }
+
+    #[test]
+    fn decision_table() {
+        let gone = Step::DisableAndDeadLetter(GONE_REASON.to_owned());
+        let class = |c| attempt(None, Some(c));
+        // (what came, Retry-After, attempt number, expected step)
+        let table: Vec<(DeliveryAttempt, Option<u64>, u32, Step)> = vec![
+            (status(200), None, 1, Step::Delivered),
+            (status(204), None, 3, Step::Delivered),
+            (status(299), Some(5), 1, Step::Delivered),
+            // Redirects are not followed: a 3xx is a failure like any other.
+            (status(301), None, 1, retry(1)),
+            (status(302), None, 2, retry(2)),
+            (status(400), None, 1, retry(1)),
+            (status(401), None, 1, retry(1)),
+            (status(404), None, 2, retry(2)),
+            (status(408), None, 1, retry(1)),
+            (status(408), Some(7), 1, retry(7)),
+            (status(429), Some(3), 2, retry(3)),
+            (status(429), Some(0), 1, retry(0)),
+            // Over the cap: cut to it.
+            (status(429), Some(3600), 1, retry(10)),
+            (status(503), Some(11), 2, retry(10)),
+            (status(410), None, 1, gone.clone()),
+            (status(410), Some(5), 3, gone.clone()),
+            (status(500), None, 1, retry(1)),
+            (status(502), None, 2, retry(2)),
+            (status(503), Some(5), 1, retry(5)),
+            (status(599), None, 1, retry(1)),
+            (class(ErrorClass::Timeout), None, 1, retry(1)),
+            (class(ErrorClass::Connect), None, 2, retry(2)),
+            (class(ErrorClass::Dns), None, 1, retry(1)),
+            (class(ErrorClass::Tls), None, 1, retry(1)),
+            (class(ErrorClass::Io), None, 1, retry(1)),
+            (class(ErrorClass::Blocked), None, 1, retry(1)),
+            // Signing fails the same way every time: no retry.
+            (
+                class(ErrorClass::Signing),
+                None,
+                1,
+                Step::DeadLetter("failed: signing".into()),
+            ),
+        ];
+        for (seen, retry_after, number, want) in table {
+            let outcome = outcome_of(&seen, retry_after.map(Duration::from_secs));
+            let got = next_step(&outcome, number, &policy());
+            assert_eq!(got, want, "{outcome:?} on attempt {number}");
+        }
+    }
+
+    #[test]
+    fn the_last_attempt_gives_up_whatever_retry_after_says() {
+        let last = policy().max_attempts();
+        assert_eq!(last, 3);
+        let cases = [
+            (status(500), None, "status"),
+            (status(429), Some(SECOND), "status"),
+            (attempt(None, Some(ErrorClass::Timeout)), None, "timeout"),
+            (attempt(None, Some(ErrorClass::Blocked)), None, "blocked"),
+        ];
+        for (seen, retry_after, class) in cases {
+            let outcome = outcome_of(&seen, retry_after);
+            assert_eq!(next_step(&outcome, last, &policy()), gave_up(3, class));
+            assert_eq!(next_step(&outcome, last + 1, &policy()), gave_up(4, class));
+        }
+        let none = RetryPolicy::none();
+        let outcome = outcome_of(&status(503), Some(SECOND));
+        assert_eq!(next_step(&outcome, 1, &none), gave_up(1, "status"));
+    }
+
+    #[test]
+    fn outcomes_carry_the_status_and_class() {
+        assert_eq!(outcome_of(&status(201), None), AttemptOutcome::Delivered);
+        assert_eq!(outcome_of(&status(410), None), AttemptOutcome::Gone);
+        assert_eq!(
+            outcome_of(&status(429), Some(SECOND)),
+            AttemptOutcome::Failed {
+                class: ErrorClass::Status,
+                status: Some(429),
+                retry_after: Some(SECOND),
+                error: "failed: status".into(),
+            }
+        );
+        let mut silent = attempt(None, Some(ErrorClass::Io));
+        silent.error = None;
+        assert!(matches!(
+            outcome_of(&silent, None),
+            AttemptOutcome::Failed { ref error, status: None, .. } if error == "unknown error"
+        ));
+    }
+
+    #[test]
+    fn circuit_closed_open_half_open() {
+        let busy = 100;
+        let mut c = Circuit::default();
+        assert_eq!(c.admit(0, busy), CircuitGate::Closed);
+        // Below the threshold it stays closed.
+        assert!(!c.fail(0, 2, 1_000));
+        assert_eq!(c.admit(10, busy), CircuitGate::Closed);
+        // At the threshold it opens until the cooldown ends.
+        assert!(c.fail(50, 2, 1_000));
+        assert_eq!(c.admit(60, busy), CircuitGate::Later(1_050));
+        // Never sooner than the busy delay.
+        assert_eq!(c.admit(1_049, busy), CircuitGate::Later(1_149));
+        // Then half open: one probe, and others wait while it is out.
+        assert_eq!(c.admit(1_050, busy), CircuitGate::Probe);
+        c.probing = true;
+        assert_eq!(c.admit(1_060, busy), CircuitGate::Later(1_160));
+        // A failed probe opens it again without saying so twice.
+        assert!(!c.fail(1_100, 2, 1_000));
+        assert!(!c.probing);
+        assert_eq!(c.admit(1_200, busy), CircuitGate::Later(2_100));
+    }
 }

@@ -172,13 +172,7 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Rejected { response } => {
-                    let response = response.take().unwrap_or_else(|| {
-                        let err = VerifyError::new(
-                            VerifyErrorKind::BodyReadFailed,
-                            "response future polled after completion",
-                        );
-                        crate::problem::default_rejection(&err)
-                    });
+                    let response = response.take().unwrap_or_else(polled_after_completion);
                     return Poll::Ready(Ok(response));
                 }
                 StateProj::Calling { future } => {
@@ -195,20 +189,15 @@ where
                     let frame = ready!(Pin::new(&mut *body).poll_frame(cx));
                     let next = match frame {
                         Some(Ok(frame)) => {
-                            if let Ok(mut data) = frame.into_data() {
-                                let chunk = data.copy_to_bytes(data.remaining());
-                                *read = read.saturating_add(chunk.len() as u64);
-                                if *read > this.config.body_limit as u64 {
-                                    let err = too_large_while_reading(this.config, parts, body);
-                                    this.state.set(State::Rejected {
-                                        response: Some(rejection(this.config, err)),
-                                    });
-                                    continue;
-                                }
-                                let hint = body.size_hint().lower() as usize;
-                                buffer.push(chunk, hint);
+                            let Ok(data) = frame.into_data() else {
+                                continue;
+                            };
+                            match take_data(this.config, data, buffer, read, parts, body) {
+                                Ok(()) => continue,
+                                Err(err) => State::Rejected {
+                                    response: Some(rejection(this.config, err)),
+                                },
                             }
-                            continue;
                         }
                         Some(Err(err)) => {
                             let err = VerifyError::new(
@@ -221,32 +210,10 @@ where
                         }
                         None => {
                             let bytes = std::mem::replace(buffer, Buffer::Empty).into_bytes();
-                            let (Some(mut parts), Some(mut service)) = (parts.take(), inner.take())
-                            else {
-                                let err = VerifyError::new(
-                                    VerifyErrorKind::BodyReadFailed,
-                                    "response future polled after completion",
-                                );
-                                return Poll::Ready(Ok(crate::problem::default_rejection(&err)));
+                            let (Some(parts), Some(service)) = (parts.take(), inner.take()) else {
+                                return Poll::Ready(Ok(polled_after_completion()));
                             };
-                            match this.config.verifier.verify(&parts.headers, bytes.clone()) {
-                                Ok(verified) => {
-                                    tracing::debug!(
-                                        scheme = %verified.scheme(),
-                                        id = %verified.id(),
-                                        secret_index = verified.secret_index(),
-                                        "webhook verified"
-                                    );
-                                    parts.extensions.insert(verified);
-                                    let req = Request::from_parts(parts, Body::from(bytes));
-                                    State::Calling {
-                                        future: service.call(req),
-                                    }
-                                }
-                                Err(err) => State::Rejected {
-                                    response: Some(rejection(this.config, err)),
-                                },
-                            }
+                            verify_and_call(this.config, parts, service, bytes)
                         }
                     };
                     this.state.set(next);
@@ -254,4 +221,60 @@ where
             }
         }
     }
+}
+
+/// Adds one data frame to `buffer`; past the body limit, the error (and
+/// the unread rest goes to the drain).
+fn take_data(
+    config: &Config,
+    mut data: Bytes,
+    buffer: &mut Buffer,
+    read: &mut u64,
+    parts: &Option<Parts>,
+    body: &mut Body,
+) -> Result<(), VerifyError> {
+    let chunk = data.copy_to_bytes(data.remaining());
+    *read = read.saturating_add(chunk.len() as u64);
+    if *read > config.body_limit as u64 {
+        return Err(too_large_while_reading(config, parts, body));
+    }
+    let hint = body.size_hint().lower() as usize;
+    buffer.push(chunk, hint);
+    Ok(())
+}
+
+/// Verifies the whole body: on success calls `service` with the verified
+/// request (the [`Verified`](crate::Verified) in its extensions), else
+/// rejects.
+fn verify_and_call<S>(config: &Config, mut parts: Parts, mut service: S, bytes: Bytes) -> State<S>
+where
+    S: Service<Request<Body>>,
+{
+    match config.verifier.verify(&parts.headers, bytes.clone()) {
+        Ok(verified) => {
+            tracing::debug!(
+                scheme = %verified.scheme(),
+                id = %verified.id(),
+                secret_index = verified.secret_index(),
+                "webhook verified"
+            );
+            parts.extensions.insert(verified);
+            let req = Request::from_parts(parts, Body::from(bytes));
+            State::Calling {
+                future: service.call(req),
+            }
+        }
+        Err(err) => State::Rejected {
+            response: Some(rejection(config, err)),
+        },
+    }
+}
+
+/// The answer of a future polled again after it completed.
+fn polled_after_completion() -> Response<Body> {
+    let err = VerifyError::new(
+        VerifyErrorKind::BodyReadFailed,
+        "response future polled after completion",
+    );
+    crate::problem::default_rejection(&err)
 }
