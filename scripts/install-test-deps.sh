@@ -2,6 +2,7 @@
 # Installs, with apt-get, the system programs and libraries the tests drive
 # for real, when they are missing:
 #   redis-server      the Redis idempotency store tests start their own server
+#   postgresql        the PostgreSQL store tests run initdb and start their own server
 #   openssl, curl     independent signers and the shell example
 #   libssl-dev, pkg-config   the svix crate (an interoperability dev-dependency)
 #   nodejs            independent ed25519 signer, when python's cryptography is absent
@@ -10,6 +11,11 @@ set -euo pipefail
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
+fi
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+command -v setpriv >/dev/null 2>&1 || missing+=(util-linux)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)

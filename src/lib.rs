@@ -82,6 +82,8 @@ pub mod error;
 pub mod event;
 pub mod extract;
 pub mod idempotency;
+#[cfg(feature = "postgres")]
+mod postgres;
 pub mod problem;
 pub mod replay;
 pub mod scheme;

@@ -2,6 +2,7 @@
 //! scenarios every idempotency store must pass.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod postgres_server;
 pub mod redis_server;
 pub mod scenarios;
 pub mod scope_scenarios;
