@@ -186,6 +186,52 @@ impl fmt::Display for SchemeName {
     }
 }
 
+/// Reads a configuration name: any [`as_str`](SchemeName::as_str), in any
+/// case and with surrounding spaces, and the aliases `svix`,
+/// `standard-webhooks` and `standardwebhooks` (for `standard`),
+/// `native_body_only` and `body-only` (for `native-body-only`).
+///
+/// ```
+/// use webhook_guard::SchemeName;
+///
+/// assert_eq!("Svix".parse::<SchemeName>().unwrap(), SchemeName::Standard);
+/// assert!("svix-webhooks".parse::<SchemeName>().is_err());
+/// ```
+impl std::str::FromStr for SchemeName {
+    type Err = ConfigError;
+
+    fn from_str(name: &str) -> Result<Self, ConfigError> {
+        let lower = name.trim().to_ascii_lowercase();
+        let canonical = match lower.as_str() {
+            "native_body_only" | "body-only" => "native-body-only",
+            "standard-webhooks" | "standardwebhooks" | "svix" => "standard",
+            other => other,
+        };
+        Self::ALL
+            .into_iter()
+            .find(|known| known.as_str() == canonical)
+            .ok_or_else(|| ConfigError::UnknownScheme {
+                name: name.to_owned(),
+                known: SCHEME_NAMES,
+            })
+    }
+}
+
+/// Serializes as [`as_str`](SchemeName::as_str).
+impl serde::Serialize for SchemeName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// Reads what [`FromStr`](std::str::FromStr) reads.
+impl<'de> serde::Deserialize<'de> for SchemeName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// Where the timestamp that the replay window checks comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -391,8 +437,9 @@ impl Default for Scheme {
 }
 
 /// The names [`Scheme::from_name`] accepts, comma separated (`svix` and
-/// `standard-webhooks` are accepted as aliases of `standard`).
-pub const SCHEME_NAMES: &str = "native, native-body-only, standard, github, stripe, slack, shopify";
+/// `standard-webhooks` are accepted as aliases of `standard`): every
+/// [`SchemeName::as_str`], in declaration order.
+pub const SCHEME_NAMES: &str = facts::NAME_LIST;
 
 impl Scheme {
     /// The default: headers `X-Webhook-Id`, `X-Webhook-Timestamp` (unix
@@ -510,20 +557,7 @@ impl Scheme {
     ///
     /// [`ConfigError::UnknownScheme`] for any other name.
     pub fn from_name(name: &str) -> Result<Self, ConfigError> {
-        let lower = name.trim().to_ascii_lowercase();
-        let canonical = match lower.as_str() {
-            "native_body_only" | "body-only" => "native-body-only",
-            "standard-webhooks" | "standardwebhooks" | "svix" => "standard",
-            other => other,
-        };
-        SchemeName::ALL
-            .into_iter()
-            .find(|known| known.as_str() == canonical)
-            .map(Self::for_name)
-            .ok_or_else(|| ConfigError::UnknownScheme {
-                name: name.to_owned(),
-                known: SCHEME_NAMES,
-            })
+        name.parse().map(Self::for_name)
     }
 
     /// This scheme's name.
