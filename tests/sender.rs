@@ -16,7 +16,8 @@ use webhook_guard::Clock as _;
 use webhook_guard::SystemClock;
 use webhook_guard::sender::{
     AddressPolicy, DeliveryQuery, DeliveryStatus, ErrorClass, EventFilter, ManualClock,
-    MemoryStore, NewDestination, OutgoingEvent, RetryPolicy, Sender, SenderBuilder, SenderError,
+    MemoryStore, NewDestination, OutgoingEvent, ReplaySkipReason, RetryPolicy, Sender,
+    SenderBuilder, SenderError,
 };
 use webhook_guard::{Scheme, Secret, SecretSet, Verified, VerifyLayer};
 
@@ -611,7 +612,7 @@ async fn body_only_scheme_is_stored_by_name_and_verifies() {
         )
         .await
         .unwrap();
-    assert_eq!(d.scheme, "native-body-only");
+    assert_eq!(d.scheme.as_str(), "native-body-only");
     let body =
         serde_json::json!({"event": "kpi.alert", "timestamp": SystemClock.now_millis() / 1000});
     sender
@@ -884,6 +885,29 @@ async fn resend_test_event_replay_all_and_delete() {
         sender.resend(&again.id).await,
         Err(SenderError::DestinationNotFound { .. })
     ));
+
+    // The held delivery was dead-lettered by the delete; replaying it is
+    // skipped, with the reason the single replay gives.
+    let skipped = sender.replay_dead_letters(None, None).await.unwrap();
+    assert!(skipped.replayed.is_empty());
+    assert_eq!(skipped.skipped.len(), 1);
+    let skip = &skipped.skipped[0];
+    assert!(matches!(
+        &skip.reason,
+        ReplaySkipReason::DestinationNotFound { destination_id } if *destination_id == d.id
+    ));
+    let single = sender
+        .replay_dead_letter(&skip.delivery_id)
+        .await
+        .unwrap_err();
+    assert_eq!(skip.reason.to_string(), single.to_string());
+    assert_eq!(
+        serde_json::to_value(skip).unwrap(),
+        serde_json::json!({
+            "deliveryId": skip.delivery_id,
+            "reason": format!("no destination with id `{}`", d.id),
+        })
+    );
 }
 
 #[tokio::test]

@@ -71,6 +71,7 @@ mod ssrf;
 pub mod store;
 mod worker;
 
+use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -520,8 +521,90 @@ pub struct ReplaySummary {
 pub struct SkippedReplay {
     /// The dead-lettered delivery.
     pub delivery_id: String,
-    /// Why it was skipped.
-    pub reason: String,
+    /// Why it was skipped; serialized as its text.
+    #[serde(serialize_with = "serialize_display")]
+    pub reason: ReplaySkipReason,
+}
+
+/// Why [`Sender::replay_dead_letters`] left a dead letter as it was. Its
+/// text ([`Display`](fmt::Display)) is that of the [`SenderError`] that
+/// replaying it alone would have returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplaySkipReason {
+    /// The delivery's destination was deleted.
+    DestinationNotFound {
+        /// The deleted destination's id.
+        destination_id: String,
+    },
+    /// The delivery was no longer dead-lettered (another call replayed it
+    /// first).
+    WrongState {
+        /// The delivery's id.
+        delivery_id: String,
+        /// Its status when the replay was tried.
+        status: DeliveryStatus,
+        /// What replaying it needed.
+        reason: &'static str,
+    },
+    /// The delivery no longer exists.
+    DeliveryNotFound {
+        /// The delivery's id.
+        delivery_id: String,
+    },
+}
+
+impl ReplaySkipReason {
+    /// The reason for a dead letter that replaying refused with `error`, or
+    /// `error` back when it is not one to skip over (a store failure).
+    fn from_error(error: SenderError) -> Result<Self, SenderError> {
+        Ok(match error {
+            SenderError::DestinationNotFound { id } => {
+                Self::DestinationNotFound { destination_id: id }
+            }
+            SenderError::WrongState { id, status, reason } => Self::WrongState {
+                delivery_id: id,
+                status,
+                reason,
+            },
+            SenderError::DeliveryNotFound { id } => Self::DeliveryNotFound { delivery_id: id },
+            other => return Err(other),
+        })
+    }
+
+    /// The error replaying this dead letter alone returns.
+    fn as_error(&self) -> SenderError {
+        match self {
+            Self::DestinationNotFound { destination_id } => SenderError::DestinationNotFound {
+                id: destination_id.clone(),
+            },
+            Self::WrongState {
+                delivery_id,
+                status,
+                reason,
+            } => SenderError::WrongState {
+                id: delivery_id.clone(),
+                status: *status,
+                reason,
+            },
+            Self::DeliveryNotFound { delivery_id } => SenderError::DeliveryNotFound {
+                id: delivery_id.clone(),
+            },
+        }
+    }
+}
+
+impl fmt::Display for ReplaySkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_error().fmt(f)
+    }
+}
+
+fn serialize_display<T: fmt::Display, S: serde::Serializer>(
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 /// Keeps the workers running; stop them with [`shutdown`](Self::shutdown).
@@ -657,7 +740,7 @@ impl<S: DeliveryStore> Sender<S> {
         let destination = Destination {
             id,
             url: new.url,
-            scheme: new.scheme.name().as_str().to_owned(),
+            scheme: new.scheme.name(),
             events: new.events,
             enabled: true,
             disabled_reason: None,
@@ -796,8 +879,7 @@ impl<S: DeliveryStore> Sender<S> {
         overlap: Duration,
     ) -> Result<Destination, SenderError> {
         let current = self.destination(id).await?;
-        let new =
-            destination::signing_key(&crate::Scheme::from_name(&current.scheme)?, new.into())?;
+        let new = destination::signing_key(&crate::Scheme::for_name(current.scheme), new.into())?;
         let now_s = self.now().div_euclid(1000);
         let until = now_s.saturating_add(i64::try_from(overlap.as_secs()).unwrap_or(i64::MAX));
         self.update_destination(id, move |d| {
@@ -964,7 +1046,7 @@ impl<S: DeliveryStore> Sender<S> {
             })?;
         let wrong = |reason| SenderError::WrongState {
             id: original.id.clone(),
-            status: original.status.as_str(),
+            status: original.status,
             reason,
         };
         match original.status {
@@ -1007,7 +1089,7 @@ impl<S: DeliveryStore> Sender<S> {
         if d.status != DeliveryStatus::DeadLettered {
             return Err(SenderError::WrongState {
                 id: d.id,
-                status: d.status.as_str(),
+                status: d.status,
                 reason: "only dead-lettered deliveries can be replayed",
             });
         }
@@ -1051,10 +1133,9 @@ impl<S: DeliveryStore> Sender<S> {
         for id in targets.into_iter().rev() {
             match self.resend(&id).await {
                 Ok(d) => summary.replayed.push(d),
-                Err(SenderError::Store(e)) => return Err(SenderError::Store(e)),
                 Err(e) => summary.skipped.push(SkippedReplay {
                     delivery_id: id,
-                    reason: e.to_string(),
+                    reason: ReplaySkipReason::from_error(e)?,
                 }),
             }
         }

@@ -49,8 +49,7 @@ impl Target {
                 format!("the destination URL is invalid: {e}"),
             )
         })?;
-        let scheme = Scheme::from_name(&destination.scheme)
-            .map_err(|e| (ErrorClass::Signing, e.to_string()))?;
+        let scheme = Scheme::for_name(destination.scheme);
         let secrets = SecretSet::new(destination.secrets.iter().cloned())
             .map_err(|e| (ErrorClass::Signing, e.to_string()))?;
         Ok(Signer {

@@ -809,7 +809,7 @@ async fn rotate_secret<S: DeliveryStore>(
     let body = json_body(body)?;
     // The new secret is read the way the destination's receivers read it.
     let current = state.sender.destination(&id).await?;
-    let scheme = Scheme::from_name(&current.scheme).map_err(SenderError::from)?;
+    let scheme = Scheme::for_name(current.scheme);
     let (secret, secret_generated, key) = secret_for(&scheme, body.secret)?;
     let overlap = body
         .overlap_seconds
