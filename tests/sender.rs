@@ -886,12 +886,30 @@ async fn resend_test_event_replay_all_and_delete() {
         Err(SenderError::DestinationNotFound { .. })
     ));
 
-    // The held delivery was dead-lettered by the delete; replaying it is
-    // skipped, with the reason the single replay gives.
-    let skipped = sender.replay_dead_letters(None, None).await.unwrap();
-    assert!(skipped.replayed.is_empty());
-    assert_eq!(skipped.skipped.len(), 1);
-    let skip = &skipped.skipped[0];
+}
+
+/// A dead letter whose destination was deleted is skipped by
+/// `replay_dead_letters`, with a typed reason whose text (and JSON) is the
+/// error replaying it alone gives.
+#[tokio::test]
+async fn replay_all_skips_dead_letters_of_deleted_destinations() {
+    // No workers: the delivery stays pending until the delete
+    // dead-letters it.
+    let sender = fast(MemoryStore::new()).build().unwrap();
+    let d = sender
+        .add_destination(NewDestination::new("http://127.0.0.1:9/", SECRET))
+        .await
+        .unwrap();
+    let published = sender.publish(event("kpi.alert", 1)).await.unwrap();
+    sender.delete_destination(&d.id).await.unwrap();
+    let dead = sender.delivery_history(&published[0].id).await.unwrap();
+    assert_eq!(dead.delivery.status, DeliveryStatus::DeadLettered);
+
+    let summary = sender.replay_dead_letters(None, None).await.unwrap();
+    assert!(summary.replayed.is_empty());
+    assert_eq!(summary.skipped.len(), 1);
+    let skip = &summary.skipped[0];
+    assert_eq!(skip.delivery_id, published[0].id);
     assert!(matches!(
         &skip.reason,
         ReplaySkipReason::DestinationNotFound { destination_id } if *destination_id == d.id
