@@ -885,7 +885,6 @@ async fn resend_test_event_replay_all_and_delete() {
         sender.resend(&again.id).await,
         Err(SenderError::DestinationNotFound { .. })
     ));
-
 }
 
 /// A dead letter whose destination was deleted is skipped by
