@@ -110,6 +110,7 @@
 
 mod facts;
 mod github;
+mod incoming;
 mod native;
 mod shopify;
 mod slack;
@@ -123,6 +124,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::{ConfigError, VerifyError};
 use crate::secret::{KeyedSecret, Secret, SecretSet};
+use incoming::Incoming;
 
 pub use github::{GITHUB_DELIVERY_HEADER, GITHUB_EVENT_HEADER, GITHUB_SIGNATURE_HEADER};
 pub(crate) use native::body_timestamp;
@@ -743,16 +745,22 @@ impl Scheme {
         body: &[u8],
         now: i64,
     ) -> Result<SignatureMatch, VerifyError> {
+        let incoming = Incoming {
+            secrets,
+            headers,
+            body,
+            now,
+        };
         match &self.kind {
             Kind::Native => native::verify_signed(secrets, headers, body, now),
             Kind::NativeBodyOnly { require_timestamp } => {
                 native::verify_body_only(secrets, headers, body, now, *require_timestamp)
             }
             Kind::Standard(keys) => standard::verify(keys, secrets, headers, body, now),
-            Kind::GitHub => github::verify(secrets, headers, body, now),
-            Kind::Stripe => stripe::verify(secrets, headers, body, now),
-            Kind::Slack => slack::verify(secrets, headers, body, now),
-            Kind::Shopify => shopify::verify(secrets, headers, body, now),
+            Kind::GitHub => github::verify(incoming),
+            Kind::Stripe => stripe::verify(incoming),
+            Kind::Slack => slack::verify(incoming),
+            Kind::Shopify => shopify::verify(incoming),
         }
     }
 }
