@@ -502,16 +502,7 @@ async fn attempt_once<S: DeliveryStore>(
 ) -> (DeliveryAttempt, AttemptOutcome) {
     let started_at_ms = inner.clock.now_millis();
     let started = Instant::now();
-    let mut attempt = DeliveryAttempt {
-        delivery_id: delivery.id.clone(),
-        attempt: number,
-        started_at_ms,
-        duration_ms: 0,
-        status_code: None,
-        error_class: None,
-        error: None,
-        response_body: None,
-    };
+    let mut attempt = DeliveryAttempt::new(delivery.id.clone(), number, started_at_ms);
     let mut retry_after = None;
     match build_request(inner, target, delivery, started_at_ms) {
         Err((class, msg)) => {
