@@ -217,20 +217,7 @@ impl DeliveryStore for PgStore {
     ) -> Result<Vec<Delivery>, SenderError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
-        let inserted = tx
-            .execute(
-                "INSERT INTO sender_events (id, event_type, body, created_at_ms) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-                &[
-                    &event.id(),
-                    &event.event_type(),
-                    &event.body(),
-                    &created_at_ms,
-                ],
-            )
-            .await
-            .map_err(pg_err)?;
-        if inserted == 0 {
+        if !queue::insert_event(&tx, event, created_at_ms).await? {
             return Err(SenderError::DuplicateEvent {
                 id: event.id().to_owned(),
             });

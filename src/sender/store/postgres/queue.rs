@@ -6,17 +6,46 @@ use deadpool_postgres::GenericClient;
 
 use super::rows::{DELIVERY_COLUMNS, delivery_from_row};
 use super::{CHANNEL, pg_err};
-use crate::sender::delivery::{Delivery, DeliveryAttempt, DeliveryStatus, ErrorClass};
+use crate::sender::delivery::{
+    Delivery, DeliveryAttempt, DeliveryStatus, ErrorClass, OutgoingEvent,
+};
 use crate::sender::error::DeliveryStoreError;
 use crate::sender::store::{NewDelivery, NextStep};
 
 /// Wakes every listening node once this transaction commits.
 pub(super) async fn notify(client: &impl GenericClient) -> Result<(), DeliveryStoreError> {
+    let stmt = client
+        .prepare_cached("SELECT pg_notify($1, '')")
+        .await
+        .map_err(pg_err)?;
     client
-        .execute("SELECT pg_notify($1, '')", &[&CHANNEL])
+        .execute(&stmt, &[&CHANNEL])
         .await
         .map_err(pg_err)
         .map(drop)
+}
+
+/// Stores the event; `false` when its id is stored already.
+pub(super) async fn insert_event(
+    client: &impl GenericClient,
+    event: &OutgoingEvent,
+    created_at_ms: i64,
+) -> Result<bool, DeliveryStoreError> {
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO sender_events (id, event_type, body, created_at_ms) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+        )
+        .await
+        .map_err(pg_err)?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+        &event.id(),
+        &event.event_type(),
+        &event.body(),
+        &created_at_ms,
+    ];
+    let inserted = client.execute(&stmt, &params).await.map_err(pg_err)?;
+    Ok(inserted > 0)
 }
 
 /// Inserts `news` (of events already stored, or stored in the same
