@@ -708,12 +708,10 @@ mod postgres {
         assert_eq!(all.items.len(), 1);
         assert_eq!(all.items[0].body.as_ref(), br#"{"a":1}"#);
 
-        let refused = PgStore::connect(&format!(
-            "postgres://postgres:hunter2-password@127.0.0.1:1/survive"
-        ))
-        .await
-        .unwrap_err()
-        .to_string();
+        let refused = PgStore::connect("postgres://postgres:hunter2-password@127.0.0.1:1/survive")
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(!refused.contains("hunter2"), "{refused}");
     }
 }
