@@ -282,3 +282,80 @@ async fn an_idle_node_wakes_on_notify_when_another_node_enqueues() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[tokio::test]
+async fn a_node_whose_listen_connection_dropped_listens_again() {
+    let pg = PostgresServer::start();
+    let url = pg.create_database("relisten");
+    let (hook, calls) = receiver(|_| StatusCode::OK.into_response()).await;
+    let b = PgStore::connect(&url).await.unwrap();
+    let node_b = node(b.clone(), Duration::from_secs(30)).build().unwrap();
+    node_b
+        .add_destination(NewDestination::new(hook, SECRET).id("dst"))
+        .await
+        .unwrap();
+    let _running = node_b.start();
+    let killed = pg.psql(
+        "relisten",
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+    );
+    assert_eq!(killed, "1", "B's LISTEN connection");
+    // The listener connects again after a second.
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+
+    let a = PgStore::connect(&url).await.unwrap();
+    let e = OutgoingEvent::new("kpi.alert", &1).unwrap();
+    let now = SystemClock.now_millis();
+    let d = NewDelivery::new(e.id(), "dst", now);
+    a.enqueue(&e, now, std::slice::from_ref(&d)).await.unwrap();
+    wait_status(&a, &d.id, DeliveryStatus::Delivered, Duration::from_secs(2)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_running_nodes_on_one_queue_deliver_each_event_once() {
+    const EVENTS: usize = 60;
+    let pg = PostgresServer::start();
+    let url = pg.create_database("fleet");
+    let (hook, calls) = receiver(|_| StatusCode::OK.into_response()).await;
+    let stores = [
+        PgStore::connect(&url).await.unwrap(),
+        PgStore::connect(&url).await.unwrap(),
+    ];
+    add_destination(&stores[0], "dst", &hook).await;
+    let nodes: Vec<_> = stores
+        .iter()
+        .map(|s| node(s.clone(), Duration::from_secs(30)).build().unwrap())
+        .collect();
+    let _running: Vec<_> = nodes.iter().map(Sender::start).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Published through a third store: neither node can hand them over
+    // locally, both are woken and claim.
+    let publisher = PgStore::connect(&url).await.unwrap();
+    let now = SystemClock.now_millis();
+    let mut ids = Vec::new();
+    for n in 0..EVENTS {
+        let e = OutgoingEvent::new("kpi.alert", &n).unwrap();
+        let d = NewDelivery::new(e.id(), "dst", now);
+        publisher
+            .enqueue(&e, now, std::slice::from_ref(&d))
+            .await
+            .unwrap();
+        ids.push(d.id);
+    }
+    for id in &ids {
+        wait_status(
+            &publisher,
+            id,
+            DeliveryStatus::Delivered,
+            Duration::from_secs(10),
+        )
+        .await;
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), EVENTS, "each event once");
+    for id in &ids {
+        assert_eq!(publisher.attempts(id).await.unwrap().len(), 1);
+    }
+}

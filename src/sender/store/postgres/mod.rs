@@ -66,6 +66,10 @@ fn setup_err(e: PgSetupError) -> DeliveryStoreError {
 /// Delivery state in PostgreSQL, shared by every sender node that connects
 /// to the same database. Cheap to clone (a shared pool).
 ///
+/// Give each [`Sender`](crate::sender::Sender) its own store (one
+/// [`connect`](Self::connect) per node): the store's leases name the store
+/// instance, and its `LISTEN` connection wakes one idle sender.
+///
 /// ```no_run
 /// use webhook_guard::sender::{PgStore, Sender};
 ///
