@@ -21,3 +21,28 @@ macro_rules! define_inner_service_accessors {
         }
     };
 }
+
+/// Builder setters that store their argument (or a value made from it) in
+/// a field and return the builder, one line each instead of the same five
+/// lines per setter:
+///
+/// ```text
+/// builder_setters! {
+///     /// Docs.
+///     fn timeout(d: Duration) => config.timeout = d;
+/// }
+/// ```
+macro_rules! builder_setters {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident($arg:ident: $ty:ty) => $($field:ident).+ = $value:expr;
+    )*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, $arg: $ty) -> Self {
+                self.$($field).+ = $value;
+                self
+            }
+        )*
+    };
+}

@@ -52,6 +52,7 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::error::ConfigError;
+use crate::scheme::SchemeName;
 
 pub(crate) type HmacSha256 = Hmac<Sha256>;
 
@@ -329,6 +330,15 @@ impl KeyedSecret {
     /// key, otherwise the bytes as they are.
     pub(crate) fn standard_state(&self) -> &KeyState {
         self.whsec.as_ref().unwrap_or(&self.bytes)
+    }
+
+    /// The state `scheme` signs and verifies with: the standard scheme's
+    /// ([`standard_state`](Self::standard_state)) or the bytes as they are.
+    pub(crate) fn state_for(&self, scheme: SchemeName) -> &KeyState {
+        match scheme {
+            SchemeName::Standard => self.standard_state(),
+            _ => self.bytes_state(),
+        }
     }
 }
 

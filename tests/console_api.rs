@@ -917,7 +917,7 @@ async fn scheme_is_chosen_at_creation_and_secrets_come_in_its_format() {
     assert_eq!(key.len(), 32);
     let id = standard.2["destination"]["id"].as_str().unwrap().to_owned();
     let stored = sender.destination(&id).await.unwrap();
-    assert_eq!(stored.scheme, "standard");
+    assert_eq!(stored.scheme.as_str(), "standard");
     assert_eq!(stored.secrets[0].expose_bytes(), key.as_slice());
     let shown = call(&app, "GET", &format!("/api/destinations/{id}"), None).await;
     assert_eq!(shown.2["scheme"], "standard");

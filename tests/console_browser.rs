@@ -432,7 +432,7 @@ async fn operator_picks_a_scheme_and_edits_the_events() {
         .parse_secret(&shown)
         .unwrap();
     let d = s.sender.destinations().await.unwrap().remove(0);
-    assert_eq!(d.scheme, "standard");
+    assert_eq!(d.scheme.as_str(), "standard");
     assert_eq!(d.secrets[0].expose_bytes(), key.expose_bytes());
     let cell = |class: &str| {
         format!(

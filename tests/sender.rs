@@ -16,7 +16,8 @@ use webhook_guard::Clock as _;
 use webhook_guard::SystemClock;
 use webhook_guard::sender::{
     AddressPolicy, DeliveryQuery, DeliveryStatus, ErrorClass, EventFilter, ManualClock,
-    MemoryStore, NewDestination, OutgoingEvent, RetryPolicy, Sender, SenderBuilder, SenderError,
+    MemoryStore, NewDestination, OutgoingEvent, ReplaySkipReason, RetryPolicy, Sender,
+    SenderBuilder, SenderError,
 };
 use webhook_guard::{Scheme, Secret, SecretSet, Verified, VerifyLayer};
 
@@ -611,7 +612,7 @@ async fn body_only_scheme_is_stored_by_name_and_verifies() {
         )
         .await
         .unwrap();
-    assert_eq!(d.scheme, "native-body-only");
+    assert_eq!(d.scheme.as_str(), "native-body-only");
     let body =
         serde_json::json!({"event": "kpi.alert", "timestamp": SystemClock.now_millis() / 1000});
     sender
@@ -884,6 +885,46 @@ async fn resend_test_event_replay_all_and_delete() {
         sender.resend(&again.id).await,
         Err(SenderError::DestinationNotFound { .. })
     ));
+}
+
+/// A dead letter whose destination was deleted is skipped by
+/// `replay_dead_letters`, with a typed reason whose text (and JSON) is the
+/// error replaying it alone gives.
+#[tokio::test]
+async fn replay_all_skips_dead_letters_of_deleted_destinations() {
+    // No workers: the delivery stays pending until the delete
+    // dead-letters it.
+    let sender = fast(MemoryStore::new()).build().unwrap();
+    let d = sender
+        .add_destination(NewDestination::new("http://127.0.0.1:9/", SECRET))
+        .await
+        .unwrap();
+    let published = sender.publish(event("kpi.alert", 1)).await.unwrap();
+    sender.delete_destination(&d.id).await.unwrap();
+    let dead = sender.delivery_history(&published[0].id).await.unwrap();
+    assert_eq!(dead.delivery.status, DeliveryStatus::DeadLettered);
+
+    let summary = sender.replay_dead_letters(None, None).await.unwrap();
+    assert!(summary.replayed.is_empty());
+    assert_eq!(summary.skipped.len(), 1);
+    let skip = &summary.skipped[0];
+    assert_eq!(skip.delivery_id, published[0].id);
+    assert!(matches!(
+        &skip.reason,
+        ReplaySkipReason::DestinationNotFound { destination_id } if *destination_id == d.id
+    ));
+    let single = sender
+        .replay_dead_letter(&skip.delivery_id)
+        .await
+        .unwrap_err();
+    assert_eq!(skip.reason.to_string(), single.to_string());
+    assert_eq!(
+        serde_json::to_value(skip).unwrap(),
+        serde_json::json!({
+            "deliveryId": skip.delivery_id,
+            "reason": format!("no destination with id `{}`", d.id),
+        })
+    );
 }
 
 #[tokio::test]

@@ -552,6 +552,30 @@ async fn sqlite_schema_1_is_migrated_with_everything_in_it() {
 /// Another connection holding the write lock: a call waits for it (and
 /// goes through as soon as it is released), and after about five seconds
 /// gives up with an error that says the database is locked.
+/// A destination row whose scheme is no known name (written by hand, or by
+/// a newer version) is a clear store error when read, naming the column's
+/// text, not a panic and not a destination that fails on every delivery.
+#[tokio::test]
+async fn sqlite_unknown_stored_scheme_is_a_clear_store_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scheme.db");
+    let store = add_destination(SqliteStore::open(&path).unwrap(), "dst_a").await;
+    drop(store);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute("UPDATE destinations SET scheme = 'carrier-pigeon'", [])
+            .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let err = store.destination("dst_a").await.unwrap_err();
+    assert!(
+        err.message().contains("unknown scheme `carrier-pigeon`"),
+        "{err}"
+    );
+    let err = store.destinations().await.unwrap_err();
+    assert!(err.message().contains("carrier-pigeon"), "{err}");
+}
+
 #[tokio::test]
 async fn sqlite_waits_for_a_lock_held_elsewhere_then_gives_up_clearly() {
     let dir = tempfile::tempdir().unwrap();

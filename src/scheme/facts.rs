@@ -128,6 +128,52 @@ impl Scheme {
     }
 }
 
+/// Every [`SchemeName::as_str`] joined with `", "`, built at compile time
+/// so the list cannot drift from [`SchemeName::ALL`].
+pub(super) const NAME_LIST: &str = match std::str::from_utf8(&NAME_LIST_BYTES) {
+    Ok(list) => list,
+    Err(_) => panic!("scheme names are ASCII"),
+};
+
+const NAME_SEPARATOR: &[u8] = b", ";
+
+const NAME_LIST_LEN: usize = {
+    let mut len = 0;
+    let mut i = 0;
+    while i < SchemeName::ALL.len() {
+        if i > 0 {
+            len += NAME_SEPARATOR.len();
+        }
+        len += SchemeName::ALL[i].as_str().len();
+        i += 1;
+    }
+    len
+};
+
+const NAME_LIST_BYTES: [u8; NAME_LIST_LEN] = {
+    let mut out = [0u8; NAME_LIST_LEN];
+    let mut at = 0;
+    let mut i = 0;
+    while i < SchemeName::ALL.len() {
+        let piece: &[u8] = if i > 0 { NAME_SEPARATOR } else { b"" };
+        let mut j = 0;
+        while j < piece.len() {
+            out[at] = piece[j];
+            at += 1;
+            j += 1;
+        }
+        let name = SchemeName::ALL[i].as_str().as_bytes();
+        let mut j = 0;
+        while j < name.len() {
+            out[at] = name[j];
+            at += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    out
+};
+
 /// `text` as a non-negative integer when it is ASCII digits only.
 fn digits(text: &str) -> Option<i64> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -145,6 +191,10 @@ mod tests {
     fn every_name_is_listed_and_builds_its_scheme() {
         let names: Vec<&str> = SchemeName::ALL.iter().map(|n| n.as_str()).collect();
         assert_eq!(names.join(", "), SCHEME_NAMES);
+        assert_eq!(
+            SCHEME_NAMES,
+            "native, native-body-only, standard, github, stripe, slack, shopify"
+        );
         for name in SchemeName::ALL {
             assert_eq!(Scheme::for_name(name).name(), name);
             assert_eq!(Scheme::from_name(name.as_str()).unwrap().name(), name);

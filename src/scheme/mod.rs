@@ -110,6 +110,7 @@
 
 mod facts;
 mod github;
+mod incoming;
 mod native;
 mod shopify;
 mod slack;
@@ -123,6 +124,7 @@ use subtle::ConstantTimeEq;
 
 use crate::error::{ConfigError, VerifyError};
 use crate::secret::{KeyedSecret, Secret, SecretSet};
+use incoming::Incoming;
 
 pub use github::{GITHUB_DELIVERY_HEADER, GITHUB_EVENT_HEADER, GITHUB_SIGNATURE_HEADER};
 pub(crate) use native::body_timestamp;
@@ -183,6 +185,52 @@ impl SchemeName {
 impl fmt::Display for SchemeName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// Reads a configuration name: any [`as_str`](SchemeName::as_str), in any
+/// case and with surrounding spaces, and the aliases `svix`,
+/// `standard-webhooks` and `standardwebhooks` (for `standard`),
+/// `native_body_only` and `body-only` (for `native-body-only`).
+///
+/// ```
+/// use webhook_guard::SchemeName;
+///
+/// assert_eq!("Svix".parse::<SchemeName>().unwrap(), SchemeName::Standard);
+/// assert!("svix-webhooks".parse::<SchemeName>().is_err());
+/// ```
+impl std::str::FromStr for SchemeName {
+    type Err = ConfigError;
+
+    fn from_str(name: &str) -> Result<Self, ConfigError> {
+        let lower = name.trim().to_ascii_lowercase();
+        let canonical = match lower.as_str() {
+            "native_body_only" | "body-only" => "native-body-only",
+            "standard-webhooks" | "standardwebhooks" | "svix" => "standard",
+            other => other,
+        };
+        Self::ALL
+            .into_iter()
+            .find(|known| known.as_str() == canonical)
+            .ok_or_else(|| ConfigError::UnknownScheme {
+                name: name.to_owned(),
+                known: SCHEME_NAMES,
+            })
+    }
+}
+
+/// Serializes as [`as_str`](SchemeName::as_str).
+impl serde::Serialize for SchemeName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// Reads what [`FromStr`](std::str::FromStr) reads.
+impl<'de> serde::Deserialize<'de> for SchemeName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -391,8 +439,9 @@ impl Default for Scheme {
 }
 
 /// The names [`Scheme::from_name`] accepts, comma separated (`svix` and
-/// `standard-webhooks` are accepted as aliases of `standard`).
-pub const SCHEME_NAMES: &str = "native, native-body-only, standard, github, stripe, slack, shopify";
+/// `standard-webhooks` are accepted as aliases of `standard`): every
+/// [`SchemeName::as_str`], in declaration order.
+pub const SCHEME_NAMES: &str = facts::NAME_LIST;
 
 impl Scheme {
     /// The default: headers `X-Webhook-Id`, `X-Webhook-Timestamp` (unix
@@ -510,20 +559,7 @@ impl Scheme {
     ///
     /// [`ConfigError::UnknownScheme`] for any other name.
     pub fn from_name(name: &str) -> Result<Self, ConfigError> {
-        let lower = name.trim().to_ascii_lowercase();
-        let canonical = match lower.as_str() {
-            "native_body_only" | "body-only" => "native-body-only",
-            "standard-webhooks" | "standardwebhooks" | "svix" => "standard",
-            other => other,
-        };
-        SchemeName::ALL
-            .into_iter()
-            .find(|known| known.as_str() == canonical)
-            .map(Self::for_name)
-            .ok_or_else(|| ConfigError::UnknownScheme {
-                name: name.to_owned(),
-                known: SCHEME_NAMES,
-            })
+        name.parse().map(Self::for_name)
     }
 
     /// This scheme's name.
@@ -709,16 +745,22 @@ impl Scheme {
         body: &[u8],
         now: i64,
     ) -> Result<SignatureMatch, VerifyError> {
+        let incoming = Incoming {
+            secrets,
+            headers,
+            body,
+            now,
+        };
         match &self.kind {
             Kind::Native => native::verify_signed(secrets, headers, body, now),
             Kind::NativeBodyOnly { require_timestamp } => {
                 native::verify_body_only(secrets, headers, body, now, *require_timestamp)
             }
             Kind::Standard(keys) => standard::verify(keys, secrets, headers, body, now),
-            Kind::GitHub => github::verify(secrets, headers, body, now),
-            Kind::Stripe => stripe::verify(secrets, headers, body, now),
-            Kind::Slack => slack::verify(secrets, headers, body, now),
-            Kind::Shopify => shopify::verify(secrets, headers, body, now),
+            Kind::GitHub => github::verify(incoming),
+            Kind::Stripe => stripe::verify(incoming),
+            Kind::Slack => slack::verify(incoming),
+            Kind::Shopify => shopify::verify(incoming),
         }
     }
 }

@@ -2,13 +2,11 @@
 
 use http::{HeaderMap, HeaderValue};
 
-use super::{
-    Message, SignatureMatch, TimestampSource, decode_hex_tag, find_match, hmac_tag,
-    required_header, required_text, signature_value,
-};
+use super::incoming::{Incoming, prefixed_hex_tag};
+use super::{Message, SignatureMatch, hmac_tag, required_header, signature_value};
 use crate::error::VerifyError;
 use crate::replay::parse_unix_seconds;
-use crate::secret::{KeyedSecret, SecretSet};
+use crate::secret::KeyedSecret;
 
 /// Header carrying Slack's signature.
 pub const SLACK_SIGNATURE_HEADER: &str = "x-slack-signature";
@@ -25,31 +23,13 @@ pub(super) fn sign(key: &KeyedSecret, msg: &Message<'_>) -> HeaderMap {
     headers
 }
 
-pub(super) fn verify(
-    secrets: &SecretSet,
-    headers: &HeaderMap,
-    body: &[u8],
-    now: i64,
-) -> Result<SignatureMatch, VerifyError> {
+pub(super) fn verify(req: Incoming<'_>) -> Result<SignatureMatch, VerifyError> {
     const NAME: &str = SLACK_SIGNATURE_HEADER;
-    let ts_raw = required_header(headers, SLACK_TIMESTAMP_HEADER)?;
+    let ts_raw = required_header(req.headers, SLACK_TIMESTAMP_HEADER)?;
     let timestamp = parse_unix_seconds(SLACK_TIMESTAMP_HEADER, ts_raw)?;
     let ts_raw = ts_raw.trim_ascii();
-    let value = required_text(headers, NAME)?;
-    let Some(hex_part) = value.strip_prefix("v0=") else {
-        return Err(VerifyError::malformed(
-            NAME,
-            "expected `v0=` followed by 64 hex digits",
-        ));
-    };
-    let candidate = decode_hex_tag(NAME, "`v0=`", hex_part)?;
-    let index = find_match(secrets, now, &[candidate], |k| {
-        hmac_tag(k, &[b"v0:", ts_raw, b":", body])
-    })?;
-    Ok(SignatureMatch::hmac(
-        None,
-        Some(timestamp),
-        TimestampSource::SignedHeader,
-        index,
-    ))
+    let candidate = prefixed_hex_tag(NAME, req.text(NAME)?, "v0=")?;
+    req.match_timestamped(&[candidate], timestamp, |k| {
+        hmac_tag(k, &[b"v0:", ts_raw, b":", req.body])
+    })
 }

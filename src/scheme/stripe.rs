@@ -2,13 +2,13 @@
 
 use http::HeaderMap;
 
+use super::incoming::Incoming;
 use super::{
-    MAX_SIGNATURES_PER_HEADER, Message, SignatureMatch, TimestampSource, decode_hex_tag,
-    find_match, hmac_tag, required_text, signature_value,
+    MAX_SIGNATURES_PER_HEADER, Message, SignatureMatch, decode_hex_tag, hmac_tag, signature_value,
 };
 use crate::error::VerifyError;
 use crate::replay::parse_unix_seconds;
-use crate::secret::{KeyedSecret, SecretSet};
+use crate::secret::KeyedSecret;
 
 /// Header carrying Stripe's timestamp and signatures.
 pub const STRIPE_SIGNATURE_HEADER: &str = "stripe-signature";
@@ -26,14 +26,9 @@ pub(super) fn sign(keys: &[&KeyedSecret], msg: &Message<'_>) -> HeaderMap {
     headers
 }
 
-pub(super) fn verify(
-    secrets: &SecretSet,
-    headers: &HeaderMap,
-    body: &[u8],
-    now: i64,
-) -> Result<SignatureMatch, VerifyError> {
+pub(super) fn verify(req: Incoming<'_>) -> Result<SignatureMatch, VerifyError> {
     const NAME: &str = STRIPE_SIGNATURE_HEADER;
-    let value = required_text(headers, NAME)?;
+    let value = req.text(NAME)?;
     let mut ts_raw: Option<&str> = None;
     let mut candidates = Vec::with_capacity(1);
     // Items are not trimmed: like Stripe's own libraries, a key such as
@@ -76,13 +71,7 @@ pub(super) fn verify(
             "no `v1=` signature (other schemes such as `v0=` are not accepted)",
         ));
     }
-    let index = find_match(secrets, now, &candidates, |k| {
-        hmac_tag(k, &[ts_raw.as_bytes(), b".", body])
-    })?;
-    Ok(SignatureMatch::hmac(
-        None,
-        Some(timestamp),
-        TimestampSource::SignedHeader,
-        index,
-    ))
+    req.match_timestamped(&candidates, timestamp, |k| {
+        hmac_tag(k, &[ts_raw.as_bytes(), b".", req.body])
+    })
 }

@@ -1,6 +1,8 @@
 //! Events going out, deliveries (one per event and destination) and their
 //! attempts: the records the operator API returns.
 
+use std::fmt;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -156,6 +158,13 @@ impl DeliveryStatus {
             "replayed" => Self::Replayed,
             _ => return None,
         })
+    }
+}
+
+/// Writes [`as_str`](DeliveryStatus::as_str).
+impl fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

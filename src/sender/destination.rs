@@ -5,7 +5,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::ConfigError;
-use crate::scheme::Scheme;
+use crate::scheme::{Scheme, SchemeName};
 use crate::secret::{MIN_SECRET_LEN, Secret};
 
 /// The key a destination signs with for `secret` under `scheme`: text read
@@ -92,8 +92,9 @@ pub struct Destination {
     pub id: String,
     /// The URL events are POSTed to.
     pub url: String,
-    /// The wire format's name, as [`Scheme::from_name`] reads it.
-    pub scheme: String,
+    /// The wire format; serialized as its name ([`SchemeName::as_str`]),
+    /// and stored as that text.
+    pub scheme: SchemeName,
     /// Which events this destination receives.
     pub events: EventFilter,
     /// Whether deliveries are attempted. A disabled destination receives no

@@ -1,5 +1,6 @@
 //! Errors of the sender: bad input from the caller, and storage failures.
 
+use super::delivery::DeliveryStatus;
 use crate::error::ConfigError;
 
 /// A storage backend failed (I/O, a corrupt row, a lost connection).
@@ -79,7 +80,7 @@ pub enum SenderError {
         /// The delivery id.
         id: String,
         /// Its current status.
-        status: &'static str,
+        status: DeliveryStatus,
         /// What the operation needs.
         reason: &'static str,
     },

@@ -33,6 +33,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
+use super::error::SenderError;
 use crate::error::ConfigError;
 
 /// Which addresses outgoing requests may connect to: every public address,
@@ -415,6 +416,43 @@ pub(crate) async fn resolve_allowed(
         );
     }
     Ok(allowed)
+}
+
+/// Checks a URL: http(s), a host, no credentials, and an address the
+/// SSRF guard allows (resolving host names now; each connection is
+/// checked again).
+pub(super) async fn check_url(policy: &AddressPolicy, url: &str) -> Result<(), SenderError> {
+    let invalid = |reason: String| SenderError::InvalidDestination { reason };
+    let parsed =
+        reqwest::Url::parse(url).map_err(|e| invalid(format!("`{url}` is not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid(format!(
+            "the URL scheme must be http or https, not `{}`",
+            parsed.scheme()
+        )));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(invalid(
+            "the URL must not carry credentials (user:password@); they would be sent in clear to every attempt's logs".into(),
+        ));
+    }
+    let Some(host) = parsed.host_str() else {
+        return Err(invalid("the URL has no host".into()));
+    };
+    let refused = || SenderError::ForbiddenAddress {
+        url: format!("{}://{}", parsed.scheme(), host),
+    };
+    if let Some(ip) = literal_ip(&parsed) {
+        return policy.check(ip).map_err(|why| {
+            log_refused_literal(&why);
+            refused()
+        });
+    }
+    let port = parsed.port_or_known_default().unwrap_or(443);
+    match resolve_allowed(policy, host, port).await {
+        Ok(_) => Ok(()),
+        Err(DestinationRefused) => Err(refused()),
+    }
 }
 
 /// The HTTP client's resolver: resolves, then drops refused addresses.

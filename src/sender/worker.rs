@@ -12,10 +12,11 @@ use tracing::Instrument as _;
 
 use super::delivery::{Delivery, DeliveryAttempt, ErrorClass};
 use super::destination::Destination;
+use super::metric_names;
 use super::retry::{RetryPolicy, parse_retry_after};
 use super::ssrf::{DestinationRefused, NOT_PUBLIC, literal_ip, log_refused_literal};
+use super::state::Inner;
 use super::store::{DeliveryStore, NextStep};
-use super::{Inner, metric_names};
 use crate::replay::Clock;
 use crate::scheme::{Message, Scheme};
 use crate::secret::SecretSet;
@@ -49,8 +50,7 @@ impl Target {
                 format!("the destination URL is invalid: {e}"),
             )
         })?;
-        let scheme = Scheme::from_name(&destination.scheme)
-            .map_err(|e| (ErrorClass::Signing, e.to_string()))?;
+        let scheme = Scheme::for_name(destination.scheme);
         let secrets = SecretSet::new(destination.secrets.iter().cloned())
             .map_err(|e| (ErrorClass::Signing, e.to_string()))?;
         Ok(Signer {
@@ -64,52 +64,6 @@ impl Target {
 /// The header naming the event type on every delivery.
 static EVENT_HEADER: http::HeaderName = http::HeaderName::from_static("x-webhook-event");
 
-/// Circuit breaker state of one destination (in this process).
-#[derive(Debug, Default)]
-pub(crate) struct Circuit {
-    consecutive_failures: u32,
-    open_until_ms: Option<i64>,
-    probing: bool,
-}
-
-/// What a destination's circuit lets through now.
-#[derive(Debug, PartialEq)]
-enum CircuitGate {
-    /// Closed: attempt.
-    Closed,
-    /// Half open: attempt as the one probe.
-    Probe,
-    /// Open, or half open with a probe out: come back at this time.
-    Later(i64),
-}
-
-impl Circuit {
-    /// Whether an attempt may go now; no I/O, no clock.
-    fn admit(&self, now_ms: i64, busy_delay_ms: i64) -> CircuitGate {
-        match self.open_until_ms {
-            None => CircuitGate::Closed,
-            Some(until) if now_ms < until || self.probing => {
-                CircuitGate::Later(until.max(now_ms + busy_delay_ms))
-            }
-            Some(_) => CircuitGate::Probe,
-        }
-    }
-
-    /// Counts a failed attempt that ended at `now_ms`: at `threshold`
-    /// failures in a row the circuit opens (again) for `cooldown_ms`.
-    /// Returns whether it was closed before.
-    fn fail(&mut self, now_ms: i64, threshold: u32, cooldown_ms: i64) -> bool {
-        self.probing = false;
-        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-        if self.consecutive_failures < threshold {
-            return false;
-        }
-        let opened = self.open_until_ms.is_none();
-        self.open_until_ms = Some(now_ms.saturating_add(cooldown_ms));
-        opened
-    }
-}
-
 pub(crate) enum Gate {
     /// Attempt now (holding the destination's concurrency permit).
     Go(OwnedSemaphorePermit),
@@ -118,13 +72,11 @@ pub(crate) enum Gate {
 }
 
 impl<S: DeliveryStore> Inner<S> {
+    /// Whether an attempt to this destination may go now: its circuit and
+    /// its concurrency limit both allow it.
     fn gate(&self, destination_id: &str, now_ms: i64) -> Gate {
-        if let Some(c) = lock(&self.circuits).get_mut(destination_id) {
-            match c.admit(now_ms, self.config.busy_delay_ms) {
-                CircuitGate::Later(at) => return Gate::Later(at),
-                CircuitGate::Probe => c.probing = true,
-                CircuitGate::Closed => {}
-            }
+        if let Err(at) = self.breaker.admit(destination_id, now_ms) {
+            return Gate::Later(at);
         }
         let gate = {
             let mut gates = lock(&self.gates);
@@ -140,39 +92,10 @@ impl<S: DeliveryStore> Inner<S> {
         match gate.try_acquire_owned() {
             Ok(permit) => Gate::Go(permit),
             Err(_) => {
-                let mut circuits = lock(&self.circuits);
-                if let Some(c) = circuits.get_mut(destination_id) {
-                    c.probing = false;
-                }
+                self.breaker.withdraw(destination_id);
                 Gate::Later(now_ms + self.config.busy_delay_ms)
             }
         }
-    }
-
-    fn note_outcome(&self, destination_id: &str, success: bool, now_ms: i64) {
-        let mut circuits = lock(&self.circuits);
-        if success {
-            // Only a destination that failed has an entry; success removes it.
-            circuits.remove(destination_id);
-            return;
-        }
-        let c = circuits.entry(destination_id.to_owned()).or_default();
-        let config = &self.config;
-        if c.fail(now_ms, config.breaker_threshold, config.breaker_cooldown_ms) {
-            tracing::warn!(
-                destination = destination_id,
-                failures = c.consecutive_failures,
-                "circuit opened: pausing deliveries to this destination"
-            );
-        }
-    }
-
-    /// Whether the destination's circuit is open (paused) now.
-    pub(crate) fn circuit_open(&self, destination_id: &str, now_ms: i64) -> bool {
-        lock(&self.circuits)
-            .get(destination_id)
-            .and_then(|c| c.open_until_ms)
-            .is_some_and(|until| now_ms < until)
     }
 }
 
@@ -436,7 +359,9 @@ async fn run_delivery<S: DeliveryStore>(
         span.record("error_class", class.as_str());
     }
     let finished = inner.clock.now_millis();
-    inner.note_outcome(&target.destination.id, attempt.succeeded(), finished);
+    inner
+        .breaker
+        .record(&target.destination.id, attempt.succeeded(), finished);
     metrics::histogram!(metric_names::ATTEMPT_SECONDS).record(attempt.duration_ms as f64 / 1000.0);
     let step = next_step(&outcome, number, &inner.config.retry);
     let next = apply_step(inner, &target.destination, &delivery, step, finished).await;
@@ -579,16 +504,7 @@ async fn attempt_once<S: DeliveryStore>(
 ) -> (DeliveryAttempt, AttemptOutcome) {
     let started_at_ms = inner.clock.now_millis();
     let started = Instant::now();
-    let mut attempt = DeliveryAttempt {
-        delivery_id: delivery.id.clone(),
-        attempt: number,
-        started_at_ms,
-        duration_ms: 0,
-        status_code: None,
-        error_class: None,
-        error: None,
-        response_body: None,
-    };
+    let mut attempt = DeliveryAttempt::new(delivery.id.clone(), number, started_at_ms);
     let mut retry_after = None;
     match build_request(inner, target, delivery, started_at_ms) {
         Err((class, msg)) => {
@@ -731,11 +647,6 @@ fn classify(e: reqwest::Error) -> (ErrorClass, String) {
     (class, chain)
 }
 
-/// Closes a destination's circuit (an operator re-enabled it).
-pub(crate) fn reset_circuit<S>(inner: &Inner<S>, destination_id: &str) {
-    lock(&inner.circuits).remove(destination_id);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -867,28 +778,5 @@ mod tests {
             outcome_of(&silent, None),
             AttemptOutcome::Failed { ref error, status: None, .. } if error == "unknown error"
         ));
-    }
-
-    #[test]
-    fn circuit_closed_open_half_open() {
-        let busy = 100;
-        let mut c = Circuit::default();
-        assert_eq!(c.admit(0, busy), CircuitGate::Closed);
-        // Below the threshold it stays closed.
-        assert!(!c.fail(0, 2, 1_000));
-        assert_eq!(c.admit(10, busy), CircuitGate::Closed);
-        // At the threshold it opens until the cooldown ends.
-        assert!(c.fail(50, 2, 1_000));
-        assert_eq!(c.admit(60, busy), CircuitGate::Later(1_050));
-        // Never sooner than the busy delay.
-        assert_eq!(c.admit(1_049, busy), CircuitGate::Later(1_149));
-        // Then half open: one probe, and others wait while it is out.
-        assert_eq!(c.admit(1_050, busy), CircuitGate::Probe);
-        c.probing = true;
-        assert_eq!(c.admit(1_060, busy), CircuitGate::Later(1_160));
-        // A failed probe opens it again without saying so twice.
-        assert!(!c.fail(1_100, 2, 1_000));
-        assert!(!c.probing);
-        assert_eq!(c.admit(1_200, busy), CircuitGate::Later(2_100));
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use crate::error::ConfigError;
-use crate::scheme::{Scheme, SchemeName};
+use crate::scheme::Scheme;
 use crate::secret::SecretSet;
 
 /// The label each key is fingerprinted over. The domain separation keeps a
@@ -106,10 +106,10 @@ pub(crate) enum Identities {
 
 impl Identities {
     pub(crate) fn of_keys(scheme: &Scheme, secrets: &SecretSet) -> Self {
-        let hmac = secrets.keyed().map(|k| match scheme.name() {
-            SchemeName::Standard => VerifierId::of_secret(k.standard_state()),
-            _ => VerifierId::of_secret(k.bytes_state()),
-        });
+        let name = scheme.name();
+        let hmac = secrets
+            .keyed()
+            .map(|k| VerifierId::of_secret(k.state_for(name)));
         let ed25519 = scheme
             .ed25519_public_key_bytes()
             .iter()

@@ -7,13 +7,13 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use futures_util::future::{Either, Ready, ready};
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, header};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::problem::Problem;
+use super::problems::ProblemKind;
 
 /// Requires `Authorization: Bearer <token>` on every request; anything else
 /// gets a `401` problem response with `WWW-Authenticate: Bearer`.
@@ -129,13 +129,9 @@ where
         if self.layer.accepts(req.headers()) {
             return Either::Right(self.inner.call(req));
         }
-        let mut res = Problem::new(
-            StatusCode::UNAUTHORIZED,
-            crate::problem::console_problem_type("unauthorized"),
-            "Authentication required",
-            "send the console token as `Authorization: Bearer <token>`",
-        )
-        .into_response();
+        let mut res = ProblemKind::Unauthorized
+            .problem("send the console token as `Authorization: Bearer <token>`")
+            .into_response();
         res.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         Either::Left(ready(Ok(res)))
@@ -145,6 +141,7 @@ where
 #[cfg(test)]
 mod tests {
     use axum::{Router, routing::get};
+    use http::StatusCode;
     use tower::ServiceExt as _;
 
     use super::*;

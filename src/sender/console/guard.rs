@@ -18,8 +18,9 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::uri::Authority;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, header};
 
+use super::problems::ProblemKind;
 use crate::error::ConfigError;
 use crate::problem::Problem;
 
@@ -140,14 +141,7 @@ fn shown(value: &HeaderValue) -> String {
 }
 
 fn check_host(hosts: &AllowedHosts, req: &Request) -> Result<Authority, Problem> {
-    let misdirected = |detail: String| {
-        Problem::new(
-            StatusCode::MISDIRECTED_REQUEST,
-            crate::problem::console_problem_type("misdirected-request"),
-            "Host not served",
-            detail,
-        )
-    };
+    let misdirected = |detail: String| ProblemKind::MisdirectedRequest.problem(detail);
     let authority =
         match req.headers().get(header::HOST) {
             Some(value) => value
@@ -177,14 +171,7 @@ fn check_host(hosts: &AllowedHosts, req: &Request) -> Result<Authority, Problem>
 }
 
 fn check_same_origin(headers: &HeaderMap, authority: &Authority) -> Result<(), Problem> {
-    let cross_site = |detail: String| {
-        Problem::new(
-            StatusCode::FORBIDDEN,
-            crate::problem::console_problem_type("cross-site-request"),
-            "Cross-site request refused",
-            detail,
-        )
-    };
+    let cross_site = |detail: String| ProblemKind::CrossSiteRequest.problem(detail);
     if let Some(site) = headers.get("sec-fetch-site") {
         if site != "same-origin" && site != "none" {
             return Err(cross_site(format!(
@@ -228,14 +215,9 @@ fn check_json(headers: &HeaderMap) -> Result<(), Problem> {
         || "no `Content-Type`".to_owned(),
         |v| format!("`Content-Type: {}`", shown(v)),
     );
-    Err(Problem::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        crate::problem::console_problem_type("unsupported-media-type"),
-        "JSON required",
-        format!(
-            "{what}: every POST, PATCH and DELETE to the console says `Content-Type: application/json`, even without a body"
-        ),
-    ))
+    Err(ProblemKind::UnsupportedMediaType.problem(format!(
+        "{what}: every POST, PATCH and DELETE to the console says `Content-Type: application/json`, even without a body"
+    )))
 }
 
 #[cfg(test)]

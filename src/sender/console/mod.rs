@@ -177,6 +177,7 @@
 mod auth;
 mod guard;
 mod page;
+mod problems;
 
 use std::sync::Arc;
 
@@ -192,6 +193,7 @@ use serde::{Deserialize, Serialize};
 pub use auth::{BearerAuth, BearerAuthLayer};
 
 use guard::AllowedHosts;
+use problems::ProblemKind;
 
 use super::{
     Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStore, Destination, EventFilter,
@@ -199,7 +201,7 @@ use super::{
 };
 use crate::error::ConfigError;
 use crate::event::Event;
-use crate::problem::{Problem, console_problem_type};
+use crate::problem::Problem;
 use crate::scheme::{SCHEME_NAMES, Scheme, SchemeName};
 use crate::secret::Secret;
 
@@ -457,58 +459,34 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn problem(status: StatusCode, kind: &str, title: &str, detail: impl Into<String>) -> ApiError {
-    ApiError(Problem::new(
-        status,
-        console_problem_type(kind),
-        title,
-        detail,
-    ))
+impl ApiError {
+    /// A problem of `kind` saying `detail`.
+    fn new(kind: ProblemKind, detail: impl Into<String>) -> Self {
+        Self(kind.problem(detail))
+    }
 }
 
 impl From<SenderError> for ApiError {
     fn from(e: SenderError) -> Self {
-        let detail = e.to_string();
-        match e {
-            SenderError::InvalidDestination { .. } => problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-destination",
-                "Invalid destination",
-                detail,
-            ),
-            SenderError::ForbiddenAddress { .. } => problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "forbidden-address",
-                "Destination address refused",
-                detail,
-            ),
-            SenderError::Config(_) | SenderError::InvalidEvent { .. } => problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-input",
-                "Invalid input",
-                detail,
-            ),
+        let kind = match &e {
+            SenderError::InvalidDestination { .. } => ProblemKind::InvalidDestination,
+            SenderError::ForbiddenAddress { .. } => ProblemKind::ForbiddenAddress,
+            SenderError::Config(_) | SenderError::InvalidEvent { .. } => ProblemKind::InvalidInput,
             SenderError::DestinationNotFound { .. } | SenderError::DeliveryNotFound { .. } => {
-                problem(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+                ProblemKind::NotFound
             }
             SenderError::WrongState { .. }
             | SenderError::DestinationDisabled { .. }
-            | SenderError::DuplicateEvent { .. } => problem(
-                StatusCode::CONFLICT,
-                "wrong-state",
-                "Not possible now",
-                detail,
-            ),
+            | SenderError::DuplicateEvent { .. } => ProblemKind::WrongState,
             SenderError::Store(err) => {
                 tracing::error!(error = %err, "console: the delivery store failed");
-                problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store-failed",
-                    "Delivery store unavailable",
+                return Self::new(
+                    ProblemKind::StoreFailed,
                     "the delivery store failed; see the server log",
-                )
+                );
             }
-        }
+        };
+        Self::new(kind, e.to_string())
     }
 }
 
@@ -516,28 +494,21 @@ fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|Json(v)| v).map_err(|rejection| {
         let status = rejection.status();
         let kind = if status == StatusCode::UNPROCESSABLE_ENTITY {
-            "invalid-input"
+            ProblemKind::InvalidInput
         } else {
-            "malformed-request"
+            ProblemKind::MalformedRequest
         };
-        problem(
+        ApiError(kind.problem_with(
             status,
-            kind,
-            "Malformed request body",
+            ProblemKind::MalformedRequest.title(),
             rejection.body_text(),
-        )
+        ))
     })
 }
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(v)| v).map_err(|rejection| {
-        problem(
-            StatusCode::BAD_REQUEST,
-            "invalid-query",
-            "Invalid query parameters",
-            rejection.body_text(),
-        )
-    })
+    q.map(|Query(v)| v)
+        .map_err(|rejection| ApiError::new(ProblemKind::InvalidQuery, rejection.body_text()))
 }
 
 async fn show_page<S: DeliveryStore>(
@@ -656,24 +627,15 @@ fn scheme_named(name: Option<&str>) -> Result<Scheme, ApiError> {
     };
     Scheme::from_name(name).map_err(|_| {
         let shown: String = name.chars().take(40).collect();
-        problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-scheme",
-            "Unknown scheme",
+        ApiError::new(
+            ProblemKind::InvalidScheme,
             format!("unknown scheme `{shown}`; accepted schemes: {SCHEME_NAMES}"),
         )
     })
 }
 
 fn event_filter(known: &[String], events: Option<Vec<String>>) -> Result<EventFilter, ApiError> {
-    let invalid = |detail: String| {
-        problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-event-filter",
-            "Invalid event filter",
-            detail,
-        )
-    };
+    let invalid = |detail: String| ApiError::new(ProblemKind::InvalidEventFilter, detail);
     let Some(events) = events else {
         return Ok(EventFilter::All);
     };
@@ -756,12 +718,11 @@ async fn update_destination<S: DeliveryStore>(
 ) -> Result<Json<DestinationView>, ApiError> {
     let body = json_body(body)?;
     if body.enabled.is_none() && body.events.is_none() {
-        return Err(problem(
+        return Err(ApiError(ProblemKind::InvalidInput.problem_with(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid-input",
             "Nothing to change",
             "give `enabled` (true or false) and/or `events` (a list of event types, or null for every event)",
-        ));
+        )));
     }
     // Check everything before changing anything.
     let events = body
@@ -809,7 +770,7 @@ async fn rotate_secret<S: DeliveryStore>(
     let body = json_body(body)?;
     // The new secret is read the way the destination's receivers read it.
     let current = state.sender.destination(&id).await?;
-    let scheme = Scheme::from_name(&current.scheme).map_err(SenderError::from)?;
+    let scheme = Scheme::for_name(current.scheme);
     let (secret, secret_generated, key) = secret_for(&scheme, body.secret)?;
     let overlap = body
         .overlap_seconds

@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::super::seal::{SecretSeal, decode_secrets};
 use super::super::{NewDelivery, NextStep, not_stored, page_of};
 use super::engine::db_err;
+use crate::scheme::SchemeName;
 use crate::sender::delivery::{
     Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, ErrorClass, OutgoingEvent, Page,
 };
@@ -43,7 +44,7 @@ pub(super) fn save_destination(
         params![
             d.id,
             d.url,
-            d.scheme,
+            d.scheme.as_str(),
             events,
             d.enabled,
             d.disabled_reason,
@@ -61,13 +62,15 @@ const DESTINATION_COLUMNS: &str =
 /// A destination row, with its keys still encoded (see
 /// [`finish_destination`]).
 fn destination_from_row(row: &Row<'_>) -> rusqlite::Result<(Destination, String)> {
+    let scheme: String = row.get(2)?;
+    let scheme: SchemeName = scheme.parse().map_err(|e| bad_column(2, e))?;
     let events: String = row.get(3)?;
     let events: EventFilter = serde_json::from_str(&events).map_err(|e| bad_column(3, e))?;
     Ok((
         Destination {
             id: row.get(0)?,
             url: row.get(1)?,
-            scheme: row.get(2)?,
+            scheme,
             events,
             enabled: row.get(4)?,
             disabled_reason: row.get(5)?,
