@@ -8,6 +8,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::{CHANNEL, pg_err};
+use crate::scheme::SchemeName;
 use crate::sender::delivery::{
     Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, ErrorClass, Page,
 };
@@ -30,10 +31,14 @@ pub(super) fn destination_from_row(
     let events: EventFilter = serde_json::from_str(&events)
         .map_err(|e| DeliveryStoreError::new(format!("a stored event filter is corrupt: {e}")))?;
     let secrets: String = row.try_get("secrets").map_err(pg_err)?;
+    let scheme: String = row.try_get("scheme").map_err(pg_err)?;
+    let scheme: SchemeName = scheme
+        .parse()
+        .map_err(|e| DeliveryStoreError::new(format!("a stored scheme name is not known: {e}")))?;
     Ok(Destination {
         id: row.try_get("id").map_err(pg_err)?,
         url: row.try_get("url").map_err(pg_err)?,
-        scheme: row.try_get("scheme").map_err(pg_err)?,
+        scheme,
         events,
         enabled: row.try_get("enabled").map_err(pg_err)?,
         disabled_reason: row.try_get("disabled_reason").map_err(pg_err)?,
@@ -60,7 +65,7 @@ pub(super) async fn save_destination(
             disabled_reason = excluded.disabled_reason, secrets = excluded.secrets \
             RETURNING enabled) \
         SELECT pg_notify($9, '') FROM saved WHERE enabled";
-    let scheme: &str = &d.scheme;
+    let scheme = d.scheme.as_str();
     let params: [&(dyn ToSql + Sync); 9] = [
         &d.id,
         &d.url,
