@@ -71,6 +71,7 @@
 //! | `testing` | no | `testing`: signed requests for any scheme in one line, [`FixedClock`] |
 //! | `sender` | no | `sender`: sign, deliver, retry, dead-letter and replay outgoing webhooks (in-memory store) |
 //! | `sqlite` | no | the sender's durable SQLite store (implies `sender`) |
+//! | `postgres` | no | with `sender`: `sender::PgStore`, one delivery queue in PostgreSQL shared by several sender nodes |
 //! | `console` | no | `sender::console`: the operator console, a JSON API and web page for destinations, delivery history and the DLQ (implies `sender`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -98,10 +98,16 @@ pub use state::{Sender, SenderHandle};
 pub type StoreError = DeliveryStoreError;
 pub use retry::RetryPolicy;
 pub use ssrf::{AddressPolicy, ForbiddenAddress};
-pub use store::{DeliveryStore, MemoryStore, NewDelivery, NextStep};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use store::PgStore;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub use store::SecretSeal;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use store::{SecretSeal, SqliteStore};
+pub use store::SqliteStore;
+pub use store::{DeliveryStore, MemoryStore, NewDelivery, NextStep};
 
 /// Names of the metrics the sender emits.
 pub mod metric_names {

@@ -191,7 +191,9 @@ pub(crate) async fn dispatch<S: DeliveryStore>(
                 }
             }
             () = inner.wake.notified() => want_claim = true,
-            () = tokio::time::sleep_until(next_poll) => {}
+            () = inner.store.wait_for_work(
+                next_poll.saturating_duration_since(tokio::time::Instant::now()),
+            ) => want_claim = true,
             _ = stop.changed() => {}
         }
     }

@@ -1,6 +1,8 @@
 //! Where destinations, deliveries and attempts live: the [`DeliveryStore`]
 //! trait, [`MemoryStore`] for tests and, with the `sqlite` feature,
-//! `SqliteStore` for a sender that must survive restarts.
+//! `SqliteStore` for a sender that must survive restarts; with the
+//! `postgres` feature, `PgStore` for one queue shared by several sender
+//! nodes.
 //!
 //! The trait is shaped for a shared queue: workers [`claim_due`] a batch
 //! under a lease (with PostgreSQL, `SELECT .. FOR UPDATE SKIP LOCKED`), and
@@ -12,16 +14,22 @@
 //! [`record_attempt`]: DeliveryStore::record_attempt
 
 mod memory;
-#[cfg(feature = "sqlite")]
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod seal;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 use std::future::Future;
+use std::time::Duration;
 
 pub use memory::MemoryStore;
-#[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PgStore;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use seal::SecretSeal;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
@@ -171,7 +179,8 @@ fn page_of(mut items: Vec<Delivery>, size: usize) -> Page<Delivery> {
 
 /// Storage for the sender. Every method is one atomic step.
 ///
-/// Implementations: [`MemoryStore`] and (feature `sqlite`) `SqliteStore`.
+/// Implementations: [`MemoryStore`], (feature `sqlite`) `SqliteStore` and
+/// (feature `postgres`) `PgStore`.
 pub trait DeliveryStore: Send + Sync + 'static {
     /// Inserts or replaces a destination.
     fn save_destination(
@@ -283,4 +292,13 @@ pub trait DeliveryStore: Send + Sync + 'static {
         &self,
         delivery_id: &str,
     ) -> impl Future<Output = Result<Vec<DeliveryAttempt>, DeliveryStoreError>> + Send;
+
+    /// Waits up to `max` for a sign that deliveries may be waiting for a
+    /// claim: what an idle worker does between polls. Returning early only
+    /// costs a claim that finds nothing. The default sleeps `max`; a store
+    /// shared by several nodes returns as soon as another node publishes
+    /// or releases work (`PgStore`: `LISTEN/NOTIFY`).
+    fn wait_for_work(&self, max: Duration) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep(max)
+    }
 }
