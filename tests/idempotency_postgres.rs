@@ -403,3 +403,35 @@ async fn from_pool_uses_the_callers_pool() {
         Begin::New(_)
     ));
 }
+
+/// Two applications on one database, each in its own schema (set in the
+/// URL, as the docs say): each has its own table and its own keys.
+#[tokio::test]
+async fn schemas_keep_applications_apart() {
+    let pg = PostgresServer::start();
+    pg.psql("postgres", "CREATE SCHEMA orders; CREATE SCHEMA billing");
+    let in_schema = |schema: &str| format!("{}?options=-csearch_path%3D{schema}", pg.url());
+    let orders = PgIdempotencyStore::connect(&in_schema("orders"))
+        .await
+        .unwrap();
+    let billing = PgIdempotencyStore::connect(&in_schema("billing"))
+        .await
+        .unwrap();
+    let lease = Duration::from_secs(60);
+    assert!(matches!(
+        orders.begin("k", lease).await.unwrap(),
+        Begin::New(_)
+    ));
+    assert!(matches!(
+        billing.begin("k", lease).await.unwrap(),
+        Begin::New(_)
+    ));
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT string_agg(schemaname, ',' ORDER BY schemaname) FROM pg_tables \
+             WHERE tablename = 'webhook_guard_idempotency'"
+        ),
+        "billing,orders"
+    );
+}
