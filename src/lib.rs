@@ -68,12 +68,11 @@
 //! |---|---|---|
 //! | `ed25519` | no | Standard Webhooks `v1a` signatures (`Ed25519PublicKey`, `Ed25519SigningKey`) |
 //! | `redis` | no | `idempotency::RedisStore`: one idempotency store shared by several receivers |
-//! | `postgres` | no | `idempotency::PgIdempotencyStore`: the same in PostgreSQL, for fleets without Redis |
+//! | `postgres` | no | `idempotency::PgIdempotencyStore`: the same in PostgreSQL, for fleets without Redis; with `sender`, `sender::PgStore`: one delivery queue shared by several sender nodes |
 //! | `cli` | no | the `webhook-guard` command (`listen`, `send`, `sign`, `verify`); adds nothing to the library |
 //! | `testing` | no | `testing`: signed requests for any scheme in one line, [`FixedClock`] |
 //! | `sender` | no | `sender`: sign, deliver, retry, dead-letter and replay outgoing webhooks (in-memory store) |
 //! | `sqlite` | no | the sender's durable SQLite store (implies `sender`) |
-//! | `postgres` | no | with `sender`: `sender::PgStore`, one delivery queue in PostgreSQL shared by several sender nodes |
 //! | `console` | no | `sender::console`: the operator console, a JSON API and web page for destinations, delivery history and the DLQ (implies `sender`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -8,7 +8,7 @@ use deadpool_postgres::{Object, Pool};
 use sha2::{Digest, Sha256};
 
 use super::store::{Begin, IdempotencyStore, IdempotencyStoreError, LeaseToken, StoreFuture};
-use crate::postgres::{DEFAULT_POOL_SIZE, PgSetupError, migrate, pool_from_url};
+use crate::postgres::{DEFAULT_POOL_SIZE, PgSetupError, error_chain, migrate, pool_from_url};
 
 /// The schema migrations of the `idempotency` component, in order.
 const MIGRATIONS: &[&str] = &[include_str!(
@@ -328,19 +328,6 @@ fn setup_error(err: PgSetupError) -> IdempotencyStoreError {
 
 fn sql_error(what: &str, err: &tokio_postgres::Error) -> IdempotencyStoreError {
     IdempotencyStoreError::new(format!("PostgreSQL {what} failed: {}", error_chain(err)))
-}
-
-/// An error and its causes, `outer: inner: ..` (the driver's own text
-/// stops at "db error" or "error connecting to server").
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl fmt::Debug for PgIdempotencyStore {

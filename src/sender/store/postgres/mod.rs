@@ -55,8 +55,8 @@ const CHANNEL: &str = "webhook_guard_sender";
 
 /// A PostgreSQL error as a store error (the driver's text never holds the
 /// connection password).
-fn pg_err(e: impl std::fmt::Display) -> DeliveryStoreError {
-    DeliveryStoreError::new(format!("postgres: {e}"))
+fn pg_err(e: impl std::error::Error) -> DeliveryStoreError {
+    DeliveryStoreError::new(format!("postgres: {}", crate::postgres::error_chain(&e)))
 }
 
 fn setup_err(e: PgSetupError) -> DeliveryStoreError {
