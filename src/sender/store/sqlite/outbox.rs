@@ -80,7 +80,10 @@ impl SqliteStore {
         if file.as_deref() != Some(store_file.as_path()) {
             return Err(DeliveryStoreError::new(format!(
                 "the transaction is on {}, not on the store's file {}",
-                file.map_or_else(|| "an in-memory database".to_owned(), |f| f.display().to_string()),
+                file.map_or_else(
+                    || "an in-memory database".to_owned(),
+                    |f| f.display().to_string()
+                ),
                 store_file.display()
             )));
         }
