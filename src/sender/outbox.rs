@@ -83,24 +83,8 @@ impl<S: DeliveryStore> Sender<S> {
     /// [`PreparedPublish`] docs for the guarantee and the pitfalls).
     ///
     /// With `SqliteStore`, prepare before opening the transaction: the
-    /// store reads the destinations on its own connection.
-    ///
-    /// ```no_run
-    /// use webhook_guard::sender::{OutgoingEvent, Sender, SqliteStore};
-    ///
-    /// # async fn run(sender: Sender<SqliteStore>) -> Result<(), Box<dyn std::error::Error>> {
-    /// let event = OutgoingEvent::new("order.created", &serde_json::json!({"id": 42}))?;
-    /// let prepared = sender.prepare_publish(event).await?;
-    ///
-    /// let mut conn = rusqlite::Connection::open("webhooks.db")?;
-    /// conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    /// let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    /// tx.execute("INSERT INTO orders (id) VALUES (42)", [])?;
-    /// sender.store().enqueue_in(&tx, &prepared)?;
-    /// tx.commit()?;
-    /// sender.wake_workers();
-    /// # Ok(()) }
-    /// ```
+    /// store reads the destinations on its own connection. Examples:
+    /// `SqliteStore::enqueue_in` and `PgStore::enqueue_in`.
     ///
     /// # Errors
     ///
