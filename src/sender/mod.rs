@@ -50,6 +50,10 @@
 //! so a receiver may see an event twice; it deduplicates on the event id,
 //! which every attempt and replay carries unchanged.
 //!
+//! To publish atomically with your own database writes (the order and its
+//! `order.created` webhook commit or roll back together), write the event
+//! with your transaction: see [`PreparedPublish`].
+//!
 //! ## Metrics and traces
 //!
 //! Through the [`metrics`] facade: the counters
@@ -70,6 +74,7 @@ mod delivery;
 mod destination;
 mod error;
 mod history;
+mod outbox;
 mod publish;
 mod retry;
 mod ssrf;
@@ -88,6 +93,7 @@ pub use delivery::{
 pub use destination::{Destination, EventFilter, NewDestination};
 pub use error::{DeliveryStoreError, SenderError};
 pub use history::{DeliveryHistory, ReplaySkipReason, ReplaySummary, SkippedReplay};
+pub use outbox::PreparedPublish;
 pub use publish::TEST_EVENT_TYPE;
 pub use state::{Sender, SenderHandle};
 

@@ -25,15 +25,7 @@ impl<S: DeliveryStore> Sender<S> {
     ) -> Result<Vec<Delivery>, SenderError> {
         let event = event.into();
         let now = self.now();
-        let mut news: Vec<NewDelivery> = self
-            .inner
-            .all_destinations()
-            .await?
-            .iter()
-            .map(|t| &t.destination)
-            .filter(|d| d.enabled && d.events.matches(event.event_type()))
-            .map(|d| NewDelivery::new(event.id(), &d.id, now))
-            .collect();
+        let mut news = self.matching_deliveries(&event, now).await?;
         // With workers running here and room in their queue (at most one
         // round of `max_in_flight` waiting for a slot), lease the deliveries
         // in the same transaction and hand them over: no claim needed.

@@ -24,6 +24,7 @@
 //! base64, sealed first when a [`SecretSeal`] is set.
 
 mod listen;
+mod outbox;
 mod queue;
 mod rows;
 
@@ -221,21 +222,7 @@ impl DeliveryStore for PgStore {
     ) -> Result<Vec<Delivery>, SenderError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg_err)?;
-        if !queue::insert_event(&tx, event, created_at_ms).await? {
-            return Err(SenderError::DuplicateEvent {
-                id: event.id().to_owned(),
-            });
-        }
-        let body = event.body_bytes();
-        let out = if deliveries.is_empty() {
-            Vec::new()
-        } else {
-            queue::insert_deliveries(&tx, &self.owner, deliveries, event.event_type(), &body)
-                .await?
-        };
-        if any_unleased(deliveries) {
-            queue::notify(&tx).await?;
-        }
+        let out = outbox::enqueue_on(&tx, &self.owner, event, created_at_ms, deliveries).await?;
         tx.commit().await.map_err(pg_err)?;
         Ok(out)
     }

@@ -4,6 +4,7 @@
 
 use deadpool_postgres::GenericClient;
 
+use super::outbox::EnqueueTx;
 use super::rows::{DELIVERY_COLUMNS, delivery_from_row};
 use super::{CHANNEL, pg_err};
 use crate::sender::delivery::{
@@ -13,12 +14,13 @@ use crate::sender::error::DeliveryStoreError;
 use crate::sender::store::{NewDelivery, NextStep};
 
 /// Wakes every listening node once this transaction commits.
-pub(super) async fn notify(client: &impl GenericClient) -> Result<(), DeliveryStoreError> {
+pub(super) async fn notify(client: &impl EnqueueTx) -> Result<(), DeliveryStoreError> {
     let stmt = client
-        .prepare_cached("SELECT pg_notify($1, '')")
+        .statement("SELECT pg_notify($1, '')")
         .await
         .map_err(pg_err)?;
     client
+        .tx()
         .execute(&stmt, &[&CHANNEL])
         .await
         .map_err(pg_err)
@@ -27,12 +29,12 @@ pub(super) async fn notify(client: &impl GenericClient) -> Result<(), DeliverySt
 
 /// Stores the event; `false` when its id is stored already.
 pub(super) async fn insert_event(
-    client: &impl GenericClient,
+    client: &impl EnqueueTx,
     event: &OutgoingEvent,
     created_at_ms: i64,
 ) -> Result<bool, DeliveryStoreError> {
     let stmt = client
-        .prepare_cached(
+        .statement(
             "INSERT INTO sender_events (id, event_type, body, created_at_ms) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
         )
@@ -44,7 +46,7 @@ pub(super) async fn insert_event(
         &event.body(),
         &created_at_ms,
     ];
-    let inserted = client.execute(&stmt, &params).await.map_err(pg_err)?;
+    let inserted = client.tx().execute(&stmt, &params).await.map_err(pg_err)?;
     Ok(inserted > 0)
 }
 
@@ -52,7 +54,7 @@ pub(super) async fn insert_event(
 /// transaction) in one statement; a delivery created leased belongs to
 /// `owner`. Returns them pending, each with its sequence number.
 pub(super) async fn insert_deliveries(
-    client: &impl GenericClient,
+    client: &impl EnqueueTx,
     owner: &str,
     news: &[NewDelivery],
     event_type: &str,
@@ -66,7 +68,7 @@ pub(super) async fn insert_deliveries(
     let replays: Vec<Option<&str>> = news.iter().map(|n| n.replay_of.as_deref()).collect();
     let leases: Vec<Option<i64>> = news.iter().map(|n| n.lease_until_ms).collect();
     let stmt = client
-        .prepare_cached(
+        .statement(
             "INSERT INTO sender_deliveries (id, event_id, destination_id, status, \
              next_attempt_at_ms, created_at_ms, updated_at_ms, replay_of, lease_until_ms, \
              lease_owner) \
@@ -80,6 +82,7 @@ pub(super) async fn insert_deliveries(
         .await
         .map_err(pg_err)?;
     let rows = client
+        .tx()
         .query(
             &stmt,
             &[
