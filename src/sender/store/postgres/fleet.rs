@@ -257,9 +257,11 @@ pub(super) async fn count_attempt(
     let stmt = client
         .prepare_cached(
             "UPDATE sender_destinations t SET \
-               consecutive_failures = CASE WHEN $2 THEN 0 ELSE t.consecutive_failures + 1 END, \
+               consecutive_failures = CASE WHEN $2::bool THEN 0 \
+                 ELSE t.consecutive_failures + 1 END, \
                open_until_ms = CASE WHEN $2 THEN NULL \
-                 WHEN t.consecutive_failures + 1 >= $3 THEN $4 + $5 ELSE t.open_until_ms END, \
+                 WHEN t.consecutive_failures + 1 >= $3::int4 THEN $4::int8 + $5::int8 \
+                 ELSE t.open_until_ms END, \
                probe_until_ms = CASE WHEN $2 OR t.consecutive_failures + 1 >= $3 THEN NULL \
                  ELSE t.probe_until_ms END \
              FROM sender_deliveries d WHERE d.id = $1 AND t.id = d.destination_id \
