@@ -141,7 +141,14 @@ async fn the_circuit_opens_for_the_fleet_and_one_probe_decides() {
     let mut ids = Vec::new();
     for n in 0..6 {
         let sender = if n % 2 == 0 { &a } else { &b };
-        ids.extend(sender.publish(event(n)).await.unwrap().into_iter().map(|d| d.id));
+        ids.extend(
+            sender
+                .publish(event(n))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| d.id),
+        );
     }
     let requests = || seen.requests.load(Ordering::SeqCst);
     wait_until("3 failures", Duration::from_secs(5), || requests() >= 3).await;
@@ -163,11 +170,18 @@ async fn the_circuit_opens_for_the_fleet_and_one_probe_decides() {
         let store = a.store();
         let start = Instant::now();
         while store.delivery(id).await.unwrap().unwrap().status != DeliveryStatus::Delivered {
-            assert!(start.elapsed() < Duration::from_secs(5), "{id} not delivered");
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "{id} not delivered"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-    assert_eq!(requests(), 4 + ids.len(), "each delivery once after the probe");
+    assert_eq!(
+        requests(),
+        4 + ids.len(),
+        "each delivery once after the probe"
+    );
     assert!(!a.is_paused("flaky") && !b.is_paused("flaky"));
 }
 

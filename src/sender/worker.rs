@@ -374,6 +374,11 @@ async fn run_delivery<S: DeliveryStore>(
     let step = next_step(&outcome, number, &inner.config.retry);
     let next = apply_step(inner, &target.destination, &delivery, step, finished).await;
     record(inner, &delivery, &attempt, &next).await;
+    if inner.store.coordinates_fleet() {
+        // The recorded attempt freed a slot of the fleet-wide limit (or
+        // closed a circuit): claim again rather than wait for the poll.
+        inner.wake.notify_one();
+    }
 }
 
 /// The delivery's destination, ready to attempt; `None` when there is

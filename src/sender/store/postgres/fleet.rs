@@ -109,9 +109,7 @@ async fn lock_candidates(
         .await
         .map_err(pg_err)?;
     let rows = client.query(&stmt, &[&now_ms]).await.map_err(pg_err)?;
-    rows.iter()
-        .map(|r| r.try_get(0).map_err(pg_err))
-        .collect()
+    rows.iter().map(|r| r.try_get(0).map_err(pg_err)).collect()
 }
 
 /// The room of each locked destination, read with a snapshot taken after
@@ -131,7 +129,10 @@ async fn rooms(
         )
         .await
         .map_err(pg_err)?;
-    let rows = client.query(&stmt, &[&ids, &now_ms]).await.map_err(pg_err)?;
+    let rows = client
+        .query(&stmt, &[&ids, &now_ms])
+        .await
+        .map_err(pg_err)?;
     let mut out = Vec::with_capacity(rows.len());
     for r in &rows {
         let live: i64 = r.try_get(3).map_err(pg_err)?;
