@@ -321,10 +321,12 @@ impl DeliveryStore for PgStore {
             return queue::record_attempt(&client, &self.owner, attempt, lease_until_ms, next)
                 .await;
         };
+        // The destination row first, as claims and deletes lock it: a
+        // delivery row held while waiting for it could deadlock a delete.
         let tx = client.transaction().await.map_err(pg_err)?;
-        queue::record_attempt(&tx, &self.owner, attempt, lease_until_ms, next).await?;
         let end_ms = next.outcome(attempt).at_ms;
         let circuit = fleet::count_attempt(&tx, attempt, end_ms, policy).await?;
+        queue::record_attempt(&tx, &self.owner, attempt, lease_until_ms, next).await?;
         tx.commit().await.map_err(pg_err)?;
         if let Some((destination, open_until_ms)) = circuit {
             if open_until_ms.is_some_and(|until| end_ms < until) && !attempt.succeeded() {
