@@ -662,7 +662,7 @@ mod postgres {
                 "race",
                 "SELECT version FROM webhook_guard_schema WHERE component = 'sender'"
             ),
-            "1"
+            "2"
         );
         // One schema, shared: what one node stores, another reads.
         let a = add_destination(a, "dst_a").await;

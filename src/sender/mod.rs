@@ -113,7 +113,7 @@ pub use store::SecretSeal;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use store::SqliteStore;
-pub use store::{DeliveryStore, MemoryStore, NewDelivery, NextStep};
+pub use store::{DeliveryStore, FleetPolicy, MemoryStore, NewDelivery, NextStep};
 
 /// Names of the metrics the sender emits.
 pub mod metric_names {

@@ -14,6 +14,14 @@
 //!   keeps a `LISTEN` connection, and an idle sender wakes at once instead
 //!   of at its next poll. A missed notification (the connection dropped)
 //!   costs at most one poll interval; after reconnecting the node claims.
+//! - **Fleet-wide limits**: the store [coordinates the fleet](DeliveryStore::coordinates_fleet).
+//!   Claims lock the candidate destinations' rows (in id order, briefly),
+//!   count their live leases and lease no more than the sender's
+//!   per-destination limit; each destination row holds its circuit
+//!   (failures in a row, open until, the half-open probe's lease), moved on
+//!   by `record_attempt` in the same transaction, so an open circuit pauses
+//!   every node and exactly one node sends the probe. A disabled destination
+//!   (410 Gone on any node) is skipped by every node's next claim.
 //! - **Migrations** are versioned SQL files applied in one transaction under
 //!   an advisory lock, so nodes starting together do not race; a database
 //!   whose schema is newer than this build is refused with an error that
@@ -23,6 +31,7 @@
 //! Destination secrets are stored as for `SqliteStore`: key bytes in
 //! base64, sealed first when a [`SecretSeal`] is set.
 
+mod fleet;
 mod listen;
 mod outbox;
 mod queue;
@@ -38,7 +47,7 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
 use self::listen::Listener;
 use super::seal::{SecretSeal, encode_secrets};
-use super::{DeliveryStore, NewDelivery, NextStep, not_stored};
+use super::{DeliveryStore, FleetPolicy, NewDelivery, NextStep, not_stored};
 use crate::postgres::{DEFAULT_POOL_SIZE, PgSetupError, migrate, pool_from_url};
 use crate::sender::delivery::{
     Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, OutgoingEvent, Page,
@@ -47,9 +56,10 @@ use crate::sender::destination::Destination;
 use crate::sender::error::{DeliveryStoreError, SenderError};
 
 /// The schema migrations of the sender's tables, version `i + 1` at `i`.
-const MIGRATIONS: &[&str] = &[include_str!(
-    "../../../../migrations/postgres/sender/0001_init.sql"
-)];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../../migrations/postgres/sender/0001_init.sql"),
+    include_str!("../../../../migrations/postgres/sender/0002_fleet_circuit.sql"),
+];
 
 /// The notification channel that wakes idle sender nodes.
 const CHANNEL: &str = "webhook_guard_sender";
@@ -87,6 +97,10 @@ pub struct PgStore {
     owner: Arc<str>,
     seal: Option<Arc<dyn SecretSeal>>,
     listener: Option<Arc<Listener>>,
+    /// The fleet-wide limits, once a sender was built over this copy.
+    policy: Option<FleetPolicy>,
+    /// Open circuits as last read.
+    open: Arc<fleet::OpenCircuits>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -95,6 +109,7 @@ impl std::fmt::Debug for PgStore {
             .field("owner", &self.owner)
             .field("sealed", &self.seal.is_some())
             .field("listening", &self.listener.is_some())
+            .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
@@ -142,6 +157,8 @@ impl PgStore {
             owner: Arc::from(format!("{}", uuid::Uuid::now_v7().simple())),
             seal: None,
             listener: None,
+            policy: None,
+            open: Arc::default(),
         })
     }
 
@@ -270,8 +287,14 @@ impl DeliveryStore for PgStore {
         limit: usize,
         lease_until_ms: i64,
     ) -> Result<Vec<Delivery>, DeliveryStoreError> {
-        let client = self.client().await?;
-        queue::claim_due(&client, &self.owner, now_ms, limit, lease_until_ms).await
+        let mut client = self.client().await?;
+        match &self.policy {
+            Some(policy) => {
+                let claim = (now_ms, limit, lease_until_ms);
+                fleet::claim_due(&mut client, &self.owner, claim, policy, &self.open).await
+            }
+            None => queue::claim_due(&client, &self.owner, now_ms, limit, lease_until_ms).await,
+        }
     }
 
     async fn record_attempt(
@@ -280,8 +303,25 @@ impl DeliveryStore for PgStore {
         lease_until_ms: i64,
         next: &NextStep,
     ) -> Result<(), DeliveryStoreError> {
-        let client = self.client().await?;
-        queue::record_attempt(&client, &self.owner, attempt, lease_until_ms, next).await
+        let mut client = self.client().await?;
+        let Some(policy) = &self.policy else {
+            return queue::record_attempt(&client, &self.owner, attempt, lease_until_ms, next)
+                .await;
+        };
+        // The destination row first, as claims and deletes lock it: a
+        // delivery row held while waiting for it could deadlock a delete.
+        let tx = client.transaction().await.map_err(pg_err)?;
+        let end_ms = next.outcome(attempt).at_ms;
+        let circuit = fleet::count_attempt(&tx, attempt, end_ms, policy).await?;
+        queue::record_attempt(&tx, &self.owner, attempt, lease_until_ms, next).await?;
+        tx.commit().await.map_err(pg_err)?;
+        if let Some((destination, open_until_ms)) = circuit {
+            if open_until_ms.is_some_and(|until| end_ms < until) && !attempt.succeeded() {
+                tracing::debug!(destination, "circuit open across the fleet");
+            }
+            self.open.set(&destination, open_until_ms);
+        }
+        Ok(())
     }
 
     async fn reschedule(
@@ -322,6 +362,24 @@ impl DeliveryStore for PgStore {
         delivery_id: &str,
     ) -> Result<Vec<DeliveryAttempt>, DeliveryStoreError> {
         rows::load_attempts(&self.client().await?, delivery_id).await
+    }
+
+    fn coordinates_fleet(&self) -> bool {
+        true
+    }
+
+    fn set_fleet_policy(&mut self, policy: FleetPolicy) {
+        self.policy = Some(policy);
+    }
+
+    async fn close_circuit(&self, destination_id: &str) -> Result<(), DeliveryStoreError> {
+        fleet::close_circuit(&self.client().await?, destination_id).await?;
+        self.open.set(destination_id, None);
+        Ok(())
+    }
+
+    fn circuit_open(&self, destination_id: &str, now_ms: i64) -> Option<bool> {
+        Some(self.open.is_open(destination_id, now_ms))
     }
 
     async fn wait_for_work(&self, max: Duration) {

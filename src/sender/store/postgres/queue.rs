@@ -199,7 +199,8 @@ pub(super) async fn record_attempt(
 }
 
 /// Releases `owner`'s lease `lease_until_ms` and makes the delivery due at
-/// `at_ms`; wakes the fleet when it did.
+/// `at_ms`; wakes the fleet when it did. A half-open circuit's probe
+/// released this way lets another probe go.
 pub(super) async fn reschedule(
     client: &impl GenericClient,
     owner: &str,
@@ -213,7 +214,10 @@ pub(super) async fn reschedule(
                  UPDATE sender_deliveries SET lease_until_ms = NULL, lease_owner = NULL, \
                  next_attempt_at_ms = $2 \
                  WHERE id = $1 AND status = 'pending' AND lease_until_ms = $3 \
-                   AND lease_owner = $4 RETURNING 1) \
+                   AND lease_owner = $4 RETURNING destination_id), \
+             probe AS ( \
+                 UPDATE sender_destinations t SET probe_until_ms = NULL FROM moved \
+                 WHERE t.id = moved.destination_id AND t.probe_until_ms = $3) \
              SELECT pg_notify($5, '') FROM moved",
         )
         .await
