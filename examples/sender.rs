@@ -148,12 +148,16 @@ async fn run<S: DeliveryStore>(
     }
 
     let workers = sender.start();
+    // Until nothing is pending; a store that is down for a while (the
+    // workers retry at each poll) does not end the node.
     loop {
-        let pending = sender
+        match sender
             .deliveries(&DeliveryQuery::new().status(DeliveryStatus::Pending))
-            .await?;
-        if pending.items.is_empty() {
-            break;
+            .await
+        {
+            Ok(pending) if pending.items.is_empty() => break,
+            Ok(_) => {}
+            Err(e) => eprintln!("cannot read the queue ({e}); trying again"),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
