@@ -25,6 +25,16 @@
 //! | `CONSOLE_PORT` | the console's port | `8080`; `0` picks a free one |
 //! | `CONSOLE_TOKEN` | the bearer token the API requires | 32 random bytes in hex, printed |
 //! | `CONSOLE_RUN_SECONDS` | stop after this long | run until Ctrl-C |
+//! | `WEBHOOK_DB` | SQLite file holding the queue | a file in a temporary directory |
+//! | `WEBHOOK_DATABASE_URL` | `postgres://user:password@host/db`: a queue shared with other nodes (build with `--features console,sqlite,postgres`); `WEBHOOK_DB` is then unused | unset |
+//! | `WEBHOOK_LEASE_SECS` | how long a claimed delivery stays leased to this node: a node that dies holds its work this long | 50 |
+//! | `WEBHOOK_EVENTS` | how many events to publish, one every 4 s; `0`: no receiver, no demo destinations, no events: the node delivers what is queued (with the allowed addresses of `WEBHOOK_ALLOW`) and shows it | no limit |
+//! | `WEBHOOK_ALLOW` | with `WEBHOOK_EVENTS=0`: addresses/CIDRs the SSRF guard lets through, comma separated | `127.0.0.1` |
+//!
+//! With `WEBHOOK_DATABASE_URL`, the console shows and operates the queue of
+//! the whole fleet: start it with `WEBHOOK_EVENTS=0` beside the nodes of
+//! `examples/sender.rs` to watch them deliver and replay their dead
+//! letters.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -37,8 +47,12 @@ use axum::routing::{get, post};
 use webhook_guard::Event;
 use webhook_guard::sender::console::Console;
 use webhook_guard::sender::{
-    AddressPolicy, EventFilter, NewDestination, OutgoingEvent, RetryPolicy, Sender, SqliteStore,
+    AddressPolicy, DeliveryStore, EventFilter, NewDestination, OutgoingEvent, RetryPolicy, Sender,
 };
+
+#[path = "node_store/mod.rs"]
+mod node_store;
+use node_store::NodeStore;
 
 #[derive(Clone, Default)]
 struct Receiver {
@@ -71,6 +85,15 @@ async fn heal(State(r): State<Receiver>) -> &'static str {
     "/down answers 200 from now on; replay its dead letters in the console"
 }
 
+/// What the demo does besides running the console, from the environment.
+struct Demo {
+    port: u16,
+    run_for: Option<Duration>,
+    /// How many events to publish; `None` without limit, `Some(0)` for a
+    /// node that only delivers (no receiver, no demo destinations).
+    events: Option<usize>,
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
@@ -78,15 +101,93 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
-    let port: u16 = std::env::var("CONSOLE_PORT")
-        .unwrap_or("8080".into())
-        .parse()?;
-    let run_for = std::env::var("CONSOLE_RUN_SECONDS")
-        .ok()
-        .map(|s| s.parse::<u64>().map(Duration::from_secs))
-        .transpose()?;
+    let demo = Demo {
+        port: std::env::var("CONSOLE_PORT")
+            .unwrap_or("8080".into())
+            .parse()?,
+        run_for: std::env::var("CONSOLE_RUN_SECONDS")
+            .ok()
+            .map(|s| s.parse::<u64>().map(Duration::from_secs))
+            .transpose()?,
+        events: node_store::events_to_publish()?,
+    };
+    // The queue: PostgreSQL, the given SQLite file, or one in a temporary
+    // directory.
+    let dir = tempfile::tempdir()?;
+    match NodeStore::from_env(&dir.path().join("console-demo.db")).await? {
+        NodeStore::Sqlite(store) => run(store, demo).await,
+        #[cfg(feature = "postgres")]
+        NodeStore::Postgres(store) => run(store, demo).await,
+    }
+}
 
-    // The receiver.
+/// Addresses the SSRF guard lets through: loopback for the demo receiver,
+/// or `WEBHOOK_ALLOW` for a node that delivers what is queued.
+fn address_policy(demo: &Demo) -> Result<AddressPolicy, Box<dyn std::error::Error>> {
+    let allow = match (demo.events, std::env::var("WEBHOOK_ALLOW")) {
+        (Some(0), Ok(list)) => list,
+        _ => "127.0.0.1".to_owned(),
+    };
+    let mut policy = AddressPolicy::new();
+    for allowed in allow.split(',').filter(|a| !a.trim().is_empty()) {
+        policy = policy.allow(allowed)?;
+    }
+    Ok(policy)
+}
+
+async fn run<S: DeliveryStore>(store: S, demo: Demo) -> Result<(), Box<dyn std::error::Error>> {
+    // A short retry schedule so the dead letter queue fills within seconds.
+    let builder = Sender::builder(store)
+        .address_policy(address_policy(&demo)?)
+        .retry(RetryPolicy::new([Duration::from_secs(2)]));
+    let sender = node_store::with_lease(builder)?.build()?;
+    let workers = sender.start();
+    let receiver_url = match demo.events {
+        Some(0) => None,
+        limit => Some(start_demo(&sender, limit).await?),
+    };
+
+    // The console, behind a bearer token: the given one, or a fresh one.
+    let (token, token_note) = match std::env::var("CONSOLE_TOKEN") {
+        Ok(token) if !token.is_empty() => (token, "from CONSOLE_TOKEN"),
+        _ => (
+            hex::encode(rand::random::<[u8; 32]>()),
+            "generated for this run; set CONSOLE_TOKEN to choose one",
+        ),
+    };
+    let console = Console::new(sender).refresh_seconds(3).bearer_token(&token);
+    let app = Router::new().nest("/webhooks", console.router());
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", demo.port)).await?;
+    let console_url = format!("http://{}/webhooks", listener.local_addr()?);
+    println!("console:  {console_url}");
+    println!("token:    {token} ({token_note})");
+    if let Some(receiver_url) = receiver_url {
+        println!("receiver: {receiver_url} (open {receiver_url}/heal to bring /down back)");
+    }
+    let server = axum::serve(listener, app);
+    match demo.run_for {
+        Some(d) => {
+            let _ = tokio::time::timeout(d, server).await;
+        }
+        None => {
+            server
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+        }
+    }
+    workers.shutdown().await;
+    Ok(())
+}
+
+/// Starts the local receiver, registers its three endpoints and publishes
+/// `limit` events (without limit when `None`), one every 4 s. Returns the
+/// receiver's URL.
+async fn start_demo<S: DeliveryStore>(
+    sender: &Sender<S>,
+    limit: Option<usize>,
+) -> Result<String, Box<dyn std::error::Error>> {
     let receiver = Receiver::default();
     let receiver_app = Router::new()
         .route("/ok", post(ok))
@@ -97,15 +198,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let receiver_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let receiver_url = format!("http://{}", receiver_listener.local_addr()?);
     tokio::spawn(async move { axum::serve(receiver_listener, receiver_app).await });
-
-    // The sender, with its queue in SQLite and a short retry schedule so the
-    // dead letter queue fills within seconds.
-    let dir = tempfile::tempdir()?;
-    let sender = Sender::builder(SqliteStore::open(dir.path().join("console-demo.db"))?)
-        .address_policy(AddressPolicy::new().allow("127.0.0.1")?)
-        .retry(RetryPolicy::new([Duration::from_secs(2)]))
-        .build()?;
-    let workers = sender.start();
     for (path, events) in [
         ("ok", EventFilter::All),
         ("flaky", EventFilter::only(["kpi.*", "ingestion.*"])),
@@ -121,60 +213,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
             .await?;
     }
-
-    // Something to deliver.
     let publisher = sender.clone();
     tokio::spawn(async move {
-        for n in 0usize.. {
-            let event_type = Event::CATALOGUE[n % Event::CATALOGUE.len()];
-            let body = serde_json::json!({
-                "event": event_type,
-                "timestamp": time::OffsetDateTime::now_utc()
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default(),
-                "tenantId": "tenant_demo",
-                "data": { "n": n },
-            });
-            match OutgoingEvent::new(event_type, &body) {
-                Ok(event) => {
-                    if let Err(e) = publisher.publish(event).await {
-                        eprintln!("publish failed: {e}");
-                    }
-                }
-                Err(e) => eprintln!("cannot build event: {e}"),
-            }
+        for n in 0..limit.unwrap_or(usize::MAX) {
+            publish_one(&publisher, n).await;
             tokio::time::sleep(Duration::from_secs(4)).await;
         }
     });
+    Ok(receiver_url)
+}
 
-    // The console, behind a bearer token: the given one, or a fresh one.
-    let (token, token_note) = match std::env::var("CONSOLE_TOKEN") {
-        Ok(token) if !token.is_empty() => (token, "from CONSOLE_TOKEN"),
-        _ => (
-            hex::encode(rand::random::<[u8; 32]>()),
-            "generated for this run; set CONSOLE_TOKEN to choose one",
-        ),
-    };
-    let console = Console::new(sender).refresh_seconds(3).bearer_token(&token);
-    let app = Router::new().nest("/webhooks", console.router());
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    let console_url = format!("http://{}/webhooks", listener.local_addr()?);
-    println!("console:  {console_url}");
-    println!("token:    {token} ({token_note})");
-    println!("receiver: {receiver_url} (open {receiver_url}/heal to bring /down back)");
-    let server = axum::serve(listener, app);
-    match run_for {
-        Some(d) => {
-            let _ = tokio::time::timeout(d, server).await;
+/// Publishes the `n`-th event of the built-in catalogue, round robin.
+async fn publish_one<S: DeliveryStore>(sender: &Sender<S>, n: usize) {
+    let event_type = Event::CATALOGUE[n % Event::CATALOGUE.len()];
+    let body = serde_json::json!({
+        "event": event_type,
+        "timestamp": time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        "tenantId": "tenant_demo",
+        "data": { "n": n },
+    });
+    match OutgoingEvent::new(event_type, &body) {
+        Ok(event) => {
+            if let Err(e) = sender.publish(event).await {
+                eprintln!("publish failed: {e}");
+            }
         }
-        None => {
-            server
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await?;
-        }
+        Err(e) => eprintln!("cannot build event: {e}"),
     }
-    workers.shutdown().await;
-    Ok(())
 }
