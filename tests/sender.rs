@@ -407,6 +407,46 @@ async fn a_hanging_endpoint_times_out() {
     );
 }
 
+/// A request that outlived its lease would be claimed and sent again while
+/// the first is still in flight: two copies of one delivery at once, from
+/// two nodes or from one. The attempt's timeout is cut to its lease.
+#[tokio::test]
+async fn an_attempt_never_outlives_its_lease() {
+    let (url, rx) = receiver_with(
+        SecretSet::single(SECRET).unwrap(),
+        Duration::from_secs(3),
+        ok,
+    )
+    .await;
+    let sender = fast(MemoryStore::new())
+        .lease(Duration::from_secs(1))
+        .timeout(Duration::from_secs(15))
+        .retry(RetryPolicy::none())
+        .build()
+        .unwrap();
+    sender
+        .add_destination(NewDestination::new(url, SECRET))
+        .await
+        .unwrap();
+    let ds = sender.publish(event("kpi.alert", 1)).await.unwrap();
+    let _w = sender.start();
+    wait_status(&sender, &ds[0].id, DeliveryStatus::DeadLettered).await;
+    // Long enough for a re-claim after the lease to have sent a copy.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(rx.count(), 1, "the delivery was sent more than once");
+    assert_eq!(rx.max_in_flight.load(Ordering::SeqCst), 1);
+    let history = sender.delivery_history(&ds[0].id).await.unwrap();
+    assert_eq!(history.attempts.len(), 1, "{:?}", history.attempts);
+    let a = &history.attempts[0];
+    assert_eq!(a.error_class, Some(ErrorClass::Timeout), "{a:?}");
+    // The 1 s lease less its 250 ms margin, not the 15 s request timeout.
+    assert!(
+        a.duration_ms >= 700 && a.duration_ms < 1_000,
+        "{}",
+        a.duration_ms
+    );
+}
+
 #[tokio::test]
 async fn a_closed_connection_and_a_refused_one_are_recorded_and_retried() {
     // Accepts, reads the request, closes without answering.

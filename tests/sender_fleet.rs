@@ -251,8 +251,9 @@ async fn concurrent_claims_of_two_stores_respect_the_limit() {
     // for the whole test, so each destination gives out three in all.
     let barrier = Arc::new(tokio::sync::Barrier::new(6));
     let mut tasks = Vec::new();
-    for store in [&a, &b, &a, &b, &a, &b] {
+    for (n, store) in [&a, &b, &a, &b, &a, &b].into_iter().enumerate() {
         let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+        let on_a = n % 2 == 0;
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
             let mut mine = Vec::new();
@@ -262,13 +263,14 @@ async fn concurrent_claims_of_two_stores_respect_the_limit() {
                 empty = if batch.is_empty() { empty + 1 } else { 0 };
                 mine.extend(batch);
             }
-            mine
+            mine.into_iter().map(move |d| (on_a, d)).collect::<Vec<_>>()
         }));
     }
-    let mut claimed = Vec::new();
+    let mut by_store = Vec::new();
     for t in tasks {
-        claimed.extend(t.await.unwrap());
+        by_store.extend(t.await.unwrap());
     }
+    let claimed: Vec<_> = by_store.iter().map(|(_, d)| d.clone()).collect();
     let ids: HashSet<&str> = claimed.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(ids.len(), claimed.len(), "a delivery was claimed twice");
     for dst in ["d1", "d2"] {
@@ -276,9 +278,14 @@ async fn concurrent_claims_of_two_stores_respect_the_limit() {
         assert_eq!(n, 3, "{dst}: {n} leases live at once");
     }
 
-    // A released slot is one more claim, and only one.
-    let d = claimed.iter().find(|d| d.destination_id == "d1").unwrap();
-    a.reschedule(&d.id, 1_000_000, 2_000).await.unwrap();
+    // A released slot is one more claim, and only one. The lease is fenced
+    // by its owner too, so the store that claimed it releases it.
+    let (on_a, d) = by_store
+        .iter()
+        .find(|(_, d)| d.destination_id == "d1")
+        .unwrap();
+    let owner = if *on_a { &a } else { &b };
+    owner.reschedule(&d.id, 1_000_000, 2_000).await.unwrap();
     let again = b.claim_due(1_000, 10, 1_000_000).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].destination_id, "d1");

@@ -25,6 +25,9 @@ pub(crate) struct Settings {
     pub(super) batch_size: usize,
     pub(super) poll_interval: Duration,
     pub(super) lease_ms: i64,
+    /// The whole-request timeout, ms: an attempt's own timeout is this or
+    /// what is left of its lease, whichever is shorter.
+    pub(super) timeout_ms: i64,
     pub(super) busy_delay_ms: i64,
     pub(super) breaker_threshold: u32,
     pub(super) breaker_cooldown_ms: i64,
@@ -41,6 +44,7 @@ impl Default for Settings {
             batch_size: 64,
             poll_interval: Duration::from_secs(1),
             lease_ms: 0,
+            timeout_ms: 15_000,
             busy_delay_ms: 100,
             breaker_threshold: 5,
             breaker_cooldown_ms: 30_000,
@@ -126,7 +130,10 @@ impl<S: DeliveryStore> SenderBuilder<S> {
 
         /// How long a claimed delivery stays leased to this sender (default:
         /// connect timeout + total timeout + 30 s). A sender that dies mid-flight
-        /// holds its deliveries this long.
+        /// holds its deliveries this long. An attempt never outlives its lease:
+        /// its timeout is cut to what is left of the lease (less a margin), and
+        /// a delivery whose lease is nearly over is given back unsent, so two
+        /// nodes never send one delivery at once.
         fn lease(d: Duration) => lease = Some(d);
 
         /// How long a delivery waits when its destination is at its concurrency
@@ -187,6 +194,7 @@ impl<S: DeliveryStore> SenderBuilder<S> {
             .build()
             .map_err(|e| invalid("http client", &e.to_string()))?;
         let mut config = self.config;
+        config.timeout_ms = millis(self.timeout);
         config.lease_ms = millis(
             self.lease
                 .unwrap_or(self.connect_timeout + self.timeout + Duration::from_secs(30)),

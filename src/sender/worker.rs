@@ -10,6 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
+use super::builder::Settings;
 use super::delivery::{Delivery, DeliveryAttempt, ErrorClass};
 use super::destination::Destination;
 use super::metric_names;
@@ -345,6 +346,20 @@ async fn run_delivery<S: DeliveryStore>(
             return;
         }
     };
+    let Some(budget) = attempt_budget(&inner.config, lease_of(&delivery), now) else {
+        // Too little of the lease is left to send and hear back before
+        // another claim may take the delivery: give it back unsent, so a
+        // fresh claim (here or on another node) sends it under a full lease.
+        drop(permit);
+        if let Err(e) = inner
+            .store
+            .reschedule(&delivery.id, lease_of(&delivery), now)
+            .await
+        {
+            tracing::error!(error = %e, "rescheduling failed; the lease will expire");
+        }
+        return;
+    };
     let number = delivery.attempts.saturating_add(1);
     let span = tracing::info_span!(
         "webhook.attempt",
@@ -352,7 +367,7 @@ async fn run_delivery<S: DeliveryStore>(
         status = tracing::field::Empty,
         error_class = tracing::field::Empty,
     );
-    let (attempt, outcome) = attempt_once(inner, &target, &delivery, number)
+    let (attempt, outcome) = attempt_once(inner, &target, &delivery, number, budget)
         .instrument(span.clone())
         .await;
     drop(permit);
@@ -514,6 +529,7 @@ async fn attempt_once<S: DeliveryStore>(
     target: &Target,
     delivery: &Delivery,
     number: u32,
+    budget: Duration,
 ) -> (DeliveryAttempt, AttemptOutcome) {
     let started_at_ms = inner.clock.now_millis();
     let started = Instant::now();
@@ -527,18 +543,37 @@ async fn attempt_once<S: DeliveryStore>(
             let outcome = outcome_of(&attempt, None);
             return (attempt, outcome);
         }
-        Ok(request) => match inner.client.execute(request).await {
-            Ok(response) => retry_after = read_response(inner, response, &mut attempt).await,
-            Err(e) => {
-                let (class, msg) = classify(e);
-                attempt.error_class = Some(class);
-                attempt.error = Some(msg);
+        Ok(mut request) => {
+            *request.timeout_mut() = Some(budget);
+            match inner.client.execute(request).await {
+                Ok(response) => retry_after = read_response(inner, response, &mut attempt).await,
+                Err(e) => {
+                    let (class, msg) = classify(e);
+                    attempt.error_class = Some(class);
+                    attempt.error = Some(msg);
+                }
             }
-        },
+        }
     }
     attempt.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     let outcome = outcome_of(&attempt, retry_after);
     (attempt, outcome)
+}
+
+/// The least time an attempt is worth starting with, ms.
+const MIN_ATTEMPT_MS: i64 = 50;
+
+/// How long an attempt may take at `now_ms` under the lease `lease_until_ms`:
+/// the request timeout, cut so the exchange ends a margin before the lease
+/// does (a quarter of the lease, at most 1 s, for clock differences between
+/// nodes and the time to record the outcome). `None` when less than
+/// [`MIN_ATTEMPT_MS`] would be left: the delivery should not be sent under
+/// this lease. No I/O, no clock.
+fn attempt_budget(config: &Settings, lease_until_ms: i64, now_ms: i64) -> Option<Duration> {
+    let margin = (config.lease_ms / 4).clamp(0, 1_000);
+    let left = lease_until_ms.saturating_sub(now_ms).saturating_sub(margin);
+    let budget = left.min(config.timeout_ms);
+    (budget >= MIN_ATTEMPT_MS).then(|| Duration::from_millis(budget.unsigned_abs()))
 }
 
 /// Reads an answer into `attempt`: its status, up to the configured limit
@@ -701,6 +736,36 @@ mod tests {
 
     fn gave_up(n: u32, class: &str) -> Step {
         Step::DeadLetter(format!("gave up after {n} attempt(s): failed: {class}"))
+    }
+
+    #[test]
+    fn an_attempt_never_outlives_its_lease() {
+        let config = Settings {
+            lease_ms: 2_000,
+            timeout_ms: 15_000,
+            ..Settings::default()
+        };
+        // A fresh 2 s lease: the timeout is cut to the lease less 500 ms.
+        assert_eq!(
+            attempt_budget(&config, 12_000, 10_000),
+            Some(Duration::from_millis(1_500))
+        );
+        // Nearly over, or over: not sent under this lease.
+        assert_eq!(attempt_budget(&config, 10_540, 10_000), None);
+        assert_eq!(attempt_budget(&config, 9_000, 10_000), None);
+        // A long lease keeps the request timeout and a margin of 1 s.
+        let config = Settings {
+            lease_ms: 50_000,
+            ..config
+        };
+        assert_eq!(
+            attempt_budget(&config, 60_000, 10_000),
+            Some(Duration::from_millis(15_000))
+        );
+        assert_eq!(
+            attempt_budget(&config, 20_000, 10_000),
+            Some(Duration::from_millis(9_000))
+        );
     }
 
     #[test]
