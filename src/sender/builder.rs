@@ -9,7 +9,7 @@ use super::Sender;
 use super::circuit::Breaker;
 use super::delivery::DeliveryAttempt;
 use super::error::SenderError;
-use super::retry::RetryPolicy;
+use crate::durable::retry::RetryPolicy;
 use super::ssrf::{self, AddressPolicy};
 use super::state::{AttemptObserver, Inner};
 use super::store::{DeliveryStore, NextStep};

@@ -71,7 +71,6 @@ mod destination;
 mod error;
 mod history;
 mod publish;
-mod retry;
 mod ssrf;
 mod state;
 pub mod store;
@@ -96,7 +95,7 @@ pub use state::{Sender, SenderHandle};
     note = "renamed to `DeliveryStoreError`, to tell it from `idempotency::IdempotencyStoreError`"
 )]
 pub type StoreError = DeliveryStoreError;
-pub use retry::RetryPolicy;
+pub use crate::durable::retry::RetryPolicy;
 pub use ssrf::{AddressPolicy, ForbiddenAddress};
 pub use store::{DeliveryStore, MemoryStore, NewDelivery, NextStep};
 #[cfg(feature = "sqlite")]

@@ -13,7 +13,7 @@ use tracing::Instrument as _;
 use super::delivery::{Delivery, DeliveryAttempt, ErrorClass};
 use super::destination::Destination;
 use super::metric_names;
-use super::retry::{RetryPolicy, parse_retry_after};
+use crate::durable::retry::{RetryPolicy, parse_retry_after};
 use super::ssrf::{DestinationRefused, NOT_PUBLIC, literal_ip, log_refused_literal};
 use super::state::Inner;
 use super::store::{DeliveryStore, NextStep};
