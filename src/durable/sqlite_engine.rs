@@ -65,9 +65,7 @@ where
     fn finish(self: Box<Self>, commit: Result<(), EngineError>) {
         let answer = match (commit, self.result) {
             (Ok(()), Some(result)) => result,
-            (Ok(()), None) => Err(E::from(EngineError::new(
-                "the store skipped the call",
-            ))),
+            (Ok(()), None) => Err(E::from(EngineError::new("the store skipped the call"))),
             (Err(e), _) => Err(E::from(e)),
         };
         let _ = self.reply.send(answer);

@@ -92,7 +92,9 @@ async fn accept<St: InboxStore>(shared: &Shared<St>, verified: &Verified) -> Res
                 StatusCode::SERVICE_UNAVAILABLE,
                 INBOX_UNAVAILABLE_TYPE,
                 "Inbox unavailable",
-                format!("the receiver could not store this event; nothing was stored, retry in {secs} s"),
+                format!(
+                    "the receiver could not store this event; nothing was stored, retry in {secs} s"
+                ),
                 secs,
             )
         }
@@ -119,7 +121,9 @@ fn refuse_when_full<St>(shared: &Shared<St>) -> Option<Response<Body>> {
         shared.config.full_status,
         INBOX_FULL_TYPE,
         "Inbox full",
-        format!("{unprocessed} events are waiting to be processed (limit {limit}); retry in {secs} s"),
+        format!(
+            "{unprocessed} events are waiting to be processed (limit {limit}); retry in {secs} s"
+        ),
         secs,
     ))
 }

@@ -128,8 +128,11 @@ fn migrate(conn: &mut Connection) -> Result<(), EngineError> {
         }
         Some(_) => {}
         None => {
-            tx.execute("INSERT INTO inbox_schema (version) VALUES (?1)", [SCHEMA_VERSION])
-                .map_err(db_err)?;
+            tx.execute(
+                "INSERT INTO inbox_schema (version) VALUES (?1)",
+                [SCHEMA_VERSION],
+            )
+            .map_err(db_err)?;
         }
     }
     tx.commit().map_err(db_err)
@@ -249,7 +252,9 @@ fn replay_rows(
          next_attempt_at_ms = ?1, lease_until_ms = NULL, finished_at_ms = NULL \
          WHERE status = 'dead_lettered'";
     let changed = match selection {
-        ReplaySelection::One(id) => conn.execute(&format!("{SET} AND id = ?2"), params![now_ms, id]),
+        ReplaySelection::One(id) => {
+            conn.execute(&format!("{SET} AND id = ?2"), params![now_ms, id])
+        }
         ReplaySelection::All => conn.execute(SET, params![now_ms]),
         ReplaySelection::Between { since_ms, until_ms } => conn.execute(
             &format!("{SET} AND finished_at_ms >= ?2 AND finished_at_ms < ?3"),

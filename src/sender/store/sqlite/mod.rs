@@ -21,9 +21,9 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use crate::durable::sqlite_engine::{Engine, EngineError};
 use super::seal::{SecretSeal, encode_secrets};
 use super::{DeliveryStore, NewDelivery, NextStep};
+use crate::durable::sqlite_engine::{Engine, EngineError};
 use crate::sender::delivery::{Delivery, DeliveryAttempt, DeliveryQuery, OutgoingEvent, Page};
 use crate::sender::destination::Destination;
 use crate::sender::error::{DeliveryStoreError, SenderError};
