@@ -135,7 +135,9 @@ async fn stored_and_answered_before_the_handler_runs() {
     assert_eq!(stored.event_type.as_deref(), Some("ingestion.completed"));
     assert!(seen.lock().unwrap().is_empty());
 
-    gate.wait().await;
+    tokio::time::timeout(Duration::from_secs(20), gate.wait())
+        .await
+        .expect("the handler never ran");
     wait_for(&inbox, "evt_first", InboxStatus::Done).await;
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1);
@@ -280,6 +282,30 @@ async fn a_panic_is_a_failure() {
 }
 
 #[tokio::test]
+async fn a_body_of_another_shape_is_dead_lettered_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = open(&dir.path().join("inbox.db")).await;
+    let url = serve(&inbox).await;
+    #[derive(Debug, serde::Deserialize)]
+    struct Order {
+        #[allow(dead_code)]
+        order_id: String,
+    }
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let _workers = inbox.start(move |_: InboxEvent<Order>| {
+        c.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<(), String>(()) }
+    });
+    assert_eq!(deliver(&url, "evt_shape").await.status(), 200);
+    wait_for(&inbox, "evt_shape", InboxStatus::DeadLettered).await;
+    let dead = inbox.event("evt_shape").await.unwrap().unwrap();
+    assert_eq!(dead.attempts, 1, "no retry can fix the shape");
+    assert!(dead.last_error.unwrap().contains("order_id"));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
 async fn a_store_failure_answers_503_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("inbox.db");
@@ -394,7 +420,9 @@ async fn an_event_under_way_at_a_restart_is_processed_again() {
             std::future::pending::<Result<(), String>>()
         });
         assert_eq!(deliver(&url, "evt_crash").await.status(), 200);
-        started.notified().await;
+        tokio::time::timeout(Duration::from_secs(20), started.notified())
+            .await
+            .expect("the handler never ran");
         drop(workers);
     }
     let inbox = open(&path).await;
