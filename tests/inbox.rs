@@ -306,6 +306,34 @@ async fn a_body_of_another_shape_is_dead_lettered_at_once() {
 }
 
 #[tokio::test]
+async fn a_panic_is_caught_and_recorded_as_the_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::builder(SqliteInboxStore::open(dir.path().join("i.db")).unwrap())
+        .retry(RetryPolicy::none())
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let url = serve(&inbox).await;
+    let _workers = inbox.start(|_: InboxEvent<Event>| async {
+        panic!("boom");
+        #[allow(unreachable_code)]
+        Ok::<(), String>(())
+    });
+    assert_eq!(deliver(&url, "evt_boom").await.status(), 200);
+    wait_for(&inbox, "evt_boom", InboxStatus::DeadLettered).await;
+    let dead = inbox.event("evt_boom").await.unwrap().unwrap();
+    assert_eq!(dead.attempts, 1);
+    assert!(
+        dead.last_error
+            .as_deref()
+            .unwrap()
+            .contains("the handler panicked: boom"),
+        "{dead:?}"
+    );
+}
+
+#[tokio::test]
 async fn a_store_failure_answers_503_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("inbox.db");

@@ -18,7 +18,10 @@ use crate::error::ConfigError;
 ///
 /// ```
 /// use std::time::Duration;
+/// # #[cfg(feature = "sender")]
 /// use webhook_guard::sender::RetryPolicy;
+/// # #[cfg(not(feature = "sender"))]
+/// # use webhook_guard::inbox::RetryPolicy;
 ///
 /// let fast = RetryPolicy::new([Duration::from_millis(10), Duration::from_millis(20)]);
 /// assert_eq!(fast.max_attempts(), 3);
