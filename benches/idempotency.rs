@@ -10,7 +10,10 @@
 //!   (CPU time of the benchmark thread, which leaves out the time the
 //!   thread waits while other processes run on a shared machine).
 //! - with `--features redis`, the same two against a local `redis-server`
-//!   over loopback (round trips dominate).
+//!   over loopback (round trips dominate); with `--features postgres`, the
+//!   same against a local PostgreSQL (the test server: `fsync` and
+//!   `synchronous_commit` off, so commits do not wait for the disk), in the
+//!   same run.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +27,11 @@ use webhook_guard::idempotency::{Begin, IdempotencyStore, MokaStore};
 #[path = "../tests/support/redis_server.rs"]
 #[allow(unreachable_pub)]
 mod redis_server;
+
+#[cfg(feature = "postgres")]
+#[path = "../tests/support/postgres_server.rs"]
+#[allow(unreachable_pub, dead_code)]
+mod postgres_server;
 
 /// Scope and verifier parts of a real key, as `IdempotencyLayer` writes
 /// them for the route `/webhooks` and one HMAC secret.
@@ -123,25 +131,38 @@ fn moka_cpu(c: &mut Criterion<ThreadCpu>) {
     moka_side_by_side(c, "cpu");
 }
 
-#[cfg(feature = "redis")]
-fn redis(c: &mut Criterion) {
+/// The shared stores side by side in one run, each against its own local
+/// server over loopback: Redis with `--features redis`, PostgreSQL with
+/// `--features postgres`.
+fn shared_stores(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let server = redis_server::RedisServer::start();
-    let redis = rt
-        .block_on(webhook_guard::idempotency::RedisStore::connect(
-            &server.url(),
-        ))
-        .unwrap();
-    bench_store(c, "redis (wall)", &rt, &redis);
+    #[cfg(feature = "redis")]
+    {
+        let server = redis_server::RedisServer::start();
+        let redis = rt
+            .block_on(webhook_guard::idempotency::RedisStore::connect(
+                &server.url(),
+            ))
+            .unwrap();
+        bench_store(c, "redis (wall)", &rt, &redis);
+    }
+    #[cfg(feature = "postgres")]
+    {
+        let server = postgres_server::PostgresServer::start();
+        let postgres = rt
+            .block_on(webhook_guard::idempotency::PgIdempotencyStore::connect(
+                &server.url(),
+            ))
+            .unwrap();
+        bench_store(c, "postgres (wall)", &rt, &postgres);
+    }
+    let _ = (c, &rt);
 }
 
-#[cfg(feature = "redis")]
-criterion_group!(wall, moka_wall, redis);
-#[cfg(not(feature = "redis"))]
-criterion_group!(wall, moka_wall);
+criterion_group!(wall, moka_wall, shared_stores);
 criterion_group! {
     name = cpu;
     config = Criterion::default().with_measurement(ThreadCpu);

@@ -49,7 +49,8 @@
 //!   milliseconds by the sender) and [`ReplayWindow`].
 //! - [`verify`]: [`VerifyLayer`], [`Verify`], [`Verifier`], [`Verified`].
 //! - [`idempotency`]: [`IdempotencyLayer`], each event processed once, with
-//!   [`MokaStore`] in process or `RedisStore` across machines.
+//!   [`MokaStore`] in process, `RedisStore` or `PgIdempotencyStore` across
+//!   machines.
 //! - [`event`]: the platform's events as types: [`Envelope`], [`Event`]
 //!   (with [`Event::Unknown`] so a new event type never fails a delivery).
 //! - [`extract`]: axum extractors: [`Webhook<E>`](Webhook) (typed body,
@@ -70,6 +71,7 @@
 //! |---|---|---|
 //! | `ed25519` | no | Standard Webhooks `v1a` signatures (`Ed25519PublicKey`, `Ed25519SigningKey`) |
 //! | `redis` | no | `idempotency::RedisStore`: one idempotency store shared by several receivers |
+//! | `postgres` | no | `idempotency::PgIdempotencyStore`: the same in PostgreSQL, for fleets without Redis; with `sender`, `sender::PgStore`: one delivery queue shared by several sender nodes |
 //! | `cli` | no | the `webhook-guard` command (`listen`, `send`, `sign`, `verify`); adds nothing to the library |
 //! | `testing` | no | `testing`: signed requests for any scheme in one line, [`FixedClock`] |
 //! | `sender` | no | `sender`: sign, deliver, retry, dead-letter and replay outgoing webhooks (in-memory store) |

@@ -99,11 +99,11 @@ pub(crate) async fn migrate(
     component: &'static str,
     migrations: &[&str],
 ) -> Result<(), PgSetupError> {
-    let sql = |e: tokio_postgres::Error| PgSetupError::Sql(e.to_string());
+    let sql = |e: tokio_postgres::Error| PgSetupError::Sql(error_chain(&e));
     let mut client = pool
         .get()
         .await
-        .map_err(|e| PgSetupError::Connect(e.to_string()))?;
+        .map_err(|e| PgSetupError::Connect(error_chain(&e)))?;
     let tx = client.transaction().await.map_err(sql)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
@@ -146,4 +146,18 @@ pub(crate) async fn migrate(
         .map_err(sql)?;
     }
     tx.commit().await.map_err(sql)
+}
+
+/// An error and its causes, `outer: inner: ..`: the driver's own text stops
+/// at "db error" or "error connecting to server", the reason is in its
+/// sources. The driver never puts the connection password in either.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

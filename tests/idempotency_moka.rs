@@ -5,6 +5,7 @@ mod support;
 
 use std::convert::Infallible;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -275,33 +276,12 @@ async fn verified_reaches_the_handler_unchanged() {
 #[tokio::test]
 async fn only_the_lease_owner_can_finish_it() {
     let store = MokaStore::new(100);
-    let short = Duration::from_millis(150);
-    let Begin::New(old) = store.begin("k", short).await.unwrap() else {
-        panic!("new key")
-    };
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let Begin::New(new) = store.begin("k", Duration::from_secs(60)).await.unwrap() else {
-        panic!("an expired lease is free")
-    };
-    assert_ne!(old, new);
-    assert!(!store.release("k", old).await.unwrap());
-    assert!(
-        !store
-            .complete("k", old, Duration::from_secs(60))
-            .await
-            .unwrap()
-    );
-    assert_eq!(store.begin("k", short).await.unwrap(), Begin::InFlight);
-    assert!(
-        store
-            .complete("k", new, Duration::from_secs(60))
-            .await
-            .unwrap()
-    );
-    assert_eq!(store.begin("k", short).await.unwrap(), Begin::Done);
-    // A done key cannot be released, not even by its former owner.
-    assert!(!store.release("k", new).await.unwrap());
-    assert_eq!(store.begin("k", short).await.unwrap(), Begin::Done);
+    scenarios::only_the_lease_owner_can_finish_it(&store, &store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_begins_have_one_winner() {
+    scenarios::concurrent_begins_have_one_winner(vec![Arc::new(MokaStore::new(100))]).await;
 }
 
 #[tokio::test]

@@ -5,11 +5,12 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use support::redis_server::RedisServer;
-use support::{Calls, client, deliver, scenarios, scope_scenarios, serve};
-use webhook_guard::idempotency::{Begin, FailMode, IdempotencyLayer, IdempotencyStore, RedisStore};
+use support::{scenarios, scope_scenarios};
+use webhook_guard::idempotency::{Begin, IdempotencyLayer, IdempotencyStore, RedisStore};
 
 async fn store(redis: &RedisServer) -> RedisStore {
     RedisStore::connect(&redis.url()).await.expect("connect")
@@ -150,50 +151,24 @@ async fn keys_name_the_route_template_and_the_verifier() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(keys.len(), 2, "{keys:?}");
-    for key in &keys {
-        let rest = key
-            .strip_prefix("webhook-guard:idem:15:/hooks/{source}:37:hmac:")
-            .unwrap_or_else(|| panic!("{key}"));
-        let (fingerprint, id) = rest.split_at(32);
-        assert!(fingerprint.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
-        assert!(id.starts_with(":sha256:"), "{key}");
-        assert!(!key.contains('%') && !key.contains("github"), "{key}");
-    }
+    scope_scenarios::assert_keys_name_the_route_template(&keys, "webhook-guard:idem:");
 }
 
 #[tokio::test]
 async fn only_the_lease_owner_can_finish_it() {
     let redis = RedisServer::start();
     // Two instances, as on two machines.
-    let first = store(&redis).await;
-    let second = store(&redis).await;
-    let short = Duration::from_millis(150);
-    let Begin::New(old) = first.begin("k", short).await.unwrap() else {
-        panic!("new key")
-    };
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let Begin::New(new) = second.begin("k", Duration::from_secs(60)).await.unwrap() else {
-        panic!("an expired lease is free")
-    };
-    assert_ne!(old, new);
-    assert!(!first.release("k", old).await.unwrap());
-    assert!(
-        !first
-            .complete("k", old, Duration::from_secs(60))
-            .await
-            .unwrap()
-    );
-    assert_eq!(first.begin("k", short).await.unwrap(), Begin::InFlight);
-    assert!(
-        second
-            .complete("k", new, Duration::from_secs(60))
-            .await
-            .unwrap()
-    );
-    assert_eq!(first.begin("k", short).await.unwrap(), Begin::Done);
-    assert!(!second.release("k", new).await.unwrap());
-    assert_eq!(first.begin("k", short).await.unwrap(), Begin::Done);
+    scenarios::only_the_lease_owner_can_finish_it(&store(&redis).await, &store(&redis).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_begins_from_two_stores_have_one_winner() {
+    let redis = RedisServer::start();
+    scenarios::concurrent_begins_have_one_winner(vec![
+        Arc::new(store(&redis).await),
+        Arc::new(store(&redis).await),
+    ])
+    .await;
 }
 
 #[tokio::test]
@@ -240,45 +215,15 @@ async fn keys_carry_the_prefix_and_their_ttl() {
 #[tokio::test]
 async fn redis_down_answers_503_and_does_not_process() {
     let mut redis = RedisServer::start();
-    let calls = Calls::default();
     let layer = layer(&redis).await;
-    let c = calls.clone();
-    let addr = serve(scenarios::app(layer, move || {
-        c.hit();
-        async { "processed" }
-    }))
-    .await;
-    redis.kill();
-    let client = client();
-    let a = deliver(&client, addr, "/webhooks", "evt_down")
-        .await
-        .unwrap();
-    assert_eq!(a.status, 503, "{a:?}");
-    assert_eq!(a.retry_after.as_deref(), Some("5"));
-    assert!(a.body.contains("was not processed"), "{a:?}");
-    assert_eq!(calls.get(), 0);
+    scenarios::store_down_answers_503(layer, || redis.kill()).await;
 }
 
 #[tokio::test]
 async fn redis_down_fail_open_processes_without_deduplication() {
     let mut redis = RedisServer::start();
-    let calls = Calls::default();
-    let layer = layer(&redis).await.fail_mode(FailMode::Open);
-    let c = calls.clone();
-    let addr = serve(scenarios::app(layer, move || {
-        c.hit();
-        async { "processed" }
-    }))
-    .await;
-    redis.kill();
-    let client = client();
-    for _ in 0..2 {
-        let a = deliver(&client, addr, "/webhooks", "evt_open")
-            .await
-            .unwrap();
-        assert!(a.processed(), "{a:?}");
-    }
-    assert_eq!(calls.get(), 2);
+    let layer = layer(&redis).await;
+    scenarios::store_down_fails_open(layer, || redis.kill()).await;
 }
 
 #[tokio::test]

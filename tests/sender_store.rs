@@ -16,6 +16,9 @@ use webhook_guard::sender::{
     Sender, SenderError, SqliteStore,
 };
 
+#[cfg(feature = "postgres")]
+mod support;
+
 async fn add_destination<S: DeliveryStore + Clone>(store: S, id: &str) -> S {
     let sender = Sender::builder(store.clone())
         .address_policy(AddressPolicy::new().allow("127.0.0.1").unwrap())
@@ -624,4 +627,115 @@ async fn sqlite_waits_for_a_lock_held_elsewhere_then_gives_up_clearly() {
             .len(),
         1
     );
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    use webhook_guard::sender::{
+        DeliveryQuery, DeliveryStore, DeliveryStoreError, NewDelivery, OutgoingEvent, PgStore,
+        SecretSeal,
+    };
+    use zeroize::Zeroizing;
+
+    use super::support::postgres_server::PostgresServer;
+    use super::{add_destination, contract};
+
+    #[tokio::test]
+    async fn postgres_store_meets_the_contract() {
+        let pg = PostgresServer::start();
+        let url = pg.create_database("contract");
+        contract(PgStore::connect(&url).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_nodes_starting_together_migrate_once() {
+        let pg = PostgresServer::start();
+        let url = pg.create_database("race");
+        let (a, b, c) = tokio::join!(
+            PgStore::connect(&url),
+            PgStore::connect(&url),
+            PgStore::connect(&url)
+        );
+        let (a, b, _c) = (a.unwrap(), b.unwrap(), c.unwrap());
+        assert_eq!(
+            pg.psql(
+                "race",
+                "SELECT version FROM webhook_guard_schema WHERE component = 'sender'"
+            ),
+            "2"
+        );
+        // One schema, shared: what one node stores, another reads.
+        let a = add_destination(a, "dst_a").await;
+        assert_eq!(b.destinations().await.unwrap()[0].id, "dst_a");
+        drop(a);
+    }
+
+    #[tokio::test]
+    async fn postgres_refuses_a_schema_newer_than_it_knows() {
+        let pg = PostgresServer::start();
+        let url = pg.create_database("newer");
+        drop(PgStore::connect(&url).await.unwrap());
+        pg.psql(
+            "newer",
+            "UPDATE webhook_guard_schema SET version = 99 WHERE component = 'sender'",
+        );
+        let err = PgStore::connect(&url).await.unwrap_err().to_string();
+        assert!(
+            err.contains("version 99") && err.contains("newer") && err.contains("upgrade"),
+            "{err}"
+        );
+    }
+
+    /// Stands in for a KMS: XOR with a pad.
+    struct Pad;
+
+    impl SecretSeal for Pad {
+        fn seal(&self, key: &[u8]) -> Result<Vec<u8>, DeliveryStoreError> {
+            Ok(key.iter().map(|k| k ^ 0x5a).collect())
+        }
+        fn open(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, DeliveryStoreError> {
+            Ok(Zeroizing::new(self.seal(sealed)?))
+        }
+    }
+
+    #[tokio::test]
+    async fn postgres_data_survives_reconnecting_and_secrets_are_sealed() {
+        let pg = PostgresServer::start();
+        pg.create_database("survive");
+        // Trust authentication ignores the password; it must appear nowhere.
+        let url = format!(
+            "postgres://postgres:hunter2-password@127.0.0.1:{}/survive",
+            pg.port()
+        );
+        let store = PgStore::connect(&url).await.unwrap().with_secret_seal(Pad);
+        assert!(!format!("{store:?}").contains("hunter2"), "{store:?}");
+        let store = add_destination(store, "dst_a").await;
+        let e = OutgoingEvent::new("kpi.alert", &serde_json::json!({"a": 1})).unwrap();
+        store
+            .enqueue(&e, 1, &[NewDelivery::new(e.id(), "dst_a", 1)])
+            .await
+            .unwrap();
+        drop(store);
+
+        let stored = pg.psql("survive", "SELECT secrets FROM sender_destinations");
+        // base64 of the key's first bytes, in the clear, would start so.
+        assert!(!stored.contains("cy0wMTIz"), "{stored}");
+        assert!(stored.contains("\"sealed\":true"), "{stored}");
+        let unsealed = PgStore::connect(&url).await.unwrap();
+        let err = unsealed.destination("dst_a").await.unwrap_err().to_string();
+        assert!(err.contains("SecretSeal"), "{err}");
+
+        let reopened = PgStore::connect(&url).await.unwrap().with_secret_seal(Pad);
+        let d = reopened.destination("dst_a").await.unwrap().unwrap();
+        assert_eq!(d.secrets[0].expose_bytes(), b"s-0123456789abcdef0123456789");
+        let all = reopened.deliveries(&DeliveryQuery::new()).await.unwrap();
+        assert_eq!(all.items.len(), 1);
+        assert_eq!(all.items[0].body.as_ref(), br#"{"a":1}"#);
+
+        let refused = PgStore::connect("postgres://postgres:hunter2-password@127.0.0.1:1/survive")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(!refused.contains("hunter2"), "{refused}");
+    }
 }

@@ -94,6 +94,11 @@
 //! - `RedisStore` (feature `redis`): shared by receivers on several
 //!   machines; `SET key token NX PX lease` to begin, compare-and-set Lua
 //!   scripts keyed by the lease token to complete and release.
+//! - `PgIdempotencyStore` (feature `postgres`): shared by receivers on
+//!   several machines that have PostgreSQL and no Redis; one
+//!   `INSERT .. ON CONFLICT DO UPDATE .. WHERE expired` to begin,
+//!   compare-and-set on the lease token to complete and release, expiries
+//!   on the database server's clock.
 //!
 //! ## Example
 //!
@@ -138,6 +143,8 @@
 mod future;
 mod layer;
 mod moka;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 mod service;
@@ -147,6 +154,9 @@ pub use crate::problem::{IN_FLIGHT_TYPE, STORE_UNAVAILABLE_TYPE};
 pub use future::ResponseFuture;
 pub use layer::{DEFAULT_DONE_TTL, DEFAULT_LEASE, DEFAULT_RETRY_AFTER, FailMode, IdempotencyLayer};
 pub use moka::{DEFAULT_CAPACITY, MokaStore};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PgIdempotencyStore;
 #[cfg(feature = "redis")]
 pub use redis::{DEFAULT_KEY_PREFIX, RedisStore};
 pub use service::Idempotency;

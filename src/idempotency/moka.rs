@@ -104,7 +104,7 @@ impl Expiry<StoreKey, Arc<Cell>> for CellExpiry {
 /// Right for a receiver that runs as **one** process. With several
 /// processes behind a load balancer, each would keep its own keys and the
 /// same event could be processed once per process: use `RedisStore` (feature
-/// `redis`) there.
+/// `redis`) or `PgIdempotencyStore` (feature `postgres`) there.
 ///
 /// Memory is bounded by `capacity`: when it is reached, the least recently
 /// used keys are evicted first (LRU, so a new key is always admitted). An

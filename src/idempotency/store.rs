@@ -92,9 +92,9 @@ impl std::error::Error for IdempotencyStoreError {}
 /// lease token (compare-and-set), so a lease that expired and was taken over
 /// cannot be finished by its former owner.
 ///
-/// Two stores ship with the crate: [`MokaStore`](super::MokaStore) (in
-/// process) and, with the `redis` feature, `RedisStore` (shared between
-/// machines). The trait is object safe; the layer holds an
+/// Three stores ship with the crate: [`MokaStore`](super::MokaStore) (in
+/// process) and, shared between machines, `RedisStore` (feature `redis`)
+/// and `PgIdempotencyStore` (feature `postgres`). The trait is object safe; the layer holds an
 /// `Arc<dyn IdempotencyStore>`.
 pub trait IdempotencyStore: fmt::Debug + Send + Sync + 'static {
     /// Atomically: when `key` is absent (or its entry expired), stores it as

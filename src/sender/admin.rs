@@ -79,9 +79,16 @@ impl<S: DeliveryStore> Sender<S> {
     }
 
     /// Whether deliveries to this destination are paused by the circuit
-    /// breaker (in this process) right now.
+    /// breaker right now: in this process, or, for a store that
+    /// [coordinates the fleet](DeliveryStore::coordinates_fleet), across
+    /// every node as of this sender's last claim or attempt (at most a poll
+    /// interval old while the sender runs).
     pub fn is_paused(&self, destination_id: &str) -> bool {
-        self.inner.breaker.is_open(destination_id, self.now())
+        let now = self.now();
+        self.inner
+            .store
+            .circuit_open(destination_id, now)
+            .unwrap_or_else(|| self.inner.breaker.is_open(destination_id, now))
     }
 
     async fn update_destination(
@@ -115,13 +122,15 @@ impl<S: DeliveryStore> Sender<S> {
         .await
     }
 
-    /// Resumes deliveries to a destination (and closes its circuit).
+    /// Resumes deliveries to a destination (and closes its circuit, for
+    /// every node when the store coordinates the fleet).
     ///
     /// # Errors
     ///
     /// [`SenderError::DestinationNotFound`], or a store failure.
     pub async fn enable_destination(&self, id: &str) -> Result<Destination, SenderError> {
         self.inner.breaker.reset(id);
+        self.inner.store.close_circuit(id).await?;
         self.update_destination(id, |d| {
             d.enabled = true;
             d.disabled_reason = None;

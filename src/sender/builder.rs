@@ -11,7 +11,7 @@ use super::delivery::DeliveryAttempt;
 use super::error::SenderError;
 use super::ssrf::{self, AddressPolicy};
 use super::state::{AttemptObserver, Inner};
-use super::store::{DeliveryStore, NextStep};
+use super::store::{DeliveryStore, FleetPolicy, NextStep};
 use crate::durable::retry::RetryPolicy;
 use crate::error::ConfigError;
 use crate::replay::{Clock, SystemClock};
@@ -110,7 +110,8 @@ impl<S: DeliveryStore> SenderBuilder<S> {
         fn address_policy(policy: AddressPolicy) => policy = policy;
 
         /// Most attempts in flight to one destination (default 4), so a slow
-        /// endpoint cannot take every worker.
+        /// endpoint cannot take every worker: per process, or across every
+        /// node when the store [coordinates the fleet](DeliveryStore::coordinates_fleet).
         fn per_destination_concurrency(n: usize) => config.per_destination = n;
 
         /// Most HTTP attempts in flight in total (default 64). An attempt's slot
@@ -155,7 +156,9 @@ impl<S: DeliveryStore> SenderBuilder<S> {
     }
 
     /// Consecutive failures after which a destination is paused (default 5),
-    /// and for how long before one probe is let through (default 30 s).
+    /// and for how long before one probe is let through (default 30 s): per
+    /// process, or counted and enforced across every node when the store
+    /// [coordinates the fleet](DeliveryStore::coordinates_fleet).
     pub fn circuit_breaker(mut self, failures: u32, cooldown: Duration) -> Self {
         self.config.breaker_threshold = failures;
         self.config.breaker_cooldown_ms = millis(cooldown);
@@ -194,9 +197,17 @@ impl<S: DeliveryStore> SenderBuilder<S> {
             config.breaker_cooldown_ms,
             config.busy_delay_ms,
         );
+        let mut store = self.store;
+        if store.coordinates_fleet() {
+            store.set_fleet_policy(FleetPolicy::new(
+                config.per_destination,
+                config.breaker_threshold,
+                config.breaker_cooldown_ms,
+            ));
+        }
         Ok(Sender {
             inner: Arc::new(Inner {
-                store: self.store,
+                store,
                 config,
                 client,
                 policy,

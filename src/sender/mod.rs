@@ -50,6 +50,10 @@
 //! so a receiver may see an event twice; it deduplicates on the event id,
 //! which every attempt and replay carries unchanged.
 //!
+//! To publish atomically with your own database writes (the order and its
+//! `order.created` webhook commit or roll back together), write the event
+//! with your transaction: see [`PreparedPublish`].
+//!
 //! ## Metrics and traces
 //!
 //! Through the [`metrics`] facade: the counters
@@ -70,6 +74,7 @@ mod delivery;
 mod destination;
 mod error;
 mod history;
+mod outbox;
 mod publish;
 mod ssrf;
 mod state;
@@ -87,6 +92,7 @@ pub use delivery::{
 pub use destination::{Destination, EventFilter, NewDestination};
 pub use error::{DeliveryStoreError, SenderError};
 pub use history::{DeliveryHistory, ReplaySkipReason, ReplaySummary, SkippedReplay};
+pub use outbox::PreparedPublish;
 pub use publish::TEST_EVENT_TYPE;
 pub use state::{Sender, SenderHandle};
 
@@ -97,10 +103,16 @@ pub use state::{Sender, SenderHandle};
 pub type StoreError = DeliveryStoreError;
 pub use crate::durable::retry::RetryPolicy;
 pub use ssrf::{AddressPolicy, ForbiddenAddress};
-pub use store::{DeliveryStore, MemoryStore, NewDelivery, NextStep};
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use store::PgStore;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
+pub use store::SecretSeal;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use store::{SecretSeal, SqliteStore};
+pub use store::SqliteStore;
+pub use store::{DeliveryStore, FleetPolicy, MemoryStore, NewDelivery, NextStep};
 
 /// Names of the metrics the sender emits.
 pub mod metric_names {

@@ -25,26 +25,21 @@ impl<S: DeliveryStore> Sender<S> {
     ) -> Result<Vec<Delivery>, SenderError> {
         let event = event.into();
         let now = self.now();
-        let mut news: Vec<NewDelivery> = self
-            .inner
-            .all_destinations()
-            .await?
-            .iter()
-            .map(|t| &t.destination)
-            .filter(|d| d.enabled && d.events.matches(event.event_type()))
-            .map(|d| NewDelivery::new(event.id(), &d.id, now))
-            .collect();
+        let mut news = self.matching_deliveries(&event, now).await?;
         // With workers running here and room in their queue (at most one
         // round of `max_in_flight` waiting for a slot), lease the deliveries
         // in the same transaction and hand them over: no claim needed.
-        // Should they sit past the lease, a claim picks them up again.
+        // Should they sit past the lease, a claim picks them up again. A
+        // store that limits concurrency fleet-wide gets no hand-over: it
+        // would bypass the limit; the store's wake-up starts a claim.
+        let fleet = self.inner.store.coordinates_fleet();
         let direct = self
             .inner
             .direct
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .filter(|tx| !tx.is_closed())
+            .filter(|tx| !fleet && !tx.is_closed())
             .and_then(|tx| Handoff::reserve(&self.inner, news.len()).map(|room| (tx, room)));
         if direct.is_some() {
             let lease = now.saturating_add(self.inner.config.lease_ms);

@@ -65,16 +65,21 @@ impl Target {
 static EVENT_HEADER: http::HeaderName = http::HeaderName::from_static("x-webhook-event");
 
 pub(crate) enum Gate {
-    /// Attempt now (holding the destination's concurrency permit).
-    Go(OwnedSemaphorePermit),
+    /// Attempt now, holding the destination's concurrency permit (none when
+    /// the store enforces the limit fleet-wide: the claim was the gate).
+    Go(Option<OwnedSemaphorePermit>),
     /// Come back at this time without an attempt.
     Later(i64),
 }
 
 impl<S: DeliveryStore> Inner<S> {
     /// Whether an attempt to this destination may go now: its circuit and
-    /// its concurrency limit both allow it.
+    /// its concurrency limit both allow it. A store that coordinates the
+    /// fleet checked both when it leased the delivery.
     fn gate(&self, destination_id: &str, now_ms: i64) -> Gate {
+        if self.store.coordinates_fleet() {
+            return Gate::Go(None);
+        }
         if let Err(at) = self.breaker.admit(destination_id, now_ms) {
             return Gate::Later(at);
         }
@@ -90,7 +95,7 @@ impl<S: DeliveryStore> Inner<S> {
             }
         };
         match gate.try_acquire_owned() {
-            Ok(permit) => Gate::Go(permit),
+            Ok(permit) => Gate::Go(Some(permit)),
             Err(_) => {
                 self.breaker.withdraw(destination_id);
                 Gate::Later(now_ms + self.config.busy_delay_ms)
@@ -191,7 +196,9 @@ pub(crate) async fn dispatch<S: DeliveryStore>(
                 }
             }
             () = inner.wake.notified() => want_claim = true,
-            () = tokio::time::sleep_until(next_poll) => {}
+            () = inner.store.wait_for_work(
+                next_poll.saturating_duration_since(tokio::time::Instant::now()),
+            ) => want_claim = true,
             _ = stop.changed() => {}
         }
     }
@@ -357,13 +364,21 @@ async fn run_delivery<S: DeliveryStore>(
         span.record("error_class", class.as_str());
     }
     let finished = inner.clock.now_millis();
-    inner
-        .breaker
-        .record(&target.destination.id, attempt.succeeded(), finished);
+    if !inner.store.coordinates_fleet() {
+        // Otherwise `record_attempt` counts it towards the shared circuit.
+        inner
+            .breaker
+            .record(&target.destination.id, attempt.succeeded(), finished);
+    }
     metrics::histogram!(metric_names::ATTEMPT_SECONDS).record(attempt.duration_ms as f64 / 1000.0);
     let step = next_step(&outcome, number, &inner.config.retry);
     let next = apply_step(inner, &target.destination, &delivery, step, finished).await;
     record(inner, &delivery, &attempt, &next).await;
+    if inner.store.coordinates_fleet() {
+        // The recorded attempt freed a slot of the fleet-wide limit (or
+        // closed a circuit): claim again rather than wait for the poll.
+        inner.wake.notify_one();
+    }
 }
 
 /// The delivery's destination, ready to attempt; `None` when there is

@@ -56,27 +56,7 @@ impl PostgresServer {
             String::from_utf8_lossy(&status.stderr)
         );
         let port = free_port();
-        let child = server_command(&bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(dir.path())
-            .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "max_connections=200",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start postgres ({e}); {INSTALL_HINT}"));
+        let child = spawn_server(&bin, dir.path(), port);
         let mut server = Self { child, port, dir };
         server.wait_ready();
         server
@@ -182,6 +162,45 @@ impl PostgresServer {
         }
         let _ = self.child.wait();
     }
+}
+
+impl PostgresServer {
+    /// Starts the server again on the same data directory and port after
+    /// [`kill`](Self::kill) (crash recovery runs first), and waits until it
+    /// accepts connections. The server commits asynchronously: what was
+    /// committed in the last half second before a kill may be lost, unless
+    /// a `CHECKPOINT` ran after it.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn_server(&bin_dir(), self.dir.path(), self.port);
+        self.wait_ready();
+    }
+}
+
+/// Starts `postgres` on the data directory `dir/data`, listening on
+/// 127.0.0.1:`port` with its socket in `dir`.
+fn spawn_server(bin: &Path, dir: &Path, port: u16) -> Child {
+    server_command(&bin.join("postgres"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-p", &port.to_string(), "-k"])
+        .arg(dir)
+        .args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "max_connections=200",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start postgres ({e}); {INSTALL_HINT}"))
 }
 
 impl Drop for PostgresServer {

@@ -1,6 +1,7 @@
 //! Behaviour every idempotency store must show, end to end: a real axum
 //! server on loopback, real HTTP deliveries signed with the native scheme.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +12,7 @@ use axum::routing::post;
 use http::{HeaderValue, Request, StatusCode};
 use tokio::sync::{Barrier, Notify};
 use tower::ServiceExt;
-use webhook_guard::idempotency::IdempotencyLayer;
+use webhook_guard::idempotency::{Begin, FailMode, IdempotencyLayer, IdempotencyStore};
 use webhook_guard::{Message, Scheme};
 
 use super::{
@@ -394,4 +395,103 @@ pub async fn unsigned_headers_do_not_change_the_key(layer: IdempotencyLayer) {
         }
         assert_eq!(calls.get(), before + 1, "{path}");
     }
+}
+
+/// Store level: a lease that expired and was taken over can no longer be
+/// completed or released by its former owner; a done key can be neither
+/// completed again nor released. `first` and `second` share their keys (two
+/// instances of a shared store, or one in-process store twice).
+pub async fn only_the_lease_owner_can_finish_it(
+    first: &dyn IdempotencyStore,
+    second: &dyn IdempotencyStore,
+) {
+    let short = Duration::from_millis(150);
+    let long = Duration::from_secs(60);
+    let Begin::New(old) = first.begin("k", short).await.expect("begin") else {
+        panic!("new key")
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let Begin::New(new) = second.begin("k", long).await.expect("begin") else {
+        panic!("an expired lease is free")
+    };
+    assert_ne!(old, new);
+    assert!(!first.release("k", old).await.expect("release"));
+    assert!(!first.complete("k", old, long).await.expect("complete"));
+    assert_eq!(
+        first.begin("k", short).await.expect("begin"),
+        Begin::InFlight
+    );
+    assert!(second.complete("k", new, long).await.expect("complete"));
+    assert_eq!(first.begin("k", short).await.expect("begin"), Begin::Done);
+    // A done key cannot be released, not even by its former owner, nor
+    // completed twice.
+    assert!(!second.release("k", new).await.expect("release"));
+    assert!(!second.complete("k", new, long).await.expect("complete"));
+    assert_eq!(first.begin("k", short).await.expect("begin"), Begin::Done);
+}
+
+/// Store level: 32 begins of one key at the same instant, spread over the
+/// given stores (instances sharing their keys): exactly one wins.
+pub async fn concurrent_begins_have_one_winner(stores: Vec<Arc<dyn IdempotencyStore>>) {
+    const N: usize = 32;
+    let barrier = Arc::new(Barrier::new(N));
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let store = stores[i % stores.len()].clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store.begin("race", Duration::from_secs(60)).await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        match task.await.expect("task").expect("begin") {
+            Begin::New(_) => won += 1,
+            Begin::InFlight => {}
+            Begin::Done => panic!("nothing completed the key"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+/// The store goes down (`down` stops it) under a fail-closed layer: a
+/// delivery gets 503 with `Retry-After` and the handler is not called.
+/// Returns the server and its call count, to go on after the store is back.
+pub async fn store_down_answers_503(
+    layer: IdempotencyLayer,
+    down: impl FnOnce(),
+) -> (SocketAddr, Calls) {
+    let calls = Calls::default();
+    let addr = serve(app(layer, counting(&calls, Duration::ZERO))).await;
+    down();
+    let client = client();
+    for _ in 0..2 {
+        let a = deliver(&client, addr, "/webhooks", "evt_down")
+            .await
+            .expect("delivery");
+        assert_eq!(a.status, 503, "{a:?}");
+        assert_eq!(a.retry_after.as_deref(), Some("5"));
+        assert!(a.body.contains("was not processed"), "{a:?}");
+    }
+    assert_eq!(calls.get(), 0);
+    (addr, calls)
+}
+
+/// The store goes down under a fail-open layer: every delivery is
+/// processed, without deduplication.
+pub async fn store_down_fails_open(layer: IdempotencyLayer, down: impl FnOnce()) {
+    let calls = Calls::default();
+    let layer = layer.fail_mode(FailMode::Open);
+    let addr = serve(app(layer, counting(&calls, Duration::ZERO))).await;
+    down();
+    let client = client();
+    for _ in 0..2 {
+        let a = deliver(&client, addr, "/webhooks", "evt_open")
+            .await
+            .expect("delivery");
+        assert!(a.processed(), "{a:?}");
+    }
+    assert_eq!(calls.get(), 2);
 }

@@ -342,3 +342,21 @@ pub async fn tenant_keeps_the_keys_across_rotation(layer: IdempotencyLayer) {
     assert_duplicate(&send(after, "/webhooks", retry).await, "after");
     assert_eq!(calls.get(), 1);
 }
+
+/// What a store holds after [`percent_encoded_paths_are_one_route`]: two
+/// keys (each `prefix` then the store's own key), each naming the route
+/// template and the verifier's key fingerprint, none the path as the client
+/// spelled it.
+pub fn assert_keys_name_the_route_template(keys: &[String], prefix: &str) {
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    for key in keys {
+        let rest = key
+            .strip_prefix(prefix)
+            .and_then(|k| k.strip_prefix("15:/hooks/{source}:37:hmac:"))
+            .unwrap_or_else(|| panic!("{key}"));
+        let (fingerprint, id) = rest.split_at(32);
+        assert!(fingerprint.bytes().all(|b| b.is_ascii_hexdigit()), "{key}");
+        assert!(id.starts_with(":sha256:"), "{key}");
+        assert!(!key.contains('%') && !key.contains("github"), "{key}");
+    }
+}

@@ -1,6 +1,8 @@
 //! Where destinations, deliveries and attempts live: the [`DeliveryStore`]
 //! trait, [`MemoryStore`] for tests and, with the `sqlite` feature,
-//! `SqliteStore` for a sender that must survive restarts.
+//! `SqliteStore` for a sender that must survive restarts; with the
+//! `postgres` feature, `PgStore` for one queue shared by several sender
+//! nodes.
 //!
 //! The trait is shaped for a shared queue: workers [`claim_due`] a batch
 //! under a lease (with PostgreSQL, `SELECT .. FOR UPDATE SKIP LOCKED`), and
@@ -8,20 +10,33 @@
 //! and moves the delivery on, atomically. A claimed delivery whose worker
 //! dies is claimed again once its lease has expired.
 //!
+//! A store shared by several nodes can also keep the limits that must hold
+//! for the whole fleet rather than per process: the per-destination
+//! concurrency limit, the circuit breaker and 410-disabling (see
+//! [`coordinates_fleet`] and [`FleetPolicy`]). `PgStore` does; memory and
+//! SQLite leave them to each sender process.
+//!
 //! [`claim_due`]: DeliveryStore::claim_due
 //! [`record_attempt`]: DeliveryStore::record_attempt
+//! [`coordinates_fleet`]: DeliveryStore::coordinates_fleet
 
 mod memory;
-#[cfg(feature = "sqlite")]
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod seal;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 use std::future::Future;
+use std::time::Duration;
 
 pub use memory::MemoryStore;
-#[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PgStore;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "sqlite", feature = "postgres"))))]
 pub use seal::SecretSeal;
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
@@ -169,9 +184,68 @@ fn page_of(mut items: Vec<Delivery>, size: usize) -> Page<Delivery> {
     Page { items, next_cursor }
 }
 
+/// The limits a store that [coordinates the fleet](DeliveryStore::coordinates_fleet)
+/// enforces for every sender node sharing it, taken from the sender's
+/// settings ([`per_destination_concurrency`] and [`circuit_breaker`]) when
+/// the sender is built.
+///
+/// [`per_destination_concurrency`]: crate::sender::SenderBuilder::per_destination_concurrency
+/// [`circuit_breaker`]: crate::sender::SenderBuilder::circuit_breaker
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FleetPolicy {
+    /// Most deliveries of one destination under a live lease, fleet-wide.
+    pub per_destination: usize,
+    /// Failed attempts in a row (fleet-wide) that open a circuit.
+    pub failure_threshold: u32,
+    /// How long an open circuit stays open before one probe, ms.
+    pub cooldown_ms: i64,
+}
+
+impl FleetPolicy {
+    /// A policy with these limits.
+    pub fn new(per_destination: usize, failure_threshold: u32, cooldown_ms: i64) -> Self {
+        Self {
+            per_destination,
+            failure_threshold,
+            cooldown_ms,
+        }
+    }
+}
+
 /// Storage for the sender. Every method is one atomic step.
 ///
-/// Implementations: [`MemoryStore`] and (feature `sqlite`) `SqliteStore`.
+/// # Per process or fleet-wide
+///
+/// By default the sender keeps the per-destination concurrency limit and
+/// the circuit breaker in its own process, and hands deliveries it
+/// publishes straight to its own workers. A store whose
+/// [`coordinates_fleet`](Self::coordinates_fleet) is `true` takes these
+/// over for every node that shares it: the builder hands it a
+/// [`FleetPolicy`] once ([`set_fleet_policy`](Self::set_fleet_policy)), and
+/// then
+///
+/// - [`claim_due`](Self::claim_due) leases no more than
+///   `per_destination` deliveries of a destination at a time (a live lease
+///   is an attempt in flight; a dead node's slots free when its leases
+///   expire), and none of a destination whose circuit is open; of a half
+///   open one, exactly one, the probe, fenced by its lease;
+/// - [`record_attempt`](Self::record_attempt) counts the attempt towards
+///   the destination's circuit in the same transaction: a success closes it
+///   for all nodes, `failure_threshold` failures in a row open it for
+///   `cooldown_ms`;
+/// - the sender does not hand published deliveries to its own workers (they
+///   would bypass the limit): they are claimed like any other;
+/// - [`close_circuit`](Self::close_circuit) (an operator enabled the
+///   destination) and [`circuit_open`](Self::circuit_open)
+///   ([`Sender::is_paused`](crate::sender::Sender::is_paused)) read and
+///   write the shared state.
+///
+/// A destination disabled in the store (410 Gone on any node) is skipped
+/// by every node's next claim, whatever its destination cache holds.
+///
+/// Implementations: [`MemoryStore`], (feature `sqlite`) `SqliteStore` and
+/// (feature `postgres`) `PgStore`.
 pub trait DeliveryStore: Send + Sync + 'static {
     /// Inserts or replaces a destination.
     fn save_destination(
@@ -283,4 +357,46 @@ pub trait DeliveryStore: Send + Sync + 'static {
         &self,
         delivery_id: &str,
     ) -> impl Future<Output = Result<Vec<DeliveryAttempt>, DeliveryStoreError>> + Send;
+
+    /// Waits up to `max` for a sign that deliveries may be waiting for a
+    /// claim: what an idle worker does between polls. Returning early only
+    /// costs a claim that finds nothing. The default sleeps `max`; a store
+    /// shared by several nodes returns as soon as another node publishes
+    /// or releases work (`PgStore`: `LISTEN/NOTIFY`).
+    fn wait_for_work(&self, max: Duration) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep(max)
+    }
+
+    /// Whether this store enforces the concurrency limit and the circuit
+    /// breaker for the whole fleet (see the trait docs). Default `false`:
+    /// each sender process enforces its own.
+    fn coordinates_fleet(&self) -> bool {
+        false
+    }
+
+    /// The limits to enforce fleet-wide; the sender's builder calls this
+    /// once, on its own copy of the store, when
+    /// [`coordinates_fleet`](Self::coordinates_fleet) is `true`. Until then
+    /// claims are not limited. The default ignores it.
+    fn set_fleet_policy(&mut self, policy: FleetPolicy) {
+        let _ = policy;
+    }
+
+    /// Closes the destination's fleet-wide circuit (an operator enabled
+    /// it). The default does nothing.
+    fn close_circuit(
+        &self,
+        destination_id: &str,
+    ) -> impl Future<Output = Result<(), DeliveryStoreError>> + Send {
+        let _ = destination_id;
+        std::future::ready(Ok(()))
+    }
+
+    /// Whether the destination's fleet-wide circuit is open at `now_ms`, as
+    /// far as this store knows without a round trip; `None` when the store
+    /// keeps no circuits (the default).
+    fn circuit_open(&self, destination_id: &str, now_ms: i64) -> Option<bool> {
+        let _ = (destination_id, now_ms);
+        None
+    }
 }

@@ -1,5 +1,5 @@
-//! How the SQLite store writes destination secrets: as JSON, each key in
-//! base64, sealed first when a [`SecretSeal`] is set.
+//! How the SQLite and PostgreSQL stores write destination secrets: as JSON,
+//! each key in base64, sealed first when a [`SecretSeal`] is set.
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
@@ -8,8 +8,9 @@ use zeroize::Zeroizing;
 use crate::secret::Secret;
 use crate::sender::error::DeliveryStoreError;
 
-/// Seals destination keys before the SQLite store writes them and opens them
-/// when it reads them, so that the database file holds no key in the clear.
+/// Seals destination keys before the SQLite or PostgreSQL store writes them
+/// and opens them when it reads them, so that the database holds no key in
+/// the clear.
 ///
 /// A sender must hold its destinations' keys to sign, so they cannot be
 /// hashed; without a seal the store keeps them as base64, readable by anyone
@@ -21,7 +22,8 @@ use crate::sender::error::DeliveryStoreError;
 ///   key, keyed with a key-encryption key loaded from a secret manager or
 ///   the environment, never from the database.
 ///
-/// Set it with [`SqliteStore::with_secret_seal`](crate::sender::SqliteStore::with_secret_seal).
+/// Set it with [`SqliteStore::with_secret_seal`](crate::sender::SqliteStore::with_secret_seal)
+/// or [`PgStore::with_secret_seal`](crate::sender::PgStore::with_secret_seal).
 /// Rows written before a seal was set are still read (they are marked as
 /// plain) and are sealed the next time the destination is saved (any
 /// update, a rotation for instance). A store that finds a sealed key and

@@ -14,6 +14,7 @@
 //! keeps signing with exactly those bytes; rotate its secret to switch it to
 //! the decoded key.
 
+mod outbox;
 mod rows;
 
 use std::path::Path;
@@ -72,6 +73,8 @@ const MIGRATION_2: &str = include_str!("../schema/2.sql");
 pub struct SqliteStore {
     engine: Engine,
     seal: Option<Arc<dyn SecretSeal>>,
+    /// The database file, links resolved; `None` in memory.
+    file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -132,8 +135,13 @@ impl SqliteStore {
         migrate(&mut conn)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(db_err)?;
+        let file = path.map(outbox::canonical);
         let engine = Engine::start(conn, path)?;
-        Ok(Self { engine, seal: None })
+        Ok(Self {
+            engine,
+            seal: None,
+            file,
+        })
     }
 
     /// Seals destination keys with `seal` before writing them, and opens

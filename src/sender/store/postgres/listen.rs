@@ -1,0 +1,119 @@
+//! The `LISTEN` connection that wakes an idle node: one connection of its
+//! own (a pooled one cannot hand notifications over), kept open by a task
+//! that reconnects after a loss and wakes the node then too, so that what
+//! was published meanwhile is claimed at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{AsyncMessage, Client, Socket};
+
+use super::{CHANNEL, pg_err};
+use crate::sender::error::DeliveryStoreError;
+
+/// How long the listener waits before connecting again after a loss.
+const RECONNECT: Duration = Duration::from_secs(1);
+
+/// A running `LISTEN`; stops (and closes its connection) when dropped.
+pub(super) struct Listener {
+    /// Holds one permit per burst of notifications until a worker waits.
+    pub(super) wake: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Connects, `LISTEN`s, and returns once the server has confirmed it: a
+/// notification committed after this returns wakes the node.
+pub(super) async fn listen<T>(
+    config: tokio_postgres::Config,
+    tls: T,
+) -> Result<Listener, DeliveryStoreError>
+where
+    T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let wake = Arc::new(Notify::new());
+    let first = subscribe(&config, tls.clone(), &wake).await?;
+    let task = tokio::spawn(keep_listening(config, tls, first, Arc::clone(&wake)));
+    Ok(Listener { wake, task })
+}
+
+/// A listening connection: the client (dropping it closes the connection)
+/// and the task reading the connection's messages.
+struct Subscription {
+    _client: Client,
+    reader: JoinHandle<()>,
+}
+
+async fn subscribe<T>(
+    config: &tokio_postgres::Config,
+    tls: T,
+    wake: &Arc<Notify>,
+) -> Result<Subscription, DeliveryStoreError>
+where
+    T: MakeTlsConnect<Socket> + Send + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    let (client, mut connection) = config.connect(tls).await.map_err(pg_err)?;
+    let wake = Arc::clone(wake);
+    let reader = tokio::spawn(async move {
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(_))) => wake.notify_one(),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "the PostgreSQL LISTEN connection failed");
+                    return;
+                }
+                None => return,
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {CHANNEL}"))
+        .await
+        .map_err(pg_err)?;
+    Ok(Subscription {
+        _client: client,
+        reader,
+    })
+}
+
+/// Waits for the connection to end, then connects again (every
+/// [`RECONNECT`]) and wakes the node, which claims what it missed.
+async fn keep_listening<T>(
+    config: tokio_postgres::Config,
+    tls: T,
+    mut current: Subscription,
+    wake: Arc<Notify>,
+) where
+    T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+    T::Stream: Sync + Send,
+    T::TlsConnect: Sync + Send,
+    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+{
+    loop {
+        let _ = (&mut current.reader).await;
+        wake.notify_one();
+        current = loop {
+            tokio::time::sleep(RECONNECT).await;
+            match subscribe(&config, tls.clone(), &wake).await {
+                Ok(next) => break next,
+                Err(e) => tracing::warn!(error = %e, "cannot LISTEN on PostgreSQL; retrying"),
+            }
+        };
+        wake.notify_one();
+    }
+}
