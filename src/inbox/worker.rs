@@ -41,6 +41,28 @@ pub struct InboxEvent<E = Event> {
     pub event: E,
 }
 
+impl<E> InboxEvent<E> {
+    /// A first attempt at event `id`, for calling a handler in your own
+    /// tests; the other fields are empty.
+    ///
+    /// ```
+    /// use webhook_guard::inbox::InboxEvent;
+    ///
+    /// let event = InboxEvent::new("evt_1", serde_json::json!({"n": 1}));
+    /// assert_eq!((event.id.as_str(), event.attempt), ("evt_1", 1));
+    /// ```
+    pub fn new(id: impl Into<String>, event: E) -> Self {
+        Self {
+            id: id.into(),
+            attempt: 1,
+            signed_at: None,
+            received_at_ms: 0,
+            event_type: None,
+            event,
+        }
+    }
+}
+
 /// The running workers of an [`Inbox`]; from [`Inbox::start`]. Dropping it
 /// stops them at once (an event being processed is processed again once
 /// its lease expires); [`shutdown`](Self::shutdown) lets them finish first.
