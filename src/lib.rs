@@ -61,6 +61,9 @@
 //! - [`problem`]: RFC 9457 rejection bodies.
 //! - [`diagnose`]: why a request does not verify (body changed, secret read another way, clock off).
 //! - `sender` (feature `sender`): the sending side, signed with the same core.
+//! - `inbox` (feature `inbox`): store verified webhooks durably, answer at
+//!   once, process them in workers with retries, a dead letter queue and
+//!   back-pressure.
 //!
 //! ## Feature flags
 //!
@@ -73,6 +76,7 @@
 //! | `testing` | no | `testing`: signed requests for any scheme in one line, [`FixedClock`] |
 //! | `sender` | no | `sender`: sign, deliver, retry, dead-letter and replay outgoing webhooks (in-memory store) |
 //! | `sqlite` | no | the sender's durable SQLite store (implies `sender`) |
+//! | `inbox` | no | `inbox`: `InboxLayer`, workers, retries, dead letters, back-pressure; SQLite (bundled) and memory stores; does not need `sender` |
 //! | `console` | no | `sender::console`: the operator console, a JSON API and web page for destinations, delivery history and the DLQ (implies `sender`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -80,10 +84,15 @@
 mod macros;
 
 pub mod diagnose;
+#[cfg(any(feature = "sender", feature = "inbox"))]
+mod durable;
 pub mod error;
 pub mod event;
 pub mod extract;
 pub mod idempotency;
+#[cfg(feature = "inbox")]
+#[cfg_attr(docsrs, doc(cfg(feature = "inbox")))]
+pub mod inbox;
 #[cfg(feature = "postgres")]
 mod postgres;
 pub mod problem;

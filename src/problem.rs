@@ -29,6 +29,8 @@
 //! | [`INVALID_PAYLOAD_TYPE`] | 422 | [`Webhook`](crate::Webhook), JSON of the wrong shape |
 //! | [`IN_FLIGHT_TYPE`] | 409 | [`IdempotencyLayer`](crate::IdempotencyLayer), same event in flight |
 //! | [`STORE_UNAVAILABLE_TYPE`] | 503 | [`IdempotencyLayer`](crate::IdempotencyLayer), store down |
+//! | [`INBOX_UNAVAILABLE_TYPE`] | 503 | `InboxLayer` (feature `inbox`), inbox store down |
+//! | [`INBOX_FULL_TYPE`] | 503 or 429 | `InboxLayer` (feature `inbox`), too many unprocessed events |
 //! | `…/sender/console/index.html#<kind>` | 4xx, 503 | the operator console (feature `console`): `unauthorized`, `misdirected-request`, `cross-site-request`, `unsupported-media-type`, `malformed-request`, `invalid-input`, `invalid-query`, `invalid-destination`, `forbidden-address`, `invalid-scheme`, `invalid-event-filter`, `not-found`, `wrong-state`, `store-failed` |
 
 use axum::body::Body;
@@ -58,6 +60,13 @@ pub const IN_FLIGHT_TYPE: &str = docs_uri!("idempotency/index.html#duplicates-wh
 
 /// Problem `type` of the 503 answered when the store cannot be reached.
 pub const STORE_UNAVAILABLE_TYPE: &str = docs_uri!("idempotency/index.html#when-the-store-is-down");
+
+/// Problem `type` of the 503 answered when the inbox cannot store an event.
+pub const INBOX_UNAVAILABLE_TYPE: &str = docs_uri!("inbox/index.html#when-the-store-is-down");
+
+/// Problem `type` of the 503 (or 429) answered when the inbox holds too many
+/// unprocessed events.
+pub const INBOX_FULL_TYPE: &str = docs_uri!("inbox/index.html#back-pressure");
 
 /// The problem `type` of a verification failure of this kind: the kind's
 /// entry in the docs.
@@ -162,4 +171,22 @@ impl axum::response::IntoResponse for Problem {
 /// The default rejection: the error as a problem response.
 pub fn default_rejection(err: &VerifyError) -> Response<Body> {
     Problem::from_verify_error(err).into_response()
+}
+
+/// The 500 answered by a layer that needs [`Verified`](crate::Verified) on a
+/// route where [`VerifyLayer`](crate::VerifyLayer) does not run before it: a
+/// programming error, logged loudly.
+pub(crate) fn missing_verify_layer(layer: &str) -> Response<Body> {
+    let detail = format!(
+        "{layer} found no `Verified` in the request extensions: VerifyLayer must run before it. \
+         Add `.layer({layer}..)` first and `.layer(VerifyLayer::..)` after it (the layer added last runs first)"
+    );
+    tracing::error!("{detail}");
+    Problem::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        MISSING_LAYER_TYPE,
+        "VerifyLayer missing",
+        detail,
+    )
+    .into_response()
 }

@@ -14,7 +14,7 @@ use super::DUPLICATE_HEADER;
 use super::future::ResponseFuture;
 use super::layer::{Config, FailMode, IdempotencyLayer, InFlightPolicy};
 use super::store::{Begin, IdempotencyStore, LeaseToken};
-use crate::problem::{IN_FLIGHT_TYPE, MISSING_LAYER_TYPE, Problem, STORE_UNAVAILABLE_TYPE};
+use crate::problem::{IN_FLIGHT_TYPE, Problem, STORE_UNAVAILABLE_TYPE, missing_verify_layer};
 use crate::verify::Verified;
 
 /// The service built by [`IdempotencyLayer`]: calls `S` at most once per
@@ -93,7 +93,7 @@ where
     ResBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let Some(verified) = req.extensions().get::<Verified>() else {
-        return Ok(missing_verify_layer());
+        return Ok(missing_verify_layer("IdempotencyLayer"));
     };
     let id: Arc<str> = verified.id().into();
     let key = config.key(&req, verified);
@@ -268,19 +268,6 @@ impl Drop for LeaseGuard {
             ),
         }
     }
-}
-
-fn missing_verify_layer() -> Response<Body> {
-    let detail = "IdempotencyLayer found no `Verified` in the request extensions: VerifyLayer must run before it. \
-                  Add `.layer(IdempotencyLayer::..)` first and `.layer(VerifyLayer::..)` after it (the layer added last runs first)";
-    tracing::error!("{detail}");
-    Problem::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        MISSING_LAYER_TYPE,
-        "VerifyLayer missing",
-        detail,
-    )
-    .into_response()
 }
 
 fn duplicate_response(id: &str) -> Response<Body> {

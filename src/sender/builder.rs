@@ -9,10 +9,10 @@ use super::Sender;
 use super::circuit::Breaker;
 use super::delivery::DeliveryAttempt;
 use super::error::SenderError;
-use super::retry::RetryPolicy;
 use super::ssrf::{self, AddressPolicy};
 use super::state::{AttemptObserver, Inner};
 use super::store::{DeliveryStore, FleetPolicy, NextStep};
+use crate::durable::retry::RetryPolicy;
 use crate::error::ConfigError;
 use crate::replay::{Clock, SystemClock};
 

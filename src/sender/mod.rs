@@ -76,7 +76,6 @@ mod error;
 mod history;
 mod outbox;
 mod publish;
-mod retry;
 mod ssrf;
 mod state;
 pub mod store;
@@ -102,7 +101,7 @@ pub use state::{Sender, SenderHandle};
     note = "renamed to `DeliveryStoreError`, to tell it from `idempotency::IdempotencyStoreError`"
 )]
 pub type StoreError = DeliveryStoreError;
-pub use retry::RetryPolicy;
+pub use crate::durable::retry::RetryPolicy;
 pub use ssrf::{AddressPolicy, ForbiddenAddress};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]

@@ -14,7 +14,6 @@
 //! keeps signing with exactly those bytes; rotate its secret to switch it to
 //! the decoded key.
 
-mod engine;
 mod outbox;
 mod rows;
 
@@ -23,14 +22,31 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use self::engine::{Engine, db_err, wait_for_locks};
 use super::seal::{SecretSeal, encode_secrets};
 use super::{DeliveryStore, NewDelivery, NextStep};
+use crate::durable::sqlite_engine::{Engine, EngineError};
 use crate::sender::delivery::{Delivery, DeliveryAttempt, DeliveryQuery, OutgoingEvent, Page};
 use crate::sender::destination::Destination;
 use crate::sender::error::{DeliveryStoreError, SenderError};
 
 const SCHEMA_VERSION: i64 = 2;
+
+/// A SQLite error as a store error.
+pub(super) fn db_err(e: rusqlite::Error) -> DeliveryStoreError {
+    DeliveryStoreError::from(crate::durable::sqlite_engine::db_err(e))
+}
+
+impl From<EngineError> for DeliveryStoreError {
+    fn from(e: EngineError) -> Self {
+        Self::new(e.0)
+    }
+}
+
+impl From<EngineError> for SenderError {
+    fn from(e: EngineError) -> Self {
+        Self::Store(e.into())
+    }
+}
 
 /// The first schema.
 const MIGRATION_1: &str = include_str!("../schema/1.sql");
@@ -142,18 +158,10 @@ impl SqliteStore {
 /// Sets the connection up for the store thread, before migrating: lock
 /// waits, WAL, `synchronous`, foreign keys off, savepoints in memory.
 fn configure(conn: &Connection, synchronous: &str) -> Result<(), DeliveryStoreError> {
-    wait_for_locks(conn)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(db_err)?;
-    conn.pragma_update(None, "synchronous", synchronous)
-        .map_err(db_err)?;
+    crate::durable::sqlite_engine::configure(conn, synchronous)?;
     // Off while migrating: a migration rebuilds tables under their old
     // names (`PRAGMA foreign_keys` cannot change inside a transaction).
     conn.pragma_update(None, "foreign_keys", "OFF")
-        .map_err(db_err)?;
-    // Savepoints (the slow path of a group) journal in memory, not in a
-    // temporary file created and deleted per group.
-    conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(db_err)
 }
 

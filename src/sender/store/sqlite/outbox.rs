@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
-use super::engine::db_err;
+use super::db_err;
 use super::{SCHEMA_VERSION, SqliteStore, rows};
 use crate::sender::delivery::Delivery;
 use crate::sender::error::{DeliveryStoreError, SenderError};

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::super::seal::{SecretSeal, decode_secrets};
 use super::super::{NewDelivery, NextStep, not_stored, page_of};
-use super::engine::db_err;
+use super::db_err;
 use crate::scheme::SchemeName;
 use crate::sender::delivery::{
     Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, ErrorClass, OutgoingEvent, Page,

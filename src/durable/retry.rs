@@ -4,20 +4,24 @@ use std::time::Duration;
 
 use crate::error::ConfigError;
 
-/// The retry schedule of a delivery.
+/// The retry schedule of a delivery (sender) or of an event's processing
+/// (inbox).
 ///
 /// The first attempt is made at once; after each failure the next delay in
 /// the list is waited (each spread by up to `jitter` either way), and when
-/// the list is exhausted the delivery goes to the dead letter queue. The
+/// the list is exhausted the delivery or event goes to the dead letter queue. The
 /// default is 1 min, 5 min and 15 min with 10 % jitter: four attempts.
 ///
-/// A `Retry-After` answer header (seconds or an HTTP date) replaces the
+/// For the sender, a `Retry-After` answer header (seconds or an HTTP date) replaces the
 /// scheduled delay, capped at [`retry_after_cap`](Self::retry_after_cap)
 /// (default one hour).
 ///
 /// ```
 /// use std::time::Duration;
+/// # #[cfg(feature = "sender")]
 /// use webhook_guard::sender::RetryPolicy;
+/// # #[cfg(not(feature = "sender"))]
+/// # use webhook_guard::inbox::RetryPolicy;
 ///
 /// let fast = RetryPolicy::new([Duration::from_millis(10), Duration::from_millis(20)]);
 /// assert_eq!(fast.max_attempts(), 3);
@@ -113,6 +117,7 @@ impl RetryPolicy {
     }
 }
 
+#[cfg(feature = "sender")]
 /// Reads a `Retry-After` value: delay seconds, or an HTTP date compared with
 /// `now_ms`. A date in the past means "now"; anything unreadable is `None`.
 pub(crate) fn parse_retry_after(value: &str, now_ms: i64) -> Option<Duration> {
@@ -172,6 +177,7 @@ mod tests {
         assert_eq!(p.delay_after(2, Some(Duration::from_secs(3))), None);
     }
 
+    #[cfg(feature = "sender")]
     #[test]
     fn retry_after_parses_seconds_and_dates() {
         assert_eq!(

@@ -1,7 +1,8 @@
 //! The store thread: one connection, calls committed in groups, a savepoint
 //! per call when a group must be run again, lock waits in short steps, and
-//! a checkpointer beside the writer. Knows SQLite, not deliveries: a call is
-//! any closure over the connection.
+//! a checkpointer beside the writer. Knows SQLite, not deliveries or inbox
+//! events: a call is any closure over the connection. Shared by the sender's
+//! and the inbox's SQLite stores.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,11 +10,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::Connection;
 
-use crate::sender::error::DeliveryStoreError;
+/// Why the store thread could not run a call: SQLite failed, or the thread
+/// is gone. Each store turns it into its own error type (`From`).
+#[derive(Debug, Clone)]
+pub(crate) struct EngineError(pub(crate) String);
 
-/// A SQLite error as a store error.
-pub(super) fn db_err(e: rusqlite::Error) -> DeliveryStoreError {
-    DeliveryStoreError::new(format!("sqlite: {e}"))
+impl EngineError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// A SQLite error as an engine error.
+pub(crate) fn db_err(e: rusqlite::Error) -> EngineError {
+    EngineError::new(format!("sqlite: {e}"))
 }
 
 /// Work for the store thread: a call that can run inside the current
@@ -23,10 +33,10 @@ trait Job: Send {
     /// Runs the call; reports whether it succeeded.
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers with this error instead of running.
-    fn fail(&mut self, error: DeliveryStoreError);
+    fn fail(&mut self, error: EngineError);
     /// Answers the caller with the call's result, or with the commit's
     /// failure.
-    fn finish(self: Box<Self>, commit: Result<(), DeliveryStoreError>);
+    fn finish(self: Box<Self>, commit: Result<(), EngineError>);
 }
 
 struct Call<F, T, E> {
@@ -39,7 +49,7 @@ impl<F, T, E> Job for Call<F, T, E>
 where
     F: Fn(&Connection) -> Result<T, E> + Send,
     T: Send,
-    E: From<DeliveryStoreError> + Send,
+    E: From<EngineError> + Send,
 {
     fn run(&mut self, conn: &Connection) -> bool {
         let result = (self.work)(conn);
@@ -48,16 +58,14 @@ where
         ok
     }
 
-    fn fail(&mut self, error: DeliveryStoreError) {
+    fn fail(&mut self, error: EngineError) {
         self.result = Some(Err(E::from(error)));
     }
 
-    fn finish(self: Box<Self>, commit: Result<(), DeliveryStoreError>) {
+    fn finish(self: Box<Self>, commit: Result<(), EngineError>) {
         let answer = match (commit, self.result) {
             (Ok(()), Some(result)) => result,
-            (Ok(()), None) => Err(E::from(DeliveryStoreError::new(
-                "the store skipped the call",
-            ))),
+            (Ok(()), None) => Err(E::from(EngineError::new("the store skipped the call"))),
             (Err(e), _) => Err(E::from(e)),
         };
         let _ = self.reply.send(answer);
@@ -70,14 +78,14 @@ const MAX_GROUP: usize = 256;
 /// The handle to a running store thread. Cheap to clone; the thread (and
 /// its checkpointer) stop once every handle is dropped.
 #[derive(Clone)]
-pub(super) struct Engine {
+pub(crate) struct Engine {
     jobs: std::sync::mpsc::Sender<Box<dyn Job>>,
 }
 
 impl Engine {
     /// Starts the store thread over `conn` (already migrated) and, for a
     /// database in a file at `path`, the checkpoint thread beside it.
-    pub(super) fn start(conn: Connection, path: Option<&Path>) -> Result<Self, DeliveryStoreError> {
+    pub(crate) fn start(conn: Connection, path: Option<&Path>) -> Result<Self, EngineError> {
         let stop = Arc::new(AtomicBool::new(false));
         if let Some(path) = path {
             start_checkpointer(&conn, path, Arc::clone(&stop))?;
@@ -89,20 +97,20 @@ impl Engine {
                 run_store_thread(&conn, &queue);
                 stop.store(true, Ordering::SeqCst);
             })
-            .map_err(|e| DeliveryStoreError::new(format!("cannot start the store thread: {e}")))?;
+            .map_err(|e| EngineError::new(format!("cannot start the store thread: {e}")))?;
         Ok(Self { jobs })
     }
 
     /// Runs `work` on the store thread in the next commit group and returns
     /// its result once that group has committed. `work` must only touch the
     /// database: it may run twice (see [`run_group`]).
-    pub(super) async fn call<T, E>(
+    pub(crate) async fn call<T, E>(
         &self,
         work: impl Fn(&Connection) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E>
     where
         T: Send + 'static,
-        E: From<DeliveryStoreError> + Send + 'static,
+        E: From<EngineError> + Send + 'static,
     {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Box<dyn Job> = Box::new(Call {
@@ -112,10 +120,10 @@ impl Engine {
         });
         self.jobs
             .send(job)
-            .map_err(|_| E::from(DeliveryStoreError::new("the store thread has stopped")))?;
+            .map_err(|_| E::from(EngineError::new("the store thread has stopped")))?;
         answer
             .await
-            .map_err(|_| E::from(DeliveryStoreError::new("the store thread dropped the call")))?
+            .map_err(|_| E::from(EngineError::new("the store thread dropped the call")))?
     }
 }
 
@@ -125,7 +133,7 @@ fn start_checkpointer(
     conn: &Connection,
     path: &Path,
     stop: Arc<AtomicBool>,
-) -> Result<(), DeliveryStoreError> {
+) -> Result<(), EngineError> {
     // Checkpoints fsync; run them beside the writer, not inside its
     // commits.
     conn.pragma_update(None, "wal_autocheckpoint", 0)
@@ -135,8 +143,22 @@ fn start_checkpointer(
     std::thread::Builder::new()
         .name("webhook-guard-sqlite-checkpoint".into())
         .spawn(move || run_checkpointer(&checkpointer, &stop))
-        .map_err(|e| DeliveryStoreError::new(format!("cannot start the checkpoint thread: {e}")))?;
+        .map_err(|e| EngineError::new(format!("cannot start the checkpoint thread: {e}")))?;
     Ok(())
+}
+
+/// Sets a fresh connection up for the store thread: lock waits in short
+/// steps, WAL, `synchronous` (`NORMAL` or `FULL`), savepoints journaled in
+/// memory (the slow path of a group) rather than in a temporary file
+/// created and deleted per group.
+pub(crate) fn configure(conn: &Connection, synchronous: &str) -> Result<(), EngineError> {
+    wait_for_locks(conn)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(db_err)?;
+    conn.pragma_update(None, "synchronous", synchronous)
+        .map_err(db_err)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(db_err)
 }
 
 /// How long a connection waits for a lock held by another connection (the
@@ -154,7 +176,7 @@ thread_local! {
 
 /// Makes `conn` wait for another connection's locks (see [`wait_for_lock`])
 /// instead of failing with `SQLITE_BUSY` at once.
-pub(super) fn wait_for_locks(conn: &Connection) -> Result<(), DeliveryStoreError> {
+pub(crate) fn wait_for_locks(conn: &Connection) -> Result<(), EngineError> {
     conn.busy_handler(Some(wait_for_lock)).map_err(db_err)
 }
 
@@ -248,7 +270,7 @@ fn run_store_thread(conn: &Connection, queue: &std::sync::mpsc::Receiver<Box<dyn
 /// and the others still commit. Without `BEGIN` (another process holds the
 /// write lock past the busy timeout) each job's savepoint is its own
 /// transaction.
-fn run_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), DeliveryStoreError> {
+fn run_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), EngineError> {
     if run_cached(conn, "BEGIN IMMEDIATE").is_ok() {
         let mut all_ok = true;
         for job in group.iter_mut() {
@@ -271,7 +293,7 @@ fn run_group(conn: &Connection, group: &mut [Box<dyn Job>]) -> Result<(), Delive
 }
 
 /// Commits the open transaction, or rolls it back if the commit fails.
-fn commit(conn: &Connection) -> Result<(), DeliveryStoreError> {
+fn commit(conn: &Connection) -> Result<(), EngineError> {
     run_cached(conn, "COMMIT").map_err(|e| {
         let _ = conn.execute_batch("ROLLBACK");
         db_err(e)

@@ -1,0 +1,155 @@
+//! [`InboxBuilder`]: the inbox's settings.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use tokio::sync::Notify;
+
+use super::backpressure::Backlog;
+use super::store::{InboxStore, InboxStoreError};
+use super::{Inbox, Shared};
+use crate::durable::retry::RetryPolicy;
+use crate::error::ConfigError;
+use crate::replay::{Clock, SystemClock};
+
+/// The settings of an [`Inbox`].
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) retry: RetryPolicy,
+    pub(crate) concurrency: usize,
+    pub(crate) max_pending: Option<u64>,
+    pub(crate) accepted_status: StatusCode,
+    pub(crate) full_status: StatusCode,
+    pub(crate) lease: Duration,
+    pub(crate) poll_interval: Duration,
+    pub(crate) unavailable_retry_after: Duration,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("retry", &self.retry)
+            .field("concurrency", &self.concurrency)
+            .field("max_pending", &self.max_pending)
+            .field("accepted_status", &self.accepted_status)
+            .field("full_status", &self.full_status)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Inbox`]; from [`Inbox::builder`].
+#[derive(Debug)]
+#[must_use]
+pub struct InboxBuilder<S> {
+    store: S,
+    config: Config,
+}
+
+impl<S: InboxStore> InboxBuilder<S> {
+    pub(crate) fn new(store: S) -> Self {
+        Self {
+            store,
+            config: Config {
+                retry: RetryPolicy::default(),
+                concurrency: 8,
+                max_pending: None,
+                accepted_status: StatusCode::OK,
+                full_status: StatusCode::SERVICE_UNAVAILABLE,
+                lease: Duration::from_secs(300),
+                poll_interval: Duration::from_millis(500),
+                unavailable_retry_after: Duration::from_secs(5),
+                clock: Arc::new(SystemClock),
+            },
+        }
+    }
+
+    builder_setters! {
+        /// When to try a failed event again (default: the sender's, 1, 5
+        /// and 15 minutes, then the dead letter queue).
+        fn retry(policy: RetryPolicy) => config.retry = policy;
+        /// How long a worker holds an event before another may claim it
+        /// (default 5 min). A handler that runs longer may see its event
+        /// processed twice; keep it above the slowest handler.
+        fn lease(lease: Duration) => config.lease = lease;
+        /// How often idle workers look for due retries (default 500 ms; new
+        /// events wake them at once).
+        fn poll_interval(every: Duration) => config.poll_interval = every;
+        /// The `Retry-After` answered when the store fails (default 5 s).
+        fn unavailable_retry_after(wait: Duration) => config.unavailable_retry_after = wait;
+        /// The clock (tests use a fixed one).
+        fn clock(clock: impl Clock) => config.clock = Arc::new(clock);
+        /// Refuse new deliveries while this many events are unprocessed
+        /// (pending or being processed); default: no limit.
+        fn max_pending(limit: u64) => config.max_pending = Some(limit);
+    }
+
+    /// How many events are processed at once (default 8).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSetting`] for 0.
+    pub fn concurrency(mut self, workers: usize) -> Result<Self, ConfigError> {
+        if workers == 0 {
+            return Err(ConfigError::InvalidSetting {
+                setting: "inbox concurrency",
+                reason: "must be at least 1".into(),
+            });
+        }
+        self.config.concurrency = workers;
+        Ok(self)
+    }
+
+    /// The status answered once an event is stored: 200 (the default) or
+    /// 202 Accepted, or any other 2xx.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSetting`] for a status that is not 2xx.
+    pub fn accepted_status(mut self, status: StatusCode) -> Result<Self, ConfigError> {
+        if !status.is_success() {
+            return Err(ConfigError::InvalidSetting {
+                setting: "inbox accepted status",
+                reason: format!("must be 2xx, got {status}"),
+            });
+        }
+        self.config.accepted_status = status;
+        Ok(self)
+    }
+
+    /// The status answered above [`max_pending`](Self::max_pending): 503
+    /// (the default) or 429.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSetting`] for any other status.
+    pub fn full_status(mut self, status: StatusCode) -> Result<Self, ConfigError> {
+        if status != StatusCode::SERVICE_UNAVAILABLE && status != StatusCode::TOO_MANY_REQUESTS {
+            return Err(ConfigError::InvalidSetting {
+                setting: "inbox full status",
+                reason: format!("must be 503 or 429, got {status}"),
+            });
+        }
+        self.config.full_status = status;
+        Ok(self)
+    }
+
+    /// The inbox, with its count of unprocessed events read from the store.
+    ///
+    /// # Errors
+    ///
+    /// An [`InboxStoreError`] when the store cannot be read.
+    pub async fn build(self) -> Result<Inbox<S>, InboxStoreError> {
+        let unprocessed = self.store.unprocessed().await?;
+        Ok(Inbox {
+            shared: Arc::new(Shared {
+                store: self.store,
+                config: self.config,
+                backlog: Backlog::new(unprocessed),
+                wake: Notify::new(),
+            }),
+        })
+    }
+}

@@ -1,0 +1,206 @@
+//! The inbox: store each verified webhook durably, answer at once, process
+//! it separately with retries, a dead letter queue and back-pressure.
+//!
+//! A receiver that processes inside the request makes the sender wait: a
+//! slow handler makes it time out and retry, and a crash mid-handler loses
+//! the event unless the sender retries. [`InboxLayer`], placed after
+//! [`VerifyLayer`](crate::VerifyLayer), stores the verified request (its
+//! authenticated id, scheme, signed timestamp, event type, the body exactly
+//! as verified, the time received) and answers `200 OK` (or `202`) without
+//! calling a handler. Workers started with [`Inbox::start`] then call your
+//! handler with the typed event, retry a failure or a panic on the sender's
+//! [`RetryPolicy`], and park what keeps failing in the dead letter queue,
+//! from where [`Inbox::replay`] brings it back.
+//!
+//! ```
+//! use axum::{Router, routing::post};
+//! use webhook_guard::inbox::{Inbox, InboxEvent, MemoryInboxStore};
+//! use webhook_guard::{Event, SecretSet, VerifyLayer};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // `SqliteInboxStore::open("inbox.db")?` in production.
+//! let inbox = Inbox::builder(MemoryInboxStore::new()).build().await?;
+//! let workers = inbox.start(|event: InboxEvent<Event>| async move {
+//!     // `event.id` is stable across retries and redeliveries: key your own
+//!     // writes by it to make them idempotent.
+//!     println!("{} (attempt {}): {:?}", event.id, event.attempt, event.event);
+//!     Ok::<(), std::convert::Infallible>(())
+//! });
+//! let app: Router = Router::new()
+//!     // The route's handler is not called: the inbox answers.
+//!     .route("/webhooks", post(|| async {}))
+//!     .layer(inbox.layer())
+//!     .layer(VerifyLayer::new(SecretSet::single("a-shared-secret-of-24-bytes")?));
+//! # drop(workers);
+//! # Ok(()) }
+//! ```
+//!
+//! ## What the sender sees
+//!
+//! | case | answer |
+//! |---|---|
+//! | stored | `200 OK` (or the [`accepted_status`](InboxBuilder::accepted_status)), `{"accepted":true,"id":..}` |
+//! | id already stored | `200 OK`, `X-Webhook-Duplicate: true`; nothing stored again |
+//! | more than [`max_pending`](InboxBuilder::max_pending) unprocessed | `503` (or `429`) with `Retry-After` |
+//! | the store failed | `503` with `Retry-After`; nothing stored |
+//!
+//! The id is unique in the store, so deduplication survives restarts (an
+//! in-memory cache forgets on restart).
+//!
+//! ## Processing: at-least-once
+//!
+//! A worker claims an event under a lease and counts an attempt; `Ok` marks
+//! it done; an `Err` or a panic schedules the next attempt on the
+//! [`RetryPolicy`] and, once it is exhausted, dead-letters it. A body that
+//! does not deserialize as the handler's type is dead-lettered at once. A
+//! process that dies mid-handler leaves the lease behind; once it expires
+//! the event is processed again. So a handler may see an event more than
+//! once: make its effects idempotent by keying them on [`InboxEvent::id`],
+//! for example `INSERT .. ON CONFLICT (event_id) DO NOTHING` in the same
+//! transaction as the work.
+//!
+//! ## Back-pressure
+//!
+//! With [`max_pending`](InboxBuilder::max_pending) set, a delivery that
+//! arrives while that many events are unprocessed is answered `503` (or
+//! `429`) with `Retry-After` = the time the workers need, at their recent
+//! drain rate, to make room (1 s to 300 s). The sender of this crate honours
+//! `Retry-After` on any non-2xx answer. Nothing is buffered in memory
+//! beyond the requests in flight.
+//!
+//! ## When the store is down
+//!
+//! A failed insert is answered `503` with `Retry-After`
+//! ([`unavailable_retry_after`](InboxBuilder::unavailable_retry_after)); the
+//! insert is one transaction, so nothing is stored half-way.
+//!
+//! ## Stores
+//!
+//! [`SqliteInboxStore`] (bundled SQLite, WAL, group commit, on the sender's
+//! store thread) and [`MemoryInboxStore`] (tests), behind [`InboxStore`].
+
+mod backpressure;
+mod builder;
+mod layer;
+mod service;
+pub mod store;
+mod worker;
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+pub use self::builder::InboxBuilder;
+pub use self::layer::InboxLayer;
+pub use self::service::InboxService;
+pub use self::store::{
+    InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, MemoryInboxStore,
+    ReplaySelection, SqliteInboxStore,
+};
+pub use self::worker::{InboxEvent, InboxWorkers};
+pub use crate::durable::retry::RetryPolicy;
+pub use crate::idempotency::DUPLICATE_HEADER;
+
+use self::backpressure::Backlog;
+use self::builder::Config;
+
+/// A durable inbox: the [`InboxLayer`] that fills it, the workers that
+/// drain it, and the operations on its history and dead letters. Cheap to
+/// clone.
+pub struct Inbox<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S> Clone for Inbox<S> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Inbox<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inbox")
+            .field("store", &self.shared.store)
+            .field("config", &self.shared.config)
+            .field("unprocessed", &self.shared.backlog.unprocessed())
+            .finish()
+    }
+}
+
+/// What the layer, the workers and the handle share.
+pub(crate) struct Shared<S> {
+    pub(crate) store: S,
+    pub(crate) config: Config,
+    pub(crate) backlog: Backlog,
+    /// Wakes idle workers when an event is stored or replayed.
+    pub(crate) wake: Notify,
+}
+
+impl<S: InboxStore> Inbox<S> {
+    /// An inbox over `store`, to configure.
+    pub fn builder(store: S) -> InboxBuilder<S> {
+        InboxBuilder::new(store)
+    }
+
+    /// The layer that stores verified requests in this inbox; place it after
+    /// [`VerifyLayer`](crate::VerifyLayer) (add it with `.layer` *before*
+    /// `VerifyLayer`: the layer added last runs first).
+    pub fn layer(&self) -> InboxLayer<S> {
+        InboxLayer::new(self.clone())
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.shared.store
+    }
+
+    /// Unprocessed events (pending or being processed), as counted here.
+    pub fn unprocessed(&self) -> u64 {
+        self.shared.backlog.unprocessed()
+    }
+
+    /// The event with this id.
+    ///
+    /// # Errors
+    ///
+    /// The store's error.
+    pub async fn event(&self, id: &str) -> Result<Option<InboxEntry>, InboxStoreError> {
+        self.shared.store.event(id).await
+    }
+
+    /// History: the events `query` selects, newest first.
+    ///
+    /// # Errors
+    ///
+    /// The store's error.
+    pub async fn events(&self, query: &InboxQuery) -> Result<Vec<InboxEntry>, InboxStoreError> {
+        self.shared.store.events(query).await
+    }
+
+    /// The newest `limit` dead letters.
+    ///
+    /// # Errors
+    ///
+    /// The store's error.
+    pub async fn dead_letters(&self, limit: usize) -> Result<Vec<InboxEntry>, InboxStoreError> {
+        let query = InboxQuery::new(Some(InboxStatus::DeadLettered), limit);
+        self.shared.store.events(&query).await
+    }
+
+    /// Makes the selected dead letters pending again (attempts counted from
+    /// one again) and wakes the workers. Returns how many.
+    ///
+    /// # Errors
+    ///
+    /// The store's error.
+    pub async fn replay(&self, selection: &ReplaySelection) -> Result<u64, InboxStoreError> {
+        let now = self.shared.config.clock.now_millis();
+        let n = self.shared.store.replay(selection, now).await?;
+        self.shared.backlog.added(n);
+        self.shared.wake.notify_waiters();
+        Ok(n)
+    }
+}

@@ -1,0 +1,357 @@
+//! Where inbox events live: the [`InboxStore`] trait, [`MemoryInboxStore`]
+//! for tests and [`SqliteInboxStore`], the embedded default.
+//!
+//! The trait is the sender's delivery queue turned around and shaped the
+//! same way for a shared store: workers [`claim_due`] a batch under a lease
+//! (with PostgreSQL, `SELECT .. FOR UPDATE SKIP LOCKED`), and each attempt
+//! ends with one [`settle`] fenced by that lease: a worker whose lease
+//! expired (and whose event may have been claimed again) changes nothing.
+//! An event claimed by a worker that died is claimed again once its lease
+//! has expired, so processing is at-least-once.
+//!
+//! Every event carries its signed timestamp and an optional ordering key, so
+//! a store can hand out one event per key at a time, oldest first, inside
+//! [`claim_due`] without a change to the trait.
+//!
+//! [`claim_due`]: InboxStore::claim_due
+//! [`settle`]: InboxStore::settle
+
+mod memory;
+mod sqlite;
+
+use std::future::Future;
+
+use bytes::Bytes;
+
+pub use memory::MemoryInboxStore;
+pub use sqlite::SqliteInboxStore;
+
+/// A verified webhook to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NewInboxEvent {
+    /// The authenticated id ([`Verified::id`](crate::Verified::id)): unique
+    /// in the store.
+    pub id: String,
+    /// The scheme that verified it (`native`, `standard`, ...).
+    pub scheme: String,
+    /// The signed timestamp, unix seconds, when the scheme carries one.
+    pub signed_at: Option<i64>,
+    /// The event type read from the body (`event` or `type` field), if any.
+    pub event_type: Option<String>,
+    /// Events with the same key are to be processed one at a time, in
+    /// signed-timestamp order. Stored; not yet used when claiming.
+    pub ordering_key: Option<String>,
+    /// The body exactly as verified.
+    pub body: Bytes,
+    /// When the receiver stored it, unix ms; also when it is first due.
+    pub received_at_ms: i64,
+}
+
+impl NewInboxEvent {
+    /// An event with this id and body, received at `received_at_ms`.
+    pub fn new(id: impl Into<String>, body: impl Into<Bytes>, received_at_ms: i64) -> Self {
+        Self {
+            id: id.into(),
+            scheme: String::new(),
+            signed_at: None,
+            event_type: None,
+            ordering_key: None,
+            body: body.into(),
+            received_at_ms,
+        }
+    }
+
+    /// The stored record of this event: pending, due now, no attempts yet.
+    pub(crate) fn pending(&self, seq: i64) -> InboxEntry {
+        InboxEntry {
+            seq,
+            id: self.id.clone(),
+            scheme: self.scheme.clone(),
+            signed_at: self.signed_at,
+            event_type: self.event_type.clone(),
+            ordering_key: self.ordering_key.clone(),
+            body: self.body.clone(),
+            received_at_ms: self.received_at_ms,
+            status: InboxStatus::Pending,
+            attempts: 0,
+            next_attempt_at_ms: Some(self.received_at_ms),
+            lease_until_ms: None,
+            last_error: None,
+            finished_at_ms: None,
+        }
+    }
+}
+
+/// Where an event is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum InboxStatus {
+    /// Waiting for its first or next attempt, or being processed (then it
+    /// holds a lease).
+    Pending,
+    /// The handler succeeded.
+    Done,
+    /// Retries were exhausted (or the body cannot be read as the handler's
+    /// type): in the dead letter queue.
+    DeadLettered,
+}
+
+impl InboxStatus {
+    /// The status as stored (`pending`, `done`, `dead_lettered`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Done => "done",
+            Self::DeadLettered => "dead_lettered",
+        }
+    }
+
+    /// Reads a stored status.
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(Self::Pending),
+            "done" => Some(Self::Done),
+            "dead_lettered" => Some(Self::DeadLettered),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for InboxStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored event and its processing state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InboxEntry {
+    /// Order of arrival in this store.
+    pub seq: i64,
+    /// The authenticated id.
+    pub id: String,
+    /// The scheme that verified it.
+    pub scheme: String,
+    /// The signed timestamp, unix seconds.
+    pub signed_at: Option<i64>,
+    /// The event type read from the body.
+    pub event_type: Option<String>,
+    /// The ordering key.
+    pub ordering_key: Option<String>,
+    /// The body exactly as verified.
+    pub body: Bytes,
+    /// When it was stored, unix ms.
+    pub received_at_ms: i64,
+    /// Where it is.
+    pub status: InboxStatus,
+    /// Attempts started so far (a claim starts one).
+    pub attempts: u32,
+    /// When it is next due, unix ms (pending only).
+    pub next_attempt_at_ms: Option<i64>,
+    /// The lease of the worker processing it, unix ms.
+    pub lease_until_ms: Option<i64>,
+    /// The last failure, or the dead letter reason.
+    pub last_error: Option<String>,
+    /// When it was done or dead-lettered, unix ms.
+    pub finished_at_ms: Option<i64>,
+}
+
+/// What [`InboxStore::insert`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Insert {
+    /// Stored, pending.
+    Stored,
+    /// An event with this id is already stored: nothing was written.
+    Duplicate,
+}
+
+/// Where an attempt leaves an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Settle {
+    /// The handler succeeded.
+    Done,
+    /// The handler failed with this error; try again at this time, unix ms.
+    RetryAt {
+        /// When, unix ms.
+        at_ms: i64,
+        /// What went wrong.
+        error: String,
+    },
+    /// Give up: into the dead letter queue with this reason.
+    DeadLetter(String),
+}
+
+impl Settle {
+    /// The new status, next due time and last error of an event settled
+    /// this way: the rule every store applies.
+    pub(crate) fn state(&self) -> (InboxStatus, Option<i64>, Option<&str>) {
+        match self {
+            Self::Done => (InboxStatus::Done, None, None),
+            Self::RetryAt { at_ms, error } => (InboxStatus::Pending, Some(*at_ms), Some(error)),
+            Self::DeadLetter(reason) => (InboxStatus::DeadLettered, None, Some(reason)),
+        }
+    }
+}
+
+/// Which dead letters to replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReplaySelection {
+    /// The event with this id.
+    One(String),
+    /// Every dead letter.
+    All,
+    /// Dead letters that were dead-lettered in `[since_ms, until_ms)`.
+    Between {
+        /// From, unix ms, inclusive.
+        since_ms: i64,
+        /// To, unix ms, exclusive.
+        until_ms: i64,
+    },
+}
+
+impl ReplaySelection {
+    /// Whether `entry` is a dead letter this selection takes.
+    pub(crate) fn takes(&self, entry: &InboxEntry) -> bool {
+        if entry.status != InboxStatus::DeadLettered {
+            return false;
+        }
+        let at = entry.finished_at_ms.unwrap_or(i64::MIN);
+        match self {
+            Self::One(id) => entry.id == *id,
+            Self::All => true,
+            Self::Between { since_ms, until_ms } => at >= *since_ms && at < *until_ms,
+        }
+    }
+}
+
+/// A page of history: events in one status (or any), newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InboxQuery {
+    /// Only events in this status.
+    pub status: Option<InboxStatus>,
+    /// Only events older than this `seq` (the next page).
+    pub before_seq: Option<i64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl Default for InboxQuery {
+    fn default() -> Self {
+        Self {
+            status: None,
+            before_seq: None,
+            limit: 100,
+        }
+    }
+}
+
+impl InboxQuery {
+    /// The newest `limit` events in `status` (any status for `None`).
+    pub fn new(status: Option<InboxStatus>, limit: usize) -> Self {
+        Self {
+            status,
+            before_seq: None,
+            limit,
+        }
+    }
+
+    /// Whether `entry` belongs to this query (before the limit).
+    pub(crate) fn matches(&self, entry: &InboxEntry) -> bool {
+        self.status.is_none_or(|s| s == entry.status)
+            && self.before_seq.is_none_or(|b| entry.seq < b)
+    }
+}
+
+/// A storage backend failed (I/O, a corrupt row, a lost connection).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("inbox store failed: {message}")]
+pub struct InboxStoreError {
+    message: String,
+}
+
+impl InboxStoreError {
+    /// A store error with this explanation (never a secret).
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+
+    /// The explanation.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl From<crate::durable::sqlite_engine::EngineError> for InboxStoreError {
+    fn from(e: crate::durable::sqlite_engine::EngineError) -> Self {
+        Self::new(e.0)
+    }
+}
+
+/// Storage for an inbox. Implementations are cheap to clone (shared state).
+///
+/// Every method is one atomic step. The lease (`lease_until_ms`, unix ms)
+/// fences a claim: [`settle`](Self::settle) applies only while the event is
+/// pending under exactly that lease.
+pub trait InboxStore: Clone + Send + Sync + 'static {
+    /// Stores `event` as pending, due at once, unless an event with its id is
+    /// stored already (then writes nothing and answers
+    /// [`Insert::Duplicate`]). Returns once the write is durable.
+    fn insert(
+        &self,
+        event: &NewInboxEvent,
+    ) -> impl Future<Output = Result<Insert, InboxStoreError>> + Send;
+
+    /// Claims up to `limit` pending events due at `now_ms` that no live lease
+    /// holds, until `lease_until_ms`, and counts an attempt for each.
+    /// Earliest due first. (A store may also keep events of one ordering key
+    /// back while another of that key is claimed.)
+    fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        lease_until_ms: i64,
+    ) -> impl Future<Output = Result<Vec<InboxEntry>, InboxStoreError>> + Send;
+
+    /// Moves event `id`, pending under the lease `lease_until_ms`, on as
+    /// `settle` says at `now_ms`, and releases the lease. `Ok(false)` when
+    /// the event is no longer pending under that lease: nothing changed.
+    fn settle(
+        &self,
+        id: &str,
+        lease_until_ms: i64,
+        settle: &Settle,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<bool, InboxStoreError>> + Send;
+
+    /// Makes the selected dead letters pending again, due at `now_ms`, with
+    /// their attempt count back at zero. Returns how many.
+    fn replay(
+        &self,
+        selection: &ReplaySelection,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<u64, InboxStoreError>> + Send;
+
+    /// How many events are pending (waiting or being processed).
+    fn unprocessed(&self) -> impl Future<Output = Result<u64, InboxStoreError>> + Send;
+
+    /// The event with this id.
+    fn event(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<InboxEntry>, InboxStoreError>> + Send;
+
+    /// History: the events `query` selects, newest first.
+    fn events(
+        &self,
+        query: &InboxQuery,
+    ) -> impl Future<Output = Result<Vec<InboxEntry>, InboxStoreError>> + Send;
+}

@@ -1,0 +1,360 @@
+//! The workers: claim due events under a lease, call the handler, and
+//! settle each attempt as the pure [`next_step`] decides.
+
+use std::fmt::Display;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use serde::de::DeserializeOwned;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::store::{InboxEntry, InboxStore, Settle};
+use super::{Inbox, Shared};
+use crate::durable::retry::RetryPolicy;
+use crate::event::Event;
+
+/// How often the workers read the count of unprocessed events back from
+/// the store (other processes may share it; replays add to it).
+const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+
+/// One event handed to the handler.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct InboxEvent<E = Event> {
+    /// The authenticated id: the same on every attempt, redelivery and
+    /// replay. Key the handler's own writes by it to make them idempotent.
+    pub id: String,
+    /// This attempt's number, from 1 (from 1 again after a replay).
+    pub attempt: u32,
+    /// The signed timestamp, unix seconds, when the scheme carries one.
+    pub signed_at: Option<i64>,
+    /// When the receiver stored it, unix ms.
+    pub received_at_ms: i64,
+    /// The event type read from the body, if any.
+    pub event_type: Option<String>,
+    /// The body, deserialized.
+    pub event: E,
+}
+
+impl<E> InboxEvent<E> {
+    /// A first attempt at event `id`, for calling a handler in your own
+    /// tests; the other fields are empty.
+    ///
+    /// ```
+    /// use webhook_guard::inbox::InboxEvent;
+    ///
+    /// let event = InboxEvent::new("evt_1", serde_json::json!({"n": 1}));
+    /// assert_eq!((event.id.as_str(), event.attempt), ("evt_1", 1));
+    /// ```
+    pub fn new(id: impl Into<String>, event: E) -> Self {
+        Self {
+            id: id.into(),
+            attempt: 1,
+            signed_at: None,
+            received_at_ms: 0,
+            event_type: None,
+            event,
+        }
+    }
+}
+
+/// The running workers of an [`Inbox`]; from [`Inbox::start`]. Dropping it
+/// stops them at once (an event being processed is processed again once
+/// its lease expires); [`shutdown`](Self::shutdown) lets them finish first.
+#[derive(Debug)]
+#[must_use = "dropping the workers stops them"]
+pub struct InboxWorkers {
+    run: Option<JoinHandle<()>>,
+    stop: Arc<Stop>,
+}
+
+#[derive(Debug, Default)]
+struct Stop {
+    requested: AtomicBool,
+    notify: Notify,
+}
+
+impl InboxWorkers {
+    /// Stops claiming events and waits for the handlers under way.
+    pub async fn shutdown(mut self) {
+        self.stop.requested.store(true, Ordering::SeqCst);
+        self.stop.notify.notify_waiters();
+        if let Some(run) = self.run.take() {
+            let _ = run.await;
+        }
+    }
+}
+
+impl Drop for InboxWorkers {
+    fn drop(&mut self) {
+        if let Some(run) = self.run.take() {
+            run.abort();
+        }
+    }
+}
+
+impl<S: InboxStore> Inbox<S> {
+    /// Starts the workers: up to [`concurrency`](super::InboxBuilder::concurrency)
+    /// events are processed at once by `handler`, which gets each event's
+    /// body deserialized as `E` ([`Event`] or your own type). `Ok` marks the
+    /// event done; an `Err` or a panic schedules a retry on the
+    /// [`RetryPolicy`], then the dead letter queue.
+    ///
+    /// Must be called inside a tokio runtime.
+    pub fn start<E, H, Fut, Err>(&self, handler: H) -> InboxWorkers
+    where
+        E: DeserializeOwned + Send + 'static,
+        H: Fn(InboxEvent<E>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), Err>> + Send + 'static,
+        Err: Display + 'static,
+    {
+        let stop = Arc::new(Stop::default());
+        let run = tokio::spawn(run_workers(
+            Arc::clone(&self.shared),
+            Arc::new(handler),
+            Arc::clone(&stop),
+        ));
+        InboxWorkers {
+            run: Some(run),
+            stop,
+        }
+    }
+}
+
+/// Claims due events while there is room and spawns one task per event,
+/// until stopped; then waits for the tasks.
+async fn run_workers<S, E, H, Fut, Err>(shared: Arc<Shared<S>>, handler: Arc<H>, stop: Arc<Stop>)
+where
+    S: InboxStore,
+    E: DeserializeOwned + Send + 'static,
+    H: Fn(InboxEvent<E>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), Err>> + Send + 'static,
+    Err: Display + 'static,
+{
+    let slots = Arc::new(Semaphore::new(shared.config.concurrency));
+    let mut tasks = JoinSet::new();
+    let mut reconciled = tokio::time::Instant::now();
+    while !stop.requested.load(Ordering::SeqCst) {
+        while tasks.try_join_next().is_some() {}
+        if reconciled.elapsed() >= RECONCILE_EVERY {
+            if let Ok(n) = shared.store.unprocessed().await {
+                shared.backlog.reconcile(n);
+            }
+            reconciled = tokio::time::Instant::now();
+        }
+        let Ok(first) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
+        let free = slots.available_permits() + 1;
+        let claimed = claim(&shared, free).await;
+        if claimed.is_empty() {
+            drop(first);
+            idle(&shared, &stop).await;
+            continue;
+        }
+        let mut permit = Some(first);
+        for entry in claimed {
+            let slot = match permit.take() {
+                Some(p) => p,
+                None => match Arc::clone(&slots).acquire_owned().await {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            let (shared, handler) = (Arc::clone(&shared), Arc::clone(&handler));
+            tasks.spawn(async move {
+                process(&shared, &*handler, entry).await;
+                drop(slot);
+            });
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Claims up to `limit` due events; none when the store fails (logged).
+async fn claim<S: InboxStore>(shared: &Shared<S>, limit: usize) -> Vec<InboxEntry> {
+    let now = shared.config.clock.now_millis();
+    let lease_ms = i64::try_from(shared.config.lease.as_millis()).unwrap_or(i64::MAX);
+    match shared
+        .store
+        .claim_due(now, limit, now.saturating_add(lease_ms))
+        .await
+    {
+        Ok(claimed) => claimed,
+        Err(err) => {
+            tracing::error!("inbox: claiming due events failed: {err}");
+            Vec::new()
+        }
+    }
+}
+
+/// Waits for a new event, the poll interval, or a stop.
+async fn idle<S>(shared: &Shared<S>, stop: &Stop) {
+    let wake = shared.wake.notified();
+    let stopped = stop.notify.notified();
+    if stop.requested.load(Ordering::SeqCst) {
+        return;
+    }
+    tokio::select! {
+        () = wake => {}
+        () = stopped => {}
+        () = tokio::time::sleep(shared.config.poll_interval) => {}
+    }
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    /// The handler returned `Ok`.
+    Processed,
+    /// The handler returned this error, or panicked.
+    Failed(String),
+    /// The body cannot be read as the handler's type: no retry can help.
+    Unreadable(String),
+}
+
+/// What follows attempt number `attempt` (1-based) that came to `outcome`:
+/// no I/O, no clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Done,
+    RetryAfter(Duration, String),
+    DeadLetter(String),
+}
+
+fn next_step(outcome: &Outcome, attempt: u32, policy: &RetryPolicy) -> Step {
+    match outcome {
+        Outcome::Processed => Step::Done,
+        Outcome::Unreadable(error) => Step::DeadLetter(error.clone()),
+        Outcome::Failed(error) => match policy.delay_after(attempt, None) {
+            Some(wait) => Step::RetryAfter(wait, error.clone()),
+            None => Step::DeadLetter(format!("gave up after {attempt} attempt(s): {error}")),
+        },
+    }
+}
+
+/// Runs the handler on `entry` and settles the attempt.
+async fn process<S, E, H, Fut, Err>(shared: &Shared<S>, handler: &H, entry: InboxEntry)
+where
+    S: InboxStore,
+    E: DeserializeOwned,
+    H: Fn(InboxEvent<E>) -> Fut,
+    Fut: Future<Output = Result<(), Err>>,
+    Err: Display + 'static,
+{
+    let outcome = call_handler(handler, &entry).await;
+    let step = next_step(&outcome, entry.attempts, &shared.config.retry);
+    let now = shared.config.clock.now_millis();
+    let settle = match step {
+        Step::Done => Settle::Done,
+        Step::RetryAfter(wait, error) => {
+            let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
+            tracing::info!(id = %entry.id, attempt = entry.attempts, retry_in_ms = wait_ms, "inbox handler failed, will retry: {error}");
+            Settle::RetryAt {
+                at_ms: now.saturating_add(wait_ms),
+                error,
+            }
+        }
+        Step::DeadLetter(reason) => {
+            tracing::warn!(id = %entry.id, attempt = entry.attempts, "inbox event dead-lettered: {reason}");
+            Settle::DeadLetter(reason)
+        }
+    };
+    let Some(lease) = entry.lease_until_ms else {
+        return;
+    };
+    match shared.store.settle(&entry.id, lease, &settle, now).await {
+        Ok(true) => {
+            if !matches!(settle, Settle::RetryAt { .. }) {
+                shared.backlog.drained();
+            }
+        }
+        Ok(false) => tracing::warn!(
+            id = %entry.id,
+            "inbox: the lease expired before the attempt was recorded (the handler ran longer than the lease); \
+             the event may be processed again"
+        ),
+        Err(err) => tracing::error!(
+            id = %entry.id,
+            "inbox: recording the attempt failed; the event is processed again once its lease expires: {err}"
+        ),
+    }
+}
+
+/// Deserializes the body and runs the handler, a panic caught as a failure.
+async fn call_handler<E, H, Fut, Err>(handler: &H, entry: &InboxEntry) -> Outcome
+where
+    E: DeserializeOwned,
+    H: Fn(InboxEvent<E>) -> Fut,
+    Fut: Future<Output = Result<(), Err>>,
+    Err: Display + 'static,
+{
+    let event: E = match serde_json::from_slice(&entry.body) {
+        Ok(event) => event,
+        Err(e) => {
+            return Outcome::Unreadable(format!(
+                "the body does not deserialize as the handler's type: {e}"
+            ));
+        }
+    };
+    let event = InboxEvent {
+        id: entry.id.clone(),
+        attempt: entry.attempts,
+        signed_at: entry.signed_at,
+        received_at_ms: entry.received_at_ms,
+        event_type: entry.event_type.clone(),
+        event,
+    };
+    // The call itself runs inside `catch_unwind` too: a handler may panic
+    // before it returns its future.
+    match AssertUnwindSafe(async move { handler(event).await })
+        .catch_unwind()
+        .await
+    {
+        Ok(Ok(())) => Outcome::Processed,
+        Ok(Err(e)) => Outcome::Failed(e.to_string()),
+        Err(panic) => Outcome::Failed(format!("the handler panicked: {}", panic_message(&*panic))),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_step_retries_on_the_policy_then_dead_letters() {
+        let second = Duration::from_secs(1);
+        let policy = RetryPolicy::new([second, 2 * second]).jitter(0.0).unwrap();
+        let failed = Outcome::Failed("boom".into());
+        assert_eq!(next_step(&Outcome::Processed, 1, &policy), Step::Done);
+        assert_eq!(
+            next_step(&failed, 1, &policy),
+            Step::RetryAfter(second, "boom".into())
+        );
+        assert_eq!(
+            next_step(&failed, 2, &policy),
+            Step::RetryAfter(2 * second, "boom".into())
+        );
+        assert_eq!(
+            next_step(&failed, 3, &policy),
+            Step::DeadLetter("gave up after 3 attempt(s): boom".into())
+        );
+        assert_eq!(
+            next_step(&Outcome::Unreadable("bad".into()), 1, &policy),
+            Step::DeadLetter("bad".into())
+        );
+    }
+}
