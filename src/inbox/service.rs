@@ -64,7 +64,12 @@ async fn accept<St: InboxStore>(shared: &Shared<St>, verified: &Verified) -> Res
     if let Some(full) = refuse_when_full(shared) {
         return full;
     }
-    let event = new_event(verified, shared.config.clock.now_millis());
+    let mut event = new_event(verified, shared.config.clock.now_millis());
+    if let Some(key) = &shared.config.ordering_key {
+        event.ordering_key = serde_json::from_slice(verified.body())
+            .ok()
+            .and_then(|body: serde_json::Value| key(&body));
+    }
     match shared.store.insert(&event).await {
         Ok(Insert::Stored) => {
             shared.backlog.added(1);
