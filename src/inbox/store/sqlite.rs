@@ -41,6 +41,12 @@ CREATE INDEX IF NOT EXISTS inbox_events_due ON inbox_events (next_attempt_at_ms,
 CREATE INDEX IF NOT EXISTS inbox_events_status ON inbox_events (status, seq);
 CREATE INDEX IF NOT EXISTS inbox_events_key ON inbox_events (ordering_key, signed_at)
     WHERE ordering_key IS NOT NULL;
+-- The claim rule reads the pending events of a key; the stale test, the
+-- latest done one. (Added without a version change: created on open.)
+CREATE INDEX IF NOT EXISTS inbox_events_key_pending ON inbox_events (ordering_key, signed_at, seq)
+    WHERE status = 'pending' AND ordering_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS inbox_events_key_done ON inbox_events (ordering_key, signed_at)
+    WHERE status = 'done' AND ordering_key IS NOT NULL;
 ";
 
 const COLUMNS: &str = "seq, id, scheme, signed_at, event_type, ordering_key, body, received_at_ms, \
