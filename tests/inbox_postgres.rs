@@ -11,13 +11,14 @@
 mod postgres_server;
 
 use std::collections::HashMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::routing::post;
 use postgres_server::PostgresServer;
 use webhook_guard::inbox::store::{Insert, NewInboxEvent, Settle};
-use webhook_guard::inbox::{DUPLICATE_HEADER, Inbox, InboxStore, PgInboxStore};
+use webhook_guard::inbox::{DUPLICATE_HEADER, Inbox, InboxEvent, InboxStore, PgInboxStore};
 use webhook_guard::{Message, Scheme, SecretSet, VerifyLayer};
 
 const SECRET: &str = "inbox-test-secret-of-at-least-24-bytes";
@@ -158,6 +159,58 @@ async fn two_receivers_store_a_redelivery_racing_them_once() {
         "SELECT count(*), count(DISTINCT id) FROM inbox_events",
     );
     assert_eq!(rows, format!("{IDS}|{IDS}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_workers_of_two_receivers_process_each_event_once() {
+    let pg = PostgresServer::start();
+    let db = pg.create_database("workers");
+    let calls: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let mut urls = Vec::new();
+    let mut running = Vec::new();
+    for _ in 0..2 {
+        let store = PgInboxStore::connect(&db).await.unwrap();
+        let inbox = Inbox::builder(store)
+            .poll_interval(Duration::from_millis(20))
+            .build()
+            .await
+            .unwrap();
+        let calls = Arc::clone(&calls);
+        let workers = inbox.start(move |e: InboxEvent<serde_json::Value>| {
+            *calls.lock().unwrap().entry(e.id).or_default() += 1;
+            std::future::ready(Ok::<(), String>(()))
+        });
+        urls.push(serve(&inbox).await);
+        running.push((inbox, workers));
+    }
+    let client = reqwest::Client::new();
+    const IDS: usize = 60;
+    for i in 0..IDS {
+        let (status, _) = deliver(&client, &urls[i % 2], &format!("evt_{i}")).await;
+        assert_eq!(status, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pg.psql(
+        "workers",
+        "SELECT count(*) FROM inbox_events WHERE status = 'done'",
+    ) != IDS.to_string()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not all events were processed: {}",
+            pg.psql(
+                "workers",
+                "SELECT string_agg(status || ' ' || coalesce(last_error, ''), '; ') FROM inbox_events"
+            )
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), IDS);
+    assert!(calls.values().all(|n| *n == 1), "{calls:?}");
+    for (_, workers) in running {
+        workers.shutdown().await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
