@@ -1,6 +1,12 @@
 //! One contract for every inbox store: each test runs against the memory
-//! store and against SQLite in a real file.
+//! store, against SQLite in a real file and (feature `postgres`) against a
+//! real PostgreSQL server, one database per test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[cfg(feature = "postgres")]
+#[path = "support/postgres_server.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod postgres_server;
 
 use webhook_guard::inbox::store::{Insert, NewInboxEvent, Settle};
 use webhook_guard::inbox::{
@@ -13,6 +19,21 @@ fn event(id: &str, at: i64) -> NewInboxEvent {
     e.signed_at = Some(at / 1000);
     e.event_type = Some("kpi.alert".into());
     e
+}
+
+/// One PostgreSQL server for the tests running at the same time: started
+/// by the first, stopped when the last lets go of it.
+#[cfg(feature = "postgres")]
+fn shared_postgres() -> std::sync::Arc<postgres_server::PostgresServer> {
+    use std::sync::{Arc, Mutex, PoisonError, Weak};
+    static SERVER: Mutex<Weak<postgres_server::PostgresServer>> = Mutex::new(Weak::new());
+    let mut slot = SERVER.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(server) = slot.upgrade() {
+        return server;
+    }
+    let server = Arc::new(postgres_server::PostgresServer::start());
+    *slot = Arc::downgrade(&server);
+    server
 }
 
 /// Runs `$body` with `store` bound to each backend in turn.
@@ -32,6 +53,14 @@ macro_rules! contract {
             async fn sqlite() {
                 let dir = tempfile::tempdir().unwrap();
                 check(SqliteInboxStore::open(dir.path().join("inbox.db")).unwrap()).await;
+            }
+
+            #[cfg(feature = "postgres")]
+            #[tokio::test]
+            async fn postgres() {
+                let pg = shared_postgres();
+                let url = pg.create_database(stringify!($name));
+                check(webhook_guard::inbox::PgInboxStore::connect(&url).await.unwrap()).await;
             }
         }
     };

@@ -109,7 +109,9 @@
 //! ## Stores
 //!
 //! [`SqliteInboxStore`] (bundled SQLite, WAL, group commit, on the sender's
-//! store thread) and [`MemoryInboxStore`] (tests), behind [`InboxStore`].
+//! store thread), `PgInboxStore` (feature `postgres`: several receiver
+//! instances share one inbox; claims with `FOR UPDATE SKIP LOCKED`) and
+//! [`MemoryInboxStore`] (tests), behind [`InboxStore`].
 
 mod backpressure;
 mod builder;
@@ -125,6 +127,9 @@ use tokio::sync::Notify;
 pub use self::builder::{InboxBuilder, StalePolicy};
 pub use self::layer::InboxLayer;
 pub use self::service::InboxService;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use self::store::PgInboxStore;
 pub use self::store::{
     InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, MemoryInboxStore,
     ReplaySelection, SqliteInboxStore,

@@ -1,5 +1,6 @@
 //! Where inbox events live: the [`InboxStore`] trait, [`MemoryInboxStore`]
-//! for tests and [`SqliteInboxStore`], the embedded default.
+//! for tests, [`SqliteInboxStore`], the embedded default, and (feature
+//! `postgres`) `PgInboxStore`, one inbox shared by several receivers.
 //!
 //! The trait is the sender's delivery queue turned around and shaped the
 //! same way for a shared store: workers [`claim_due`] a batch under a lease
@@ -36,6 +37,8 @@
 //! [`settle`]: InboxStore::settle
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 
 use std::future::Future;
@@ -43,6 +46,9 @@ use std::future::Future;
 use bytes::Bytes;
 
 pub use memory::MemoryInboxStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PgInboxStore;
 pub use sqlite::SqliteInboxStore;
 
 /// A verified webhook to store.
