@@ -33,3 +33,6 @@ CREATE INDEX inbox_events_key ON inbox_events (ordering_key, signed_at, seq)
 -- Replays of a time range of dead letters.
 CREATE INDEX inbox_events_dead ON inbox_events (finished_at_ms)
     WHERE status = 'dead_lettered';
+-- The stale check: the newest signed time done for a key.
+CREATE INDEX inbox_events_key_done ON inbox_events (ordering_key, signed_at)
+    WHERE status = 'done' AND ordering_key IS NOT NULL;

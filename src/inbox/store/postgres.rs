@@ -149,6 +149,8 @@ fn entry_from_row(row: &Row) -> Result<InboxEntry, InboxStoreError> {
         lease_until_ms: row.try_get("lease_until_ms").map_err(pg_err)?,
         last_error: row.try_get("last_error").map_err(pg_err)?,
         finished_at_ms: row.try_get("finished_at_ms").map_err(pg_err)?,
+        // Set by claims only (see `claim_rows`).
+        stale: false,
     })
 }
 
@@ -156,9 +158,19 @@ fn entries(rows: &[Row]) -> Result<Vec<InboxEntry>, InboxStoreError> {
     rows.iter().map(entry_from_row).collect()
 }
 
+/// The key of the advisory lock every claim takes: claims of ordered
+/// events must run one at a time, or two claimers could each see the other's
+/// event of one key as not yet leased and take both.
+const CLAIM_LOCK: i64 = 0x0069_6e62_6f78_636c; // "inboxcl"
+
 /// Leases up to `limit` due events to `owner` until `lease_until_ms`,
-/// earliest due first. Rows another claim holds locked are skipped, not
-/// waited for; the statement is its own short transaction.
+/// earliest due first, under the claim rule of the store trait: an event
+/// with an ordering key only when no other pending event of its key is in
+/// flight or comes earlier in `(signed_at, seq)` order (a missing signed
+/// timestamp counts as earliest). Each claimed keyed event is marked stale
+/// when a done event of its key was signed later. Rows another claim holds
+/// locked are skipped, not waited for; `client` is a transaction holding
+/// [`CLAIM_LOCK`].
 async fn claim_rows(
     client: &impl GenericClient,
     owner: &str,
@@ -169,18 +181,36 @@ async fn claim_rows(
     let sql = format!(
         "UPDATE inbox_events e SET lease_until_ms = $3, lease_owner = $4, \
            attempts = e.attempts + 1 \
-         FROM (SELECT seq FROM inbox_events WHERE status = 'pending' \
-             AND next_attempt_at_ms <= $1 AND (lease_until_ms IS NULL OR lease_until_ms <= $1) \
-           ORDER BY next_attempt_at_ms, seq LIMIT $2 FOR UPDATE SKIP LOCKED) due \
-         WHERE e.seq = due.seq RETURNING {}",
-        prefixed("e.")
+         FROM (SELECT c.seq FROM inbox_events c WHERE c.status = 'pending' \
+             AND c.next_attempt_at_ms <= $1 \
+             AND (c.lease_until_ms IS NULL OR c.lease_until_ms <= $1) \
+             AND (c.ordering_key IS NULL OR NOT EXISTS ( \
+               SELECT 1 FROM inbox_events o WHERE o.ordering_key = c.ordering_key \
+                 AND o.status = 'pending' AND o.seq <> c.seq \
+                 AND ((o.lease_until_ms IS NOT NULL AND o.lease_until_ms > $1) \
+                   OR (COALESCE(o.signed_at, {MIN}), o.seq) \
+                    < (COALESCE(c.signed_at, {MIN}), c.seq)))) \
+           ORDER BY c.next_attempt_at_ms, c.seq LIMIT $2 FOR UPDATE SKIP LOCKED) due \
+         WHERE e.seq = due.seq RETURNING {}, \
+           COALESCE(e.ordering_key IS NOT NULL AND e.signed_at < ( \
+             SELECT max(d.signed_at) FROM inbox_events d \
+             WHERE d.ordering_key = e.ordering_key AND d.status = 'done'), false) AS stale",
+        prefixed("e."),
+        MIN = i64::MIN + 1,
     );
     let stmt = client.prepare_cached(&sql).await.map_err(pg_err)?;
     let rows = client
         .query(&stmt, &[&now_ms, &limit, &lease_until_ms, &owner])
         .await
         .map_err(pg_err)?;
-    let mut claimed = entries(&rows)?;
+    let mut claimed = rows
+        .iter()
+        .map(|row| {
+            let mut entry = entry_from_row(row)?;
+            entry.stale = row.try_get("stale").map_err(pg_err)?;
+            Ok(entry)
+        })
+        .collect::<Result<Vec<_>, InboxStoreError>>()?;
     claimed.sort_by_key(|e| (e.next_attempt_at_ms, e.seq));
     Ok(claimed)
 }
@@ -294,8 +324,14 @@ impl InboxStore for PgInboxStore {
         lease_until_ms: i64,
     ) -> Result<Vec<InboxEntry>, InboxStoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let client = self.client().await?;
-        claim_rows(&client, &self.owner, now_ms, limit, lease_until_ms).await
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
+            .await
+            .map_err(pg_err)?;
+        let claimed = claim_rows(&tx, &self.owner, now_ms, limit, lease_until_ms).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(claimed)
     }
 
     async fn settle(
