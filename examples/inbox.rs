@@ -3,10 +3,14 @@
 //!
 //! ```text
 //! WEBHOOK_SECRET=my-secret-of-at-least-24-bytes cargo run --features inbox --example inbox
+//! # several instances sharing one inbox in PostgreSQL:
+//! WEBHOOK_DATABASE_URL=postgres://app:pw@localhost/app WEBHOOK_ADDR=127.0.0.1:3001 \
+//!     cargo run --features inbox,postgres --example inbox
 //! ```
 //!
 //! `POST /webhooks` is verified by [`VerifyLayer`], stored in a SQLite file
-//! by [`InboxLayer`](webhook_guard::inbox::InboxLayer) and answered `200`
+//! (or in PostgreSQL, shared by several instances of this receiver) by
+//! [`InboxLayer`](webhook_guard::inbox::InboxLayer) and answered `200`
 //! before any processing. Workers then process each event; every event
 //! processed successfully prints exactly one JSON line to **stdout**
 //!
@@ -26,7 +30,7 @@
 //! | `WEBHOOK_SECRET` | a demo value | the shared secret, read the scheme's way ([`Scheme::parse_secret`]) |
 //! | `WEBHOOK_SCHEME` | `native` | wire format, by [`Scheme::from_name`] |
 //! | `WEBHOOK_INBOX_DB` | `inbox.db` | the SQLite file of the inbox |
-//! | `WEBHOOK_DATABASE_URL` | unset | PostgreSQL: not yet supported by the inbox (exits with status 2) |
+//! | `WEBHOOK_DATABASE_URL` | unset | PostgreSQL instead of SQLite (`postgres://user:password@host/db`): every instance given the same database shares one inbox; needs `--features inbox,postgres` (without it: exit status 2) |
 //! | `INBOX_HANDLER_MS` | `0` | simulated work per event, in milliseconds |
 //! | `INBOX_MAX_PENDING` | unset | back-pressure: above this many unprocessed events, answer `503` with `Retry-After` |
 //! | `INBOX_LEASE_MS` | `300000` | how long an event under way is held; after a crash it is processed again once this has passed |
@@ -44,7 +48,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::post;
 use tracing_subscriber::EnvFilter;
-use webhook_guard::inbox::{Inbox, InboxEvent, SqliteInboxStore};
+use webhook_guard::inbox::{Inbox, InboxEvent, InboxStore, SqliteInboxStore};
 use webhook_guard::{Event, Scheme, SecretSet, Verifier, VerifyLayer};
 
 /// The secret used when `WEBHOOK_SECRET` is unset. Public by design.
@@ -53,10 +57,18 @@ const DEMO_SECRET: &str = "demo-secret-do-not-use-in-production";
 /// Exit status for a configuration error.
 const EXIT_CONFIG: u8 = 2;
 
+/// Where the inbox lives.
+#[derive(Clone)]
+enum Backend {
+    Sqlite(PathBuf),
+    #[cfg(feature = "postgres")]
+    Postgres(String),
+}
+
 struct Config {
     addr: SocketAddr,
     verifier: Verifier,
-    db: PathBuf,
+    backend: Backend,
     handler_ms: u64,
     max_pending: Option<u64>,
     lease_ms: Option<u64>,
@@ -78,13 +90,7 @@ fn number(name: &str) -> Result<Option<u64>, String> {
 
 impl Config {
     fn from_env() -> Result<Self, String> {
-        if var("WEBHOOK_DATABASE_URL").is_some() {
-            return Err(
-                "WEBHOOK_DATABASE_URL: a PostgreSQL inbox is not yet supported; \
-                        use WEBHOOK_INBOX_DB (SQLite) instead"
-                    .into(),
-            );
-        }
+        let backend = backend()?;
         let addr_text = var("WEBHOOK_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into());
         let addr = addr_text
             .trim()
@@ -102,11 +108,28 @@ impl Config {
         Ok(Self {
             addr,
             verifier: Verifier::new(scheme, secrets),
-            db: var("WEBHOOK_INBOX_DB").map_or_else(|| "inbox.db".into(), PathBuf::from),
+            backend,
             handler_ms: number("INBOX_HANDLER_MS")?.unwrap_or(0),
             max_pending: number("INBOX_MAX_PENDING")?,
             lease_ms: number("INBOX_LEASE_MS")?,
         })
+    }
+}
+
+/// PostgreSQL when `WEBHOOK_DATABASE_URL` is set, else the SQLite file.
+fn backend() -> Result<Backend, String> {
+    match var("WEBHOOK_DATABASE_URL") {
+        #[cfg(feature = "postgres")]
+        Some(url) => Ok(Backend::Postgres(url.trim().to_owned())),
+        #[cfg(not(feature = "postgres"))]
+        Some(_) => Err(
+            "WEBHOOK_DATABASE_URL: this build has no PostgreSQL support; \
+             run the example with `--features inbox,postgres`, or use WEBHOOK_INBOX_DB (SQLite)"
+                .into(),
+        ),
+        None => Ok(Backend::Sqlite(
+            var("WEBHOOK_INBOX_DB").map_or_else(|| "inbox.db".into(), PathBuf::from),
+        )),
     }
 }
 
@@ -126,8 +149,26 @@ async fn process(event: InboxEvent<Event>, work: Duration) -> Result<(), String>
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    let store = SqliteInboxStore::open(&config.db)
-        .map_err(|e| format!("WEBHOOK_INBOX_DB=`{}`: {e}", config.db.display()))?;
+    match config.backend.clone() {
+        Backend::Sqlite(path) => {
+            let store = SqliteInboxStore::open(&path)
+                .map_err(|e| format!("WEBHOOK_INBOX_DB=`{}`: {e}", path.display()))?;
+            serve(store, config, format!("sqlite {}", path.display())).await
+        }
+        #[cfg(feature = "postgres")]
+        Backend::Postgres(url) => {
+            // The error never holds the URL (it may hold a password).
+            let store = webhook_guard::inbox::PgInboxStore::connect(&url)
+                .await
+                .map_err(|e| format!("WEBHOOK_DATABASE_URL: {e}"))?;
+            serve(store, config, "postgres".into()).await
+        }
+    }
+}
+
+/// Serves the inbox over `store` until a signal; `label` names the store in
+/// the log.
+async fn serve<S: InboxStore>(store: S, config: Config, label: String) -> Result<(), String> {
     let mut builder = Inbox::builder(store);
     if let Some(limit) = config.max_pending {
         builder = builder.max_pending(limit);
@@ -148,7 +189,7 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.addr))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     tracing::info!(
-        db = %config.db.display(),
+        store = %label,
         unprocessed = inbox.unprocessed(),
         "listening on http://{local}/webhooks"
     );

@@ -71,7 +71,7 @@
 //! |---|---|---|
 //! | `ed25519` | no | Standard Webhooks `v1a` signatures (`Ed25519PublicKey`, `Ed25519SigningKey`) |
 //! | `redis` | no | `idempotency::RedisStore`: one idempotency store shared by several receivers |
-//! | `postgres` | no | `idempotency::PgIdempotencyStore`: the same in PostgreSQL, for fleets without Redis; with `sender`, `sender::PgStore`: one delivery queue shared by several sender nodes |
+//! | `postgres` | no | `idempotency::PgIdempotencyStore`: the same in PostgreSQL, for fleets without Redis; with `sender`, `sender::PgStore`: one delivery queue shared by several sender nodes; with `inbox`, `inbox::PgInboxStore`: one inbox shared by several receivers |
 //! | `cli` | no | the `webhook-guard` command (`listen`, `send`, `sign`, `verify`); adds nothing to the library |
 //! | `testing` | no | `testing`: signed requests for any scheme in one line, [`FixedClock`] |
 //! | `sender` | no | `sender`: sign, deliver, retry, dead-letter and replay outgoing webhooks (in-memory store) |

@@ -418,6 +418,50 @@ async fn back_pressure_refuses_with_retry_after_then_accepts_after_draining() {
     );
 }
 
+/// An instance that only receives (its workers run elsewhere, on the same
+/// store) learns that the inbox drained: it reads the count back from the
+/// store, at most once a second, before refusing.
+#[tokio::test]
+async fn a_receive_only_instance_accepts_again_once_others_drain_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let receiver = Inbox::builder(SqliteInboxStore::open(&path).unwrap())
+        .max_pending(2)
+        .build()
+        .await
+        .unwrap();
+    let url = serve(&receiver).await;
+    for i in 0..2 {
+        assert_eq!(deliver(&url, &format!("evt_{i}")).await.status(), 200);
+    }
+    assert_eq!(deliver(&url, "evt_2").await.status(), 503);
+    // Another instance on the same file processes what is stored.
+    let processor = Inbox::builder(SqliteInboxStore::open(&path).unwrap())
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let workers = processor.start(|_: InboxEvent<Event>| async { Ok::<(), String>(()) });
+    for i in 0..2 {
+        wait_for(&processor, &format!("evt_{i}"), InboxStatus::Done).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = deliver(&url, "evt_2").await.status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503);
+        assert!(
+            Instant::now() < deadline,
+            "the receiver never saw the drain"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(receiver.unprocessed(), 1);
+    workers.shutdown().await;
+}
+
 #[tokio::test]
 async fn back_pressure_can_answer_429() {
     let inbox = Inbox::builder(SqliteInboxStore::open_in_memory().unwrap())

@@ -1,10 +1,14 @@
 //! `examples/inbox.rs` run as a process: its environment variables, one
 //! JSON line per event processed on stdout, duplicates, back-pressure, a
-//! kill mid-handler, exit status 2 for what it does not support.
+//! kill mid-handler, two instances sharing one inbox in PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod example_binary;
 use example_binary::example_binary;
+#[cfg(feature = "postgres")]
+#[path = "support/postgres_server.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod postgres_server;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -193,16 +197,34 @@ async fn slow_handlers_push_back_and_a_kill_loses_nothing() {
     assert!(stop(running).success());
 }
 
-#[test]
-fn postgres_is_refused_clearly() {
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn two_instances_share_one_inbox_in_postgres() {
+    let pg = postgres_server::PostgresServer::start();
+    let url = pg.create_database("inbox_example");
     let dir = tempfile::tempdir().unwrap();
-    let out = command(
-        &dir.path().join("x.db"),
-        &[("WEBHOOK_DATABASE_URL", "postgres://localhost/x")],
-    )
-    .output()
-    .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not yet supported"), "{stderr}");
+    let db = dir.path().join("unused.db");
+    let vars = [("WEBHOOK_DATABASE_URL", url.as_str())];
+    let first = start(&db, &vars);
+    let second = start(&db, &vars);
+    assert_eq!(deliver(&first.url, "evt_pg").await.status(), 200);
+    let line = next_line(&first);
+    assert_eq!(
+        line,
+        serde_json::json!({"id": "evt_pg", "event": "ingestion.completed", "attempt": 1})
+    );
+    // The other instance knows it: the same inbox.
+    let again = deliver(&second.url, "evt_pg").await;
+    assert_eq!(again.headers()["x-webhook-duplicate"], "true");
+    assert!(
+        first
+            .stdout
+            .recv_timeout(Duration::from_millis(500))
+            .is_err()
+            && second.stdout.try_recv().is_err(),
+        "processed once"
+    );
+    assert!(!db.exists(), "no SQLite file when PostgreSQL is configured");
+    assert!(stop(first).success());
+    assert!(stop(second).success());
 }

@@ -1,6 +1,12 @@
 //! One contract for every inbox store: each test runs against the memory
-//! store and against SQLite in a real file.
+//! store, against SQLite in a real file and (feature `postgres`) against a
+//! real PostgreSQL server, one database per test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[cfg(feature = "postgres")]
+#[path = "support/postgres_server.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod postgres_server;
 
 use webhook_guard::inbox::store::{Insert, NewInboxEvent, Settle};
 use webhook_guard::inbox::{
@@ -13,6 +19,21 @@ fn event(id: &str, at: i64) -> NewInboxEvent {
     e.signed_at = Some(at / 1000);
     e.event_type = Some("kpi.alert".into());
     e
+}
+
+/// One PostgreSQL server for the tests running at the same time: started
+/// by the first, stopped when the last lets go of it.
+#[cfg(feature = "postgres")]
+fn shared_postgres() -> std::sync::Arc<postgres_server::PostgresServer> {
+    use std::sync::{Arc, Mutex, PoisonError, Weak};
+    static SERVER: Mutex<Weak<postgres_server::PostgresServer>> = Mutex::new(Weak::new());
+    let mut slot = SERVER.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(server) = slot.upgrade() {
+        return server;
+    }
+    let server = Arc::new(postgres_server::PostgresServer::start());
+    *slot = Arc::downgrade(&server);
+    server
 }
 
 /// Runs `$body` with `store` bound to each backend in turn.
@@ -32,6 +53,14 @@ macro_rules! contract {
             async fn sqlite() {
                 let dir = tempfile::tempdir().unwrap();
                 check(SqliteInboxStore::open(dir.path().join("inbox.db")).unwrap()).await;
+            }
+
+            #[cfg(feature = "postgres")]
+            #[tokio::test]
+            async fn postgres() {
+                let pg = shared_postgres();
+                let url = pg.create_database(stringify!($name));
+                check(webhook_guard::inbox::PgInboxStore::connect(&url).await.unwrap()).await;
             }
         }
     };
@@ -266,3 +295,237 @@ async fn sqlite_keeps_everything_across_a_reopen() {
     assert_eq!((e.attempts, e.lease_until_ms), (1, Some(2_000)));
     assert_eq!(store.claim_due(2_000, 1, 4_000).await.unwrap().len(), 1);
 }
+
+/// An event of ordering key `key`, signed at `signed_at` seconds, stored at
+/// `at` ms.
+fn keyed(id: &str, key: Option<&str>, signed_at: Option<i64>, at: i64) -> NewInboxEvent {
+    let mut e = event(id, at);
+    e.ordering_key = key.map(str::to_owned);
+    e.signed_at = signed_at;
+    e
+}
+
+fn ids(claimed: &[webhook_guard::inbox::InboxEntry]) -> Vec<&str> {
+    let mut ids: Vec<&str> = claimed.iter().map(|e| e.id.as_str()).collect();
+    ids.sort_unstable();
+    ids
+}
+
+contract!(one_event_per_key_at_a_time_in_signed_order, |store| {
+    // `completed` is stored first but was signed later than `started`.
+    store
+        .insert(&keyed("completed", Some("job"), Some(20), 1_000))
+        .await
+        .unwrap();
+    store
+        .insert(&keyed("started", Some("job"), Some(10), 1_001))
+        .await
+        .unwrap();
+    store
+        .insert(&keyed("other", Some("job2"), Some(15), 1_002))
+        .await
+        .unwrap();
+    store
+        .insert(&keyed("free", None, Some(30), 1_003))
+        .await
+        .unwrap();
+    let first = store.claim_due(2_000, 10, 9_000).await.unwrap();
+    assert_eq!(ids(&first), ["free", "other", "started"]);
+    assert!(first.iter().all(|e| !e.stale));
+    // `started` is in flight: `completed` waits.
+    assert!(store.claim_due(2_100, 10, 9_000).await.unwrap().is_empty());
+    assert!(
+        store
+            .settle("started", 9_000, &Settle::Done, 2_200)
+            .await
+            .unwrap()
+    );
+    let next = store.claim_due(2_300, 10, 9_500).await.unwrap();
+    assert_eq!(ids(&next), ["completed"]);
+    assert!(!next[0].stale);
+});
+
+contract!(keys_without_signed_at_go_by_arrival, |store| {
+    store
+        .insert(&keyed("one", Some("k"), None, 1_000))
+        .await
+        .unwrap();
+    store
+        .insert(&keyed("two", Some("k"), None, 1_001))
+        .await
+        .unwrap();
+    let first = store.claim_due(2_000, 10, 9_000).await.unwrap();
+    assert_eq!(ids(&first), ["one"]);
+    assert!(
+        store
+            .settle("one", 9_000, &Settle::Done, 2_100)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        ids(&store.claim_due(2_200, 10, 9_000).await.unwrap()),
+        ["two"]
+    );
+});
+
+contract!(
+    a_retrying_head_blocks_its_key_until_dead_lettered,
+    |store| {
+        store
+            .insert(&keyed("head", Some("k"), Some(1), 1_000))
+            .await
+            .unwrap();
+        store
+            .insert(&keyed("next", Some("k"), Some(2), 1_001))
+            .await
+            .unwrap();
+        store
+            .insert(&keyed("other", Some("j"), Some(3), 1_002))
+            .await
+            .unwrap();
+        assert_eq!(
+            ids(&store.claim_due(2_000, 10, 3_000).await.unwrap()),
+            ["head", "other"]
+        );
+        let retry = Settle::RetryAt {
+            at_ms: 5_000,
+            error: "boom".into(),
+        };
+        assert!(store.settle("head", 3_000, &retry, 2_100).await.unwrap());
+        assert!(
+            store
+                .settle("other", 3_000, &Settle::Done, 2_100)
+                .await
+                .unwrap()
+        );
+        // `head` waits for its retry; `next` waits for `head`.
+        assert!(store.claim_due(4_000, 10, 6_000).await.unwrap().is_empty());
+        assert_eq!(
+            ids(&store.claim_due(5_000, 10, 6_000).await.unwrap()),
+            ["head"]
+        );
+        // A lease that expired (a dead worker) does not unblock `next` either:
+        // `head` is claimed again first.
+        assert_eq!(
+            ids(&store.claim_due(6_000, 10, 7_000).await.unwrap()),
+            ["head"]
+        );
+        let dead = Settle::DeadLetter("gave up".into());
+        assert!(store.settle("head", 7_000, &dead, 6_100).await.unwrap());
+        assert_eq!(
+            ids(&store.claim_due(6_200, 10, 8_000).await.unwrap()),
+            ["next"]
+        );
+    }
+);
+
+contract!(an_event_older_than_one_processed_is_stale, |store| {
+    store
+        .insert(&keyed("completed", Some("job"), Some(20), 1_000))
+        .await
+        .unwrap();
+    store.claim_due(1_000, 10, 2_000).await.unwrap();
+    assert!(
+        store
+            .settle("completed", 2_000, &Settle::Done, 1_100)
+            .await
+            .unwrap()
+    );
+    // Late: signed before `completed`, which is done.
+    store
+        .insert(&keyed("started", Some("job"), Some(10), 1_200))
+        .await
+        .unwrap();
+    // Same signed time, other key or no key: not stale.
+    store
+        .insert(&keyed("elsewhere", Some("job2"), Some(10), 1_201))
+        .await
+        .unwrap();
+    store
+        .insert(&keyed("free", None, Some(10), 1_202))
+        .await
+        .unwrap();
+    let claimed = store.claim_due(1_300, 10, 3_000).await.unwrap();
+    let stale: Vec<(&str, bool)> = claimed.iter().map(|e| (e.id.as_str(), e.stale)).collect();
+    assert_eq!(
+        stale,
+        [("started", true), ("elsewhere", false), ("free", false)]
+    );
+    // Skipped: done, and history says why.
+    let skip = Settle::Skipped("skipped: stale".into());
+    assert!(store.settle("started", 3_000, &skip, 1_400).await.unwrap());
+    let started = store.event("started").await.unwrap().unwrap();
+    assert_eq!(started.status, InboxStatus::Done);
+    assert_eq!(started.last_error.as_deref(), Some("skipped: stale"));
+    assert!(!started.stale, "stale is a claim's answer, not history");
+});
+
+contract!(
+    concurrent_claimers_never_hand_out_two_events_of_one_key,
+    |store| {
+        const KEYS: i64 = 4;
+        const PER_KEY: i64 = 12;
+        for n in 0..KEYS * PER_KEY {
+            let key = format!("k{}", n % KEYS);
+            // Signed in reverse of arrival within each key.
+            let signed = PER_KEY * KEYS - n;
+            store
+                .insert(&keyed(
+                    &format!("e{n}"),
+                    Some(&key),
+                    Some(signed),
+                    1_000 + n,
+                ))
+                .await
+                .unwrap();
+        }
+        let in_flight =
+            std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut claimers = Vec::new();
+        for _ in 0..8 {
+            let (store, in_flight, seen) = (store.clone(), in_flight.clone(), seen.clone());
+            claimers.push(tokio::spawn(async move {
+                for _ in 0..200 {
+                    let claimed = store.claim_due(5_000, 3, 99_000).await.unwrap();
+                    for e in &claimed {
+                        let key = e.ordering_key.clone().unwrap();
+                        assert!(
+                            in_flight.lock().unwrap().insert(key.clone()),
+                            "two events of {key} in flight"
+                        );
+                        seen.lock().unwrap().push((key, e.signed_at.unwrap()));
+                    }
+                    tokio::task::yield_now().await;
+                    for e in &claimed {
+                        in_flight
+                            .lock()
+                            .unwrap()
+                            .remove(e.ordering_key.as_ref().unwrap());
+                        assert!(
+                            store
+                                .settle(&e.id, 99_000, &Settle::Done, 5_000)
+                                .await
+                                .unwrap()
+                        );
+                    }
+                }
+            }));
+        }
+        for c in claimers {
+            c.await.unwrap();
+        }
+        assert_eq!(store.unprocessed().await.unwrap(), 0);
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), usize::try_from(KEYS * PER_KEY).unwrap());
+        for k in 0..KEYS {
+            let key = format!("k{k}");
+            let order: Vec<i64> = seen
+                .iter()
+                .filter(|(s, _)| *s == key)
+                .map(|(_, t)| *t)
+                .collect();
+            assert!(order.is_sorted(), "{key} processed out of order: {order:?}");
+        }
+    }
+);

@@ -20,6 +20,8 @@ pub(crate) const RETRY_AFTER_MAX_SECS: u64 = 300;
 pub(crate) struct Backlog {
     unprocessed: AtomicU64,
     drained: Mutex<DrainWindow>,
+    /// When the count was last read back from the store.
+    reconciled: Mutex<Instant>,
 }
 
 #[derive(Debug)]
@@ -38,6 +40,7 @@ impl Backlog {
                 current: 0,
                 previous: 0,
             }),
+            reconciled: Mutex::new(Instant::now()),
         }
     }
 
@@ -45,9 +48,33 @@ impl Backlog {
         self.unprocessed.load(Ordering::Relaxed)
     }
 
-    /// Replaces the count with the store's.
+    /// Replaces the count with the store's. A store that holds fewer than
+    /// this count said was drained elsewhere (by another instance's
+    /// workers, on a shared store): that counts towards the drain rate.
     pub(crate) fn reconcile(&self, unprocessed: u64) {
-        self.unprocessed.store(unprocessed, Ordering::Relaxed);
+        let before = self.unprocessed.swap(unprocessed, Ordering::Relaxed);
+        if let Ok(mut at) = self.reconciled.lock() {
+            *at = Instant::now();
+        }
+        if before > unprocessed {
+            if let Ok(mut w) = self.drained.lock() {
+                w.roll(Instant::now());
+                w.current += before - unprocessed;
+            }
+        }
+    }
+
+    /// Whether the count is older than `every` and this caller should read
+    /// it back from the store; at most one caller per `every` is told so.
+    pub(crate) fn claim_refresh(&self, every: Duration) -> bool {
+        let Ok(mut at) = self.reconciled.lock() else {
+            return false;
+        };
+        if at.elapsed() < every {
+            return false;
+        }
+        *at = Instant::now();
+        true
     }
 
     /// `n` events were stored (or replayed).
@@ -144,5 +171,19 @@ mod tests {
         b.drained();
         assert_eq!(b.unprocessed(), 0);
         assert!(b.drain_rate() > 0.0);
+    }
+
+    #[test]
+    fn events_drained_elsewhere_count_and_refreshes_are_rationed() {
+        let b = Backlog::new(10);
+        assert_eq!(b.drain_rate(), 0.0);
+        b.reconcile(4);
+        assert_eq!(b.unprocessed(), 4);
+        assert!(b.drain_rate() > 0.0);
+        // Just reconciled: no refresh yet; then exactly one caller gets it.
+        assert!(!b.claim_refresh(Duration::from_millis(50)));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(b.claim_refresh(Duration::from_millis(50)));
+        assert!(!b.claim_refresh(Duration::from_millis(50)));
     }
 }

@@ -25,6 +25,25 @@ pub(crate) struct Config {
     pub(crate) poll_interval: Duration,
     pub(crate) unavailable_retry_after: Duration,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ordering_key: Option<OrderingKeyFn>,
+    pub(crate) stale: StalePolicy,
+}
+
+/// Computes an event's ordering key from its JSON body.
+pub(crate) type OrderingKeyFn = Arc<dyn Fn(&serde_json::Value) -> Option<String> + Send + Sync>;
+
+/// What the workers do with a stale event: one older (by signed timestamp)
+/// than an event of its ordering key that was processed already.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StalePolicy {
+    /// Call the handler with [`InboxEvent::stale`](super::InboxEvent::stale)
+    /// set, and let it decide (the default).
+    #[default]
+    Deliver,
+    /// Mark it done without calling the handler; its `last_error` says it
+    /// was skipped as stale.
+    Skip,
 }
 
 impl std::fmt::Debug for Config {
@@ -36,6 +55,8 @@ impl std::fmt::Debug for Config {
             .field("accepted_status", &self.accepted_status)
             .field("full_status", &self.full_status)
             .field("lease", &self.lease)
+            .field("ordered", &self.ordering_key.is_some())
+            .field("stale", &self.stale)
             .finish_non_exhaustive()
     }
 }
@@ -62,6 +83,8 @@ impl<S: InboxStore> InboxBuilder<S> {
                 poll_interval: Duration::from_millis(500),
                 unavailable_retry_after: Duration::from_secs(5),
                 clock: Arc::new(SystemClock),
+                ordering_key: None,
+                stale: StalePolicy::Deliver,
             },
         }
     }
@@ -84,6 +107,37 @@ impl<S: InboxStore> InboxBuilder<S> {
         /// Refuse new deliveries while this many events are unprocessed
         /// (pending or being processed); default: no limit.
         fn max_pending(limit: u64) => config.max_pending = Some(limit);
+        /// What to do with a stale event (default
+        /// [`StalePolicy::Deliver`]); see [`ordering_key`](Self::ordering_key).
+        fn stale_policy(policy: StalePolicy) => config.stale = policy;
+    }
+
+    /// Orders events by a key computed from the JSON body when it is
+    /// stored: events with the same key are processed one at a time in
+    /// signed-timestamp order, others in parallel. `None` (or a body that
+    /// is not JSON) leaves the event unordered.
+    ///
+    /// ```
+    /// # use webhook_guard::inbox::{Inbox, MemoryInboxStore};
+    /// # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+    /// let inbox = Inbox::builder(MemoryInboxStore::new())
+    ///     .ordering_key(|body: &serde_json::Value| {
+    ///         let data = body.get("data")?;
+    ///         Some(format!("{}/{}", data.get("tenant")?.as_str()?, data.get("job_id")?.as_str()?))
+    ///     })
+    ///     .build()
+    ///     .await?;
+    /// # drop(inbox); Ok(()) }
+    /// ```
+    ///
+    /// See [ordering](super#ordering) for what it costs (head-of-line
+    /// blocking) and what happens to events that arrive late.
+    pub fn ordering_key<F>(mut self, key: F) -> Self
+    where
+        F: Fn(&serde_json::Value) -> Option<String> + Send + Sync + 'static,
+    {
+        self.config.ordering_key = Some(Arc::new(key));
+        self
     }
 
     /// How many events are processed at once (default 8).

@@ -60,6 +60,37 @@
 //! for example `INSERT .. ON CONFLICT (event_id) DO NOTHING` in the same
 //! transaction as the work.
 //!
+//! ## Ordering
+//!
+//! Webhooks arrive in any order: a sender retries, runs several nodes, or
+//! sends two events a millisecond apart that overtake each other, so
+//! `ingestion.completed` may be stored before the `ingestion.started` of
+//! the same job. With an [`ordering_key`](InboxBuilder::ordering_key),
+//! computed from the JSON body when the event is stored (for example
+//! tenant plus job id), events with the same key are processed one at a
+//! time in signed-timestamp order, events with different keys (or none) in
+//! parallel:
+//!
+//! - the workers hand out an event of a key only when no other event of
+//!   that key is being processed and none that is still pending was signed
+//!   earlier (events without a signed timestamp go by arrival); so when
+//!   `completed` (signed at 20) and `started` (signed at 10) are both
+//!   waiting, the handler sees `started` first, then `completed`;
+//! - a failing event blocks the later events of its key while it is
+//!   retried: head-of-line blocking is the price of order. Once it is done
+//!   or dead-lettered, its key moves on (a replayed dead letter takes its
+//!   place in the order again);
+//! - an event that arrives after a later-signed event of its key was
+//!   already processed (the `started` arrives once `completed` is done)
+//!   cannot be put back in order. It reaches the handler with
+//!   [`InboxEvent::stale`] set (the default [`StalePolicy::Deliver`]), or
+//!   with [`StalePolicy::Skip`] is marked done without calling the handler,
+//!   its `last_error` saying it was skipped.
+//!
+//! The store decides what is claimable in one atomic step (the [claim
+//! rule](store#the-claim-rule-for-ordered-events)), so this holds across
+//! workers and, with a shared store, across processes.
+//!
 //! ## Back-pressure
 //!
 //! With [`max_pending`](InboxBuilder::max_pending) set, a delivery that
@@ -78,7 +109,9 @@
 //! ## Stores
 //!
 //! [`SqliteInboxStore`] (bundled SQLite, WAL, group commit, on the sender's
-//! store thread) and [`MemoryInboxStore`] (tests), behind [`InboxStore`].
+//! store thread), `PgInboxStore` (feature `postgres`: several receiver
+//! instances share one inbox; claims with `FOR UPDATE SKIP LOCKED`) and
+//! [`MemoryInboxStore`] (tests), behind [`InboxStore`].
 
 mod backpressure;
 mod builder;
@@ -91,9 +124,12 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-pub use self::builder::InboxBuilder;
+pub use self::builder::{InboxBuilder, StalePolicy};
 pub use self::layer::InboxLayer;
 pub use self::service::InboxService;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use self::store::PgInboxStore;
 pub use self::store::{
     InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, MemoryInboxStore,
     ReplaySelection, SqliteInboxStore,

@@ -59,12 +59,31 @@ where
     }
 }
 
+/// How often a full inbox reads its count back from the store before
+/// refusing: at most one store read per interval, whatever the traffic.
+const REFRESH_WHEN_FULL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Stores the request unless the inbox is full; answers accordingly.
 async fn accept<St: InboxStore>(shared: &Shared<St>, verified: &Verified) -> Response<Body> {
+    let over = |limit| shared.backlog.unprocessed() >= limit;
+    if shared.config.max_pending.is_some_and(over)
+        && shared.backlog.claim_refresh(REFRESH_WHEN_FULL)
+    {
+        // The count may be stale: on a shared store other instances drain
+        // it, and an instance that only receives runs no workers to notice.
+        if let Ok(n) = shared.store.unprocessed().await {
+            shared.backlog.reconcile(n);
+        }
+    }
     if let Some(full) = refuse_when_full(shared) {
         return full;
     }
-    let event = new_event(verified, shared.config.clock.now_millis());
+    let mut event = new_event(verified, shared.config.clock.now_millis());
+    if let Some(key) = &shared.config.ordering_key {
+        event.ordering_key = serde_json::from_slice(verified.body())
+            .ok()
+            .and_then(|body: serde_json::Value| key(&body));
+    }
     match shared.store.insert(&event).await {
         Ok(Insert::Stored) => {
             shared.backlog.added(1);

@@ -14,7 +14,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::store::{InboxEntry, InboxStore, Settle};
-use super::{Inbox, Shared};
+use super::{Inbox, Shared, StalePolicy};
 use crate::durable::retry::RetryPolicy;
 use crate::event::Event;
 
@@ -37,6 +37,11 @@ pub struct InboxEvent<E = Event> {
     pub received_at_ms: i64,
     /// The event type read from the body, if any.
     pub event_type: Option<String>,
+    /// Older (by signed timestamp) than an event of its
+    /// [ordering key](super::InboxBuilder::ordering_key) that was processed
+    /// already: for example an `ingestion.started` that arrives after its
+    /// `ingestion.completed` was handled.
+    pub stale: bool,
     /// The body, deserialized.
     pub event: E,
 }
@@ -58,8 +63,14 @@ impl<E> InboxEvent<E> {
             signed_at: None,
             received_at_ms: 0,
             event_type: None,
+            stale: false,
             event,
         }
+    }
+
+    /// Whether the event is stale: see [`InboxEvent::stale`](Self#structfield.stale).
+    pub fn stale(&self) -> bool {
+        self.stale
     }
 }
 
@@ -247,10 +258,49 @@ where
     Fut: Future<Output = Result<(), Err>>,
     Err: Display + 'static,
 {
-    let outcome = call_handler(handler, &entry).await;
-    let step = next_step(&outcome, entry.attempts, &shared.config.retry);
+    let settle = if entry.stale && shared.config.stale == StalePolicy::Skip {
+        tracing::info!(id = %entry.id, key = ?entry.ordering_key, "inbox event skipped: stale");
+        Settle::Skipped(
+            "skipped: stale, a later event of its ordering key was processed already".into(),
+        )
+    } else {
+        let outcome = call_handler(handler, &entry).await;
+        settle_for(
+            shared,
+            &entry,
+            next_step(&outcome, entry.attempts, &shared.config.retry),
+        )
+    };
     let now = shared.config.clock.now_millis();
-    let settle = match step {
+    let Some(lease) = entry.lease_until_ms else {
+        return;
+    };
+    match shared.store.settle(&entry.id, lease, &settle, now).await {
+        Ok(true) => {
+            if !matches!(settle, Settle::RetryAt { .. }) {
+                shared.backlog.drained();
+                if entry.ordering_key.is_some() {
+                    // The next event of its key may be claimed now.
+                    shared.wake.notify_one();
+                }
+            }
+        }
+        Ok(false) => tracing::warn!(
+            id = %entry.id,
+            "inbox: the lease expired before the attempt was recorded (the handler ran longer than the lease); \
+             the event may be processed again"
+        ),
+        Err(err) => tracing::error!(
+            id = %entry.id,
+            "inbox: recording the attempt failed; the event is processed again once its lease expires: {err}"
+        ),
+    }
+}
+
+/// The settle of an attempt that came to `step`.
+fn settle_for<S>(shared: &Shared<S>, entry: &InboxEntry, step: Step) -> Settle {
+    let now = shared.config.clock.now_millis();
+    match step {
         Step::Done => Settle::Done,
         Step::RetryAfter(wait, error) => {
             let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
@@ -264,25 +314,6 @@ where
             tracing::warn!(id = %entry.id, attempt = entry.attempts, "inbox event dead-lettered: {reason}");
             Settle::DeadLetter(reason)
         }
-    };
-    let Some(lease) = entry.lease_until_ms else {
-        return;
-    };
-    match shared.store.settle(&entry.id, lease, &settle, now).await {
-        Ok(true) => {
-            if !matches!(settle, Settle::RetryAt { .. }) {
-                shared.backlog.drained();
-            }
-        }
-        Ok(false) => tracing::warn!(
-            id = %entry.id,
-            "inbox: the lease expired before the attempt was recorded (the handler ran longer than the lease); \
-             the event may be processed again"
-        ),
-        Err(err) => tracing::error!(
-            id = %entry.id,
-            "inbox: recording the attempt failed; the event is processed again once its lease expires: {err}"
-        ),
     }
 }
 
@@ -308,6 +339,7 @@ where
         signed_at: entry.signed_at,
         received_at_ms: entry.received_at_ms,
         event_type: entry.event_type.clone(),
+        stale: entry.stale,
         event,
     };
     // The call itself runs inside `catch_unwind` too: a handler may panic

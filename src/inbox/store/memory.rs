@@ -1,6 +1,6 @@
 //! An [`InboxStore`] in memory, for tests: lost when the process ends.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
@@ -54,6 +54,8 @@ impl InboxStore for MemoryInboxStore {
         lease_until_ms: i64,
     ) -> Result<Vec<InboxEntry>, InboxStoreError> {
         let mut state = self.lock()?;
+        let heads = key_heads(&state.events, now_ms);
+        let newest_done = newest_done(&state.events);
         let mut due: Vec<&mut InboxEntry> = state
             .events
             .values_mut()
@@ -61,6 +63,9 @@ impl InboxStore for MemoryInboxStore {
                 e.status == InboxStatus::Pending
                     && e.next_attempt_at_ms.is_some_and(|at| at <= now_ms)
                     && e.lease_until_ms.is_none_or(|l| l <= now_ms)
+                    && e.ordering_key
+                        .as_ref()
+                        .is_none_or(|k| heads.get(k.as_str()) == Some(&Some(e.seq)))
             })
             .collect();
         due.sort_by_key(|e| (e.next_attempt_at_ms, e.seq));
@@ -70,7 +75,9 @@ impl InboxStore for MemoryInboxStore {
             .map(|e| {
                 e.lease_until_ms = Some(lease_until_ms);
                 e.attempts = e.attempts.saturating_add(1);
-                e.clone()
+                let mut claimed = e.clone();
+                claimed.stale = is_stale(&claimed, &newest_done);
+                claimed
             })
             .collect())
     }
@@ -143,5 +150,50 @@ impl InboxStore for MemoryInboxStore {
         out.sort_by_key(|e| std::cmp::Reverse(e.seq));
         out.truncate(query.limit);
         Ok(out)
+    }
+}
+
+/// Per ordering key of the pending events, the `seq` of the one that may be
+/// claimed: the earliest in `(signed_at, seq)` order, or `None` while one of
+/// the key is in flight (holds a live lease).
+fn key_heads(events: &HashMap<String, InboxEntry>, now_ms: i64) -> HashMap<String, Option<i64>> {
+    let mut first: HashMap<&str, (Option<i64>, i64)> = HashMap::new();
+    let mut busy: HashSet<&str> = HashSet::new();
+    for e in events.values().filter(|e| e.status == InboxStatus::Pending) {
+        let Some(key) = e.ordering_key.as_deref() else {
+            continue;
+        };
+        if e.lease_until_ms.is_some_and(|l| l > now_ms) {
+            busy.insert(key);
+        }
+        let order = (e.signed_at, e.seq);
+        first
+            .entry(key)
+            .and_modify(|f| *f = (*f).min(order))
+            .or_insert(order);
+    }
+    first
+        .into_iter()
+        .map(|(key, (_, seq))| (key.to_owned(), (!busy.contains(key)).then_some(seq)))
+        .collect()
+}
+
+/// Per ordering key, the latest `signed_at` of its `done` events.
+fn newest_done(events: &HashMap<String, InboxEntry>) -> HashMap<String, i64> {
+    let mut newest: HashMap<String, i64> = HashMap::new();
+    for e in events.values().filter(|e| e.status == InboxStatus::Done) {
+        if let (Some(key), Some(at)) = (&e.ordering_key, e.signed_at) {
+            let slot = newest.entry(key.clone()).or_insert(at);
+            *slot = (*slot).max(at);
+        }
+    }
+    newest
+}
+
+/// Whether a `done` event of `e`'s key is signed later than `e`.
+fn is_stale(e: &InboxEntry, newest_done: &HashMap<String, i64>) -> bool {
+    match (&e.ordering_key, e.signed_at) {
+        (Some(key), Some(at)) => newest_done.get(key).is_some_and(|&done| done > at),
+        _ => false,
     }
 }

@@ -1,5 +1,6 @@
 //! Where inbox events live: the [`InboxStore`] trait, [`MemoryInboxStore`]
-//! for tests and [`SqliteInboxStore`], the embedded default.
+//! for tests, [`SqliteInboxStore`], the embedded default, and (feature
+//! `postgres`) `PgInboxStore`, one inbox shared by several receivers.
 //!
 //! The trait is the sender's delivery queue turned around and shaped the
 //! same way for a shared store: workers [`claim_due`] a batch under a lease
@@ -9,14 +10,35 @@
 //! An event claimed by a worker that died is claimed again once its lease
 //! has expired, so processing is at-least-once.
 //!
-//! Every event carries its signed timestamp and an optional ordering key, so
-//! a store can hand out one event per key at a time, oldest first, inside
-//! [`claim_due`] without a change to the trait.
+//! ## The claim rule for ordered events
+//!
+//! Every event carries its signed timestamp and an optional ordering key.
+//! An event without a key is claimable when it is pending, due and holds no
+//! live lease. An event *with* a key must also pass two tests against the
+//! other pending events of its key:
+//!
+//! 1. none of them is in flight (holds a lease that has not expired), and
+//! 2. none of them comes earlier in `(signed_at, seq)` order, an absent
+//!    `signed_at` counting as earlier than any (so keys without signed
+//!    timestamps go by arrival) — whether or not that earlier event is due.
+//!
+//! So at most one event per key is in flight, and a retrying event blocks
+//! the later events of its key until it is done or dead-lettered. A claim
+//! also marks each claimed keyed event [`stale`](InboxEntry::stale) when a
+//! `done` event of its key has a later `signed_at`.
+//!
+//! With SQLite (one writer) and the memory store (one lock) claims are
+//! serial. A store with concurrent claimers (PostgreSQL) must serialize
+//! the claim transactions (for example with `pg_advisory_xact_lock`), since
+//! a row lock cannot stop two claimers from each taking a different event of
+//! one key when one of them was inserted meanwhile.
 //!
 //! [`claim_due`]: InboxStore::claim_due
 //! [`settle`]: InboxStore::settle
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 
 use std::future::Future;
@@ -24,6 +46,9 @@ use std::future::Future;
 use bytes::Bytes;
 
 pub use memory::MemoryInboxStore;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use postgres::PgInboxStore;
 pub use sqlite::SqliteInboxStore;
 
 /// A verified webhook to store.
@@ -39,8 +64,8 @@ pub struct NewInboxEvent {
     pub signed_at: Option<i64>,
     /// The event type read from the body (`event` or `type` field), if any.
     pub event_type: Option<String>,
-    /// Events with the same key are to be processed one at a time, in
-    /// signed-timestamp order. Stored; not yet used when claiming.
+    /// Events with the same key are processed one at a time, in
+    /// signed-timestamp order (see the [claim rule](self#the-claim-rule-for-ordered-events)).
     pub ordering_key: Option<String>,
     /// The body exactly as verified.
     pub body: Bytes,
@@ -79,6 +104,7 @@ impl NewInboxEvent {
             lease_until_ms: None,
             last_error: None,
             finished_at_ms: None,
+            stale: false,
         }
     }
 }
@@ -157,6 +183,10 @@ pub struct InboxEntry {
     pub last_error: Option<String>,
     /// When it was done or dead-lettered, unix ms.
     pub finished_at_ms: Option<i64>,
+    /// Set by [`InboxStore::claim_due`] only: an event of the same ordering
+    /// key with a later `signed_at` has been processed already (is `done`).
+    /// `false` in history.
+    pub stale: bool,
 }
 
 /// What [`InboxStore::insert`] did.
@@ -184,6 +214,10 @@ pub enum Settle {
     },
     /// Give up: into the dead letter queue with this reason.
     DeadLetter(String),
+    /// Done without calling the handler (a stale event under
+    /// [`StalePolicy::Skip`](crate::inbox::StalePolicy::Skip)); the reason
+    /// is kept as its `last_error`, so history shows it was skipped.
+    Skipped(String),
 }
 
 impl Settle {
@@ -194,6 +228,7 @@ impl Settle {
             Self::Done => (InboxStatus::Done, None, None),
             Self::RetryAt { at_ms, error } => (InboxStatus::Pending, Some(*at_ms), Some(error)),
             Self::DeadLetter(reason) => (InboxStatus::DeadLettered, None, Some(reason)),
+            Self::Skipped(reason) => (InboxStatus::Done, None, Some(reason)),
         }
     }
 }
@@ -312,8 +347,11 @@ pub trait InboxStore: Clone + Send + Sync + 'static {
 
     /// Claims up to `limit` pending events due at `now_ms` that no live lease
     /// holds, until `lease_until_ms`, and counts an attempt for each.
-    /// Earliest due first. (A store may also keep events of one ordering key
-    /// back while another of that key is claimed.)
+    /// Earliest due first. An event with an ordering key follows the
+    /// [claim rule](self#the-claim-rule-for-ordered-events): claimable only
+    /// when no other pending event of its key is in flight or comes earlier;
+    /// each claimed keyed event has [`InboxEntry::stale`] set as that rule
+    /// says.
     fn claim_due(
         &self,
         now_ms: i64,

@@ -41,6 +41,12 @@ CREATE INDEX IF NOT EXISTS inbox_events_due ON inbox_events (next_attempt_at_ms,
 CREATE INDEX IF NOT EXISTS inbox_events_status ON inbox_events (status, seq);
 CREATE INDEX IF NOT EXISTS inbox_events_key ON inbox_events (ordering_key, signed_at)
     WHERE ordering_key IS NOT NULL;
+-- The claim rule reads the pending events of a key; the stale test, the
+-- latest done one. (Added without a version change: created on open.)
+CREATE INDEX IF NOT EXISTS inbox_events_key_pending ON inbox_events (ordering_key, signed_at, seq)
+    WHERE status = 'pending' AND ordering_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS inbox_events_key_done ON inbox_events (ordering_key, signed_at)
+    WHERE status = 'done' AND ordering_key IS NOT NULL;
 ";
 
 const COLUMNS: &str = "seq, id, scheme, signed_at, event_type, ordering_key, body, received_at_ms, \
@@ -163,6 +169,7 @@ fn entry_of(row: &Row<'_>) -> rusqlite::Result<InboxEntry> {
         lease_until_ms: row.get(11)?,
         last_error: row.get(12)?,
         finished_at_ms: row.get(13)?,
+        stale: false,
     })
 }
 
@@ -192,6 +199,20 @@ fn insert_row(conn: &Connection, e: &NewInboxEvent) -> Result<Insert, EngineErro
     })
 }
 
+/// The pending, due, unleased events that the claim rule lets through: an
+/// event with an ordering key only when no other pending event of its key is
+/// in flight or comes earlier in `(signed_at, seq)` order (an absent
+/// `signed_at` first).
+const CLAIMABLE: &str = "SELECT e.seq FROM inbox_events e WHERE e.status = 'pending' \
+     AND e.next_attempt_at_ms <= ?1 AND (e.lease_until_ms IS NULL OR e.lease_until_ms <= ?1) \
+     AND (e.ordering_key IS NULL OR NOT EXISTS ( \
+       SELECT 1 FROM inbox_events o WHERE o.ordering_key = e.ordering_key \
+         AND o.status = 'pending' AND o.seq <> e.seq \
+         AND ((o.lease_until_ms IS NOT NULL AND o.lease_until_ms > ?1) \
+           OR (coalesce(o.signed_at, -9223372036854775808), o.seq) \
+            < (coalesce(e.signed_at, -9223372036854775808), e.seq)))) \
+     ORDER BY e.next_attempt_at_ms, e.seq LIMIT ?2";
+
 fn claim_rows(
     conn: &Connection,
     now_ms: i64,
@@ -199,19 +220,34 @@ fn claim_rows(
     lease_until_ms: i64,
 ) -> Result<Vec<InboxEntry>, EngineError> {
     let sql = format!(
-        "UPDATE inbox_events SET lease_until_ms = ?3, attempts = attempts + 1 WHERE seq IN ( \
-           SELECT seq FROM inbox_events WHERE status = 'pending' AND next_attempt_at_ms <= ?1 \
-             AND (lease_until_ms IS NULL OR lease_until_ms <= ?1) \
-           ORDER BY next_attempt_at_ms, seq LIMIT ?2) RETURNING {COLUMNS}"
+        "UPDATE inbox_events SET lease_until_ms = ?3, attempts = attempts + 1 \
+         WHERE seq IN ({CLAIMABLE}) RETURNING {COLUMNS}"
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
-    let rows = stmt
+    let mut rows = stmt
         .query_map(params![now_ms, limit, lease_until_ms], entry_of)
         .and_then(Iterator::collect::<rusqlite::Result<Vec<_>>>)
         .map_err(db_err)?;
-    let mut rows = rows;
     rows.sort_by_key(|e| (e.next_attempt_at_ms, e.seq));
+    for row in &mut rows {
+        row.stale = is_stale(conn, row)?;
+    }
     Ok(rows)
+}
+
+/// Whether a `done` event of `e`'s ordering key is signed later than `e`.
+fn is_stale(conn: &Connection, e: &InboxEntry) -> Result<bool, EngineError> {
+    let (Some(key), Some(at)) = (&e.ordering_key, e.signed_at) else {
+        return Ok(false);
+    };
+    let newest: Option<i64> = conn
+        .prepare_cached(
+            "SELECT max(signed_at) FROM inbox_events \
+             WHERE ordering_key = ?1 AND status = 'done'",
+        )
+        .and_then(|mut s| s.query_row(params![key], |r| r.get(0)))
+        .map_err(db_err)?;
+    Ok(newest.is_some_and(|n| n > at))
 }
 
 fn settle_row(

@@ -1,0 +1,393 @@
+//! An [`InboxStore`] in PostgreSQL (features `inbox` and `postgres`), so
+//! that several receiver instances share one inbox.
+//!
+//! - **Inserts** are one `INSERT .. ON CONFLICT (id) DO NOTHING`: the id is
+//!   unique across every receiver, and of two receivers storing one id at
+//!   the same moment exactly one answers [`Insert::Stored`], the other
+//!   [`Insert::Duplicate`].
+//! - **Claims** take due events with `SELECT .. FOR UPDATE SKIP LOCKED` in
+//!   one short statement, as the sender's queue does, and lease them: the
+//!   lease is an expiry (`lease_until_ms`, the trait's fencing token) and an
+//!   owner (the store instance that claimed). A settlement applies only
+//!   while that same owner holds that same lease, so a worker whose lease
+//!   expired and was taken over changes nothing, even when two receivers'
+//!   clocks give the same expiry.
+//! - **Ordering**: every row keeps `ordering_key` and `signed_at`, indexed
+//!   by key and signed time among pending events, so the claim can keep
+//!   events of one key back while another of that key is leased without a
+//!   schema change.
+//! - **Migrations** are the versioned SQL of the `inbox` component, applied
+//!   in one transaction under the advisory lock the other PostgreSQL stores
+//!   use, so receivers starting together do not race; a database migrated by
+//!   a newer version of this crate is refused.
+//!
+//! Idle workers find new events at their poll interval (the inbox has no
+//! wake-up hook for stores): an event stored by another receiver is picked
+//! up within one poll interval.
+
+use std::sync::Arc;
+
+use deadpool_postgres::{GenericClient, Pool};
+use tokio_postgres::Row;
+
+use super::{
+    InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, Insert, NewInboxEvent,
+    ReplaySelection, Settle,
+};
+use crate::postgres::{DEFAULT_POOL_SIZE, PgSetupError, error_chain, migrate, pool_from_url};
+
+/// The schema migrations of the `inbox` component, version `i + 1` at `i`.
+const MIGRATIONS: &[&str] = &[include_str!(
+    "../../../migrations/postgres/inbox/0001_init.sql"
+)];
+
+/// The columns [`entry_from_row`] reads, in its order.
+const COLUMNS: &str = "seq, id, scheme, signed_at, event_type, ordering_key, body, \
+     received_at_ms, status, attempts, next_attempt_at_ms, lease_until_ms, last_error, \
+     finished_at_ms";
+
+/// A PostgreSQL error as a store error (the driver's text never holds the
+/// connection password).
+fn pg_err(e: impl std::error::Error) -> InboxStoreError {
+    InboxStoreError::new(format!("postgres: {}", error_chain(&e)))
+}
+
+fn setup_err(e: PgSetupError) -> InboxStoreError {
+    InboxStoreError::new(e.to_string())
+}
+
+/// Inbox events in PostgreSQL, shared by every receiver that connects to
+/// the same database. Cheap to clone (a shared pool).
+///
+/// Give each receiver process its own store (one [`connect`](Self::connect)
+/// per process): the store's leases name the store instance.
+///
+/// ```no_run
+/// use webhook_guard::inbox::{Inbox, PgInboxStore};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let store = PgInboxStore::connect("postgres://app:secret@db.internal/app").await?;
+/// let inbox = Inbox::builder(store).build().await?;
+/// # drop(inbox);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PgInboxStore {
+    pool: Pool,
+    /// This instance's name on the leases it takes.
+    owner: Arc<str>,
+}
+
+impl std::fmt::Debug for PgInboxStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgInboxStore")
+            .field("owner", &self.owner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgInboxStore {
+    /// Connects to the database at `url` (`postgres://user:password@host/db`
+    /// or the key-value form `host=/run/postgresql user=app dbname=app`)
+    /// with a pool of 16 connections, and migrates the schema.
+    ///
+    /// This connects **without TLS**: for a server off the machine or the
+    /// private network, build a pool with your TLS connector and use
+    /// [`from_pool`](Self::from_pool).
+    ///
+    /// # Errors
+    ///
+    /// An [`InboxStoreError`] (never holding the URL) when the URL does not
+    /// parse, the server cannot be reached, or the database holds an inbox
+    /// schema newer than this build knows.
+    pub async fn connect(url: &str) -> Result<Self, InboxStoreError> {
+        let pool = pool_from_url(url, DEFAULT_POOL_SIZE).map_err(setup_err)?;
+        Self::from_pool(pool).await
+    }
+
+    /// A store over `pool` (a `deadpool-postgres` 0.14 pool, built with the
+    /// TLS connector you need); migrates the schema.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub async fn from_pool(pool: Pool) -> Result<Self, InboxStoreError> {
+        migrate(&pool, "inbox", MIGRATIONS)
+            .await
+            .map_err(setup_err)?;
+        Ok(Self {
+            pool,
+            owner: Arc::from(format!("{:032x}", fastrand::u128(..))),
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, InboxStoreError> {
+        self.pool.get().await.map_err(pg_err)
+    }
+}
+
+/// A row of [`COLUMNS`].
+fn entry_from_row(row: &Row) -> Result<InboxEntry, InboxStoreError> {
+    let status: String = row.try_get("status").map_err(pg_err)?;
+    let status = InboxStatus::parse(&status).ok_or_else(|| {
+        InboxStoreError::new(format!("unknown inbox status `{status}` in the database"))
+    })?;
+    let attempts: i32 = row.try_get("attempts").map_err(pg_err)?;
+    let body: Vec<u8> = row.try_get("body").map_err(pg_err)?;
+    Ok(InboxEntry {
+        seq: row.try_get("seq").map_err(pg_err)?,
+        id: row.try_get("id").map_err(pg_err)?,
+        scheme: row.try_get("scheme").map_err(pg_err)?,
+        signed_at: row.try_get("signed_at").map_err(pg_err)?,
+        event_type: row.try_get("event_type").map_err(pg_err)?,
+        ordering_key: row.try_get("ordering_key").map_err(pg_err)?,
+        body: body.into(),
+        received_at_ms: row.try_get("received_at_ms").map_err(pg_err)?,
+        status,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        next_attempt_at_ms: row.try_get("next_attempt_at_ms").map_err(pg_err)?,
+        lease_until_ms: row.try_get("lease_until_ms").map_err(pg_err)?,
+        last_error: row.try_get("last_error").map_err(pg_err)?,
+        finished_at_ms: row.try_get("finished_at_ms").map_err(pg_err)?,
+        // Set by claims only (see `claim_rows`).
+        stale: false,
+    })
+}
+
+fn entries(rows: &[Row]) -> Result<Vec<InboxEntry>, InboxStoreError> {
+    rows.iter().map(entry_from_row).collect()
+}
+
+/// The key of the advisory lock every claim takes: claims of ordered
+/// events must run one at a time, or two claimers could each see the other's
+/// event of one key as not yet leased and take both.
+const CLAIM_LOCK: i64 = 0x0069_6e62_6f78_636c; // "inboxcl"
+
+/// Leases up to `limit` due events to `owner` until `lease_until_ms`,
+/// earliest due first, under the claim rule of the store trait: an event
+/// with an ordering key only when no other pending event of its key is in
+/// flight or comes earlier in `(signed_at, seq)` order (a missing signed
+/// timestamp counts as earliest). Each claimed keyed event is marked stale
+/// when a done event of its key was signed later. Rows another claim holds
+/// locked are skipped, not waited for; `client` is a transaction holding
+/// [`CLAIM_LOCK`].
+async fn claim_rows(
+    client: &impl GenericClient,
+    owner: &str,
+    now_ms: i64,
+    limit: i64,
+    lease_until_ms: i64,
+) -> Result<Vec<InboxEntry>, InboxStoreError> {
+    let sql = format!(
+        "UPDATE inbox_events e SET lease_until_ms = $3, lease_owner = $4, \
+           attempts = e.attempts + 1 \
+         FROM (SELECT c.seq FROM inbox_events c WHERE c.status = 'pending' \
+             AND c.next_attempt_at_ms <= $1 \
+             AND (c.lease_until_ms IS NULL OR c.lease_until_ms <= $1) \
+             AND (c.ordering_key IS NULL OR NOT EXISTS ( \
+               SELECT 1 FROM inbox_events o WHERE o.ordering_key = c.ordering_key \
+                 AND o.status = 'pending' AND o.seq <> c.seq \
+                 AND ((o.lease_until_ms IS NOT NULL AND o.lease_until_ms > $1) \
+                   OR (COALESCE(o.signed_at, {MIN}), o.seq) \
+                    < (COALESCE(c.signed_at, {MIN}), c.seq)))) \
+           ORDER BY c.next_attempt_at_ms, c.seq LIMIT $2 FOR UPDATE SKIP LOCKED) due \
+         WHERE e.seq = due.seq RETURNING {}, \
+           COALESCE(e.ordering_key IS NOT NULL AND e.signed_at < ( \
+             SELECT max(d.signed_at) FROM inbox_events d \
+             WHERE d.ordering_key = e.ordering_key AND d.status = 'done'), false) AS stale",
+        prefixed("e."),
+        MIN = i64::MIN + 1,
+    );
+    let stmt = client.prepare_cached(&sql).await.map_err(pg_err)?;
+    let rows = client
+        .query(&stmt, &[&now_ms, &limit, &lease_until_ms, &owner])
+        .await
+        .map_err(pg_err)?;
+    let mut claimed = rows
+        .iter()
+        .map(|row| {
+            let mut entry = entry_from_row(row)?;
+            entry.stale = row.try_get("stale").map_err(pg_err)?;
+            Ok(entry)
+        })
+        .collect::<Result<Vec<_>, InboxStoreError>>()?;
+    claimed.sort_by_key(|e| (e.next_attempt_at_ms, e.seq));
+    Ok(claimed)
+}
+
+/// [`COLUMNS`], each behind `prefix` (`e.`).
+fn prefixed(prefix: &str) -> String {
+    COLUMNS
+        .split(", ")
+        .map(|c| format!("{prefix}{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Settles event `id` when `owner` holds it under exactly `lease_until_ms`.
+async fn settle_row(
+    client: &impl GenericClient,
+    owner: &str,
+    id: &str,
+    lease_until_ms: i64,
+    settle: &Settle,
+    now_ms: i64,
+) -> Result<bool, InboxStoreError> {
+    let (status, next, error) = settle.state();
+    let finished = (status != InboxStatus::Pending).then_some(now_ms);
+    let stmt = client
+        .prepare_cached(
+            "UPDATE inbox_events SET status = $4, next_attempt_at_ms = $5, \
+             lease_until_ms = NULL, lease_owner = NULL, last_error = $6, finished_at_ms = $7 \
+             WHERE id = $1 AND status = 'pending' AND lease_until_ms = $2 AND lease_owner = $3",
+        )
+        .await
+        .map_err(pg_err)?;
+    let changed = client
+        .execute(
+            &stmt,
+            &[
+                &id,
+                &lease_until_ms,
+                &owner,
+                &status.as_str(),
+                &next,
+                &error,
+                &finished,
+            ],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(changed == 1)
+}
+
+async fn replay_rows(
+    client: &impl GenericClient,
+    selection: &ReplaySelection,
+    now_ms: i64,
+) -> Result<u64, InboxStoreError> {
+    const SET: &str = "UPDATE inbox_events SET status = 'pending', attempts = 0, \
+         next_attempt_at_ms = $1, lease_until_ms = NULL, lease_owner = NULL, \
+         finished_at_ms = NULL WHERE status = 'dead_lettered'";
+    match selection {
+        ReplaySelection::One(id) => {
+            let sql = format!("{SET} AND id = $2");
+            client.execute(&sql, &[&now_ms, id]).await
+        }
+        ReplaySelection::All => client.execute(SET, &[&now_ms]).await,
+        ReplaySelection::Between { since_ms, until_ms } => {
+            let sql = format!("{SET} AND finished_at_ms >= $2 AND finished_at_ms < $3");
+            client.execute(&sql, &[&now_ms, since_ms, until_ms]).await
+        }
+    }
+    .map_err(pg_err)
+}
+
+impl InboxStore for PgInboxStore {
+    async fn insert(&self, event: &NewInboxEvent) -> Result<Insert, InboxStoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO inbox_events (id, scheme, signed_at, event_type, ordering_key, \
+                 body, received_at_ms, status, next_attempt_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $7) ON CONFLICT (id) DO NOTHING",
+            )
+            .await
+            .map_err(pg_err)?;
+        let e = event;
+        let changed = client
+            .execute(
+                &stmt,
+                &[
+                    &e.id,
+                    &e.scheme,
+                    &e.signed_at,
+                    &e.event_type,
+                    &e.ordering_key,
+                    &&e.body[..],
+                    &e.received_at_ms,
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(if changed == 0 {
+            Insert::Duplicate
+        } else {
+            Insert::Stored
+        })
+    }
+
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        lease_until_ms: i64,
+    ) -> Result<Vec<InboxEntry>, InboxStoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(pg_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
+            .await
+            .map_err(pg_err)?;
+        let claimed = claim_rows(&tx, &self.owner, now_ms, limit, lease_until_ms).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(claimed)
+    }
+
+    async fn settle(
+        &self,
+        id: &str,
+        lease_until_ms: i64,
+        settle: &Settle,
+        now_ms: i64,
+    ) -> Result<bool, InboxStoreError> {
+        let client = self.client().await?;
+        settle_row(&client, &self.owner, id, lease_until_ms, settle, now_ms).await
+    }
+
+    async fn replay(
+        &self,
+        selection: &ReplaySelection,
+        now_ms: i64,
+    ) -> Result<u64, InboxStoreError> {
+        replay_rows(&self.client().await?, selection, now_ms).await
+    }
+
+    async fn unprocessed(&self) -> Result<u64, InboxStoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT count(*) FROM inbox_events WHERE status = 'pending'",
+                &[],
+            )
+            .await
+            .map_err(pg_err)?;
+        let n: i64 = row.try_get(0).map_err(pg_err)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn event(&self, id: &str) -> Result<Option<InboxEntry>, InboxStoreError> {
+        let client = self.client().await?;
+        let sql = format!("SELECT {COLUMNS} FROM inbox_events WHERE id = $1");
+        let stmt = client.prepare_cached(&sql).await.map_err(pg_err)?;
+        let row = client.query_opt(&stmt, &[&id]).await.map_err(pg_err)?;
+        row.as_ref().map(entry_from_row).transpose()
+    }
+
+    async fn events(&self, query: &InboxQuery) -> Result<Vec<InboxEntry>, InboxStoreError> {
+        let client = self.client().await?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM inbox_events WHERE ($1::text IS NULL OR status = $1) \
+             AND ($2::int8 IS NULL OR seq < $2) ORDER BY seq DESC LIMIT $3"
+        );
+        let stmt = client.prepare_cached(&sql).await.map_err(pg_err)?;
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let status = query.status.map(InboxStatus::as_str);
+        let rows = client
+            .query(&stmt, &[&status, &query.before_seq, &limit])
+            .await
+            .map_err(pg_err)?;
+        entries(&rows)
+    }
+}

@@ -1,0 +1,272 @@
+//! What only a shared inbox has, on a real PostgreSQL server: several
+//! stores (each its own pool, as several receiver processes) on one
+//! database claim, settle and deduplicate without stepping on each other;
+//! migrations race safely and refuse a newer schema. The common contract
+//! runs in `inbox_store.rs`.
+#![cfg(feature = "postgres")]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "support/postgres_server.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod postgres_server;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::routing::post;
+use postgres_server::PostgresServer;
+use webhook_guard::inbox::store::{Insert, NewInboxEvent, Settle};
+use webhook_guard::inbox::{DUPLICATE_HEADER, Inbox, InboxEvent, InboxStore, PgInboxStore};
+use webhook_guard::{Message, Scheme, SecretSet, VerifyLayer};
+
+const SECRET: &str = "inbox-test-secret-of-at-least-24-bytes";
+const BODY: &str = r#"{"event":"ingestion.completed","tenantId":"tenant_abc123"}"#;
+
+fn event(id: &str, at: i64) -> NewInboxEvent {
+    NewInboxEvent::new(id, BODY, at)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claims_from_two_stores_never_hand_out_an_event_twice() {
+    let pg = PostgresServer::start();
+    let url = pg.create_database("claims");
+    let a = PgInboxStore::connect(&url).await.unwrap();
+    let b = PgInboxStore::connect(&url).await.unwrap();
+    const EVENTS: usize = 300;
+    for i in 0..EVENTS {
+        a.insert(&event(&format!("evt_{i}"), 1_000)).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                // One lease value for every claim: only SKIP LOCKED and the
+                // due/lease condition keep claims apart.
+                let batch = store.claim_due(2_000, 7, 1_000_000).await.unwrap();
+                if batch.is_empty() {
+                    return got;
+                }
+                got.extend(batch.into_iter().map(|e| (e.id, e.attempts)));
+            }
+        }));
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for task in tasks {
+        for (id, attempts) in task.await.unwrap() {
+            assert_eq!(attempts, 1, "`{id}` was claimed before");
+            *seen.entry(id).or_default() += 1;
+        }
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "handed out more than once: {twice:?}");
+    assert_eq!(seen.len(), EVENTS);
+}
+
+#[tokio::test]
+async fn a_settle_is_fenced_by_the_owner_too() {
+    let pg = PostgresServer::start();
+    let url = pg.create_database("owner");
+    let a = PgInboxStore::connect(&url).await.unwrap();
+    let b = PgInboxStore::connect(&url).await.unwrap();
+    a.insert(&event("e", 1_000)).await.unwrap();
+    assert_eq!(a.claim_due(1_000, 1, 2_000).await.unwrap().len(), 1);
+    // A's lease expired; another receiver takes the event over, and (clocks
+    // being what they are) its lease ends at the very same millisecond.
+    let taken = b.claim_due(2_000, 1, 2_000).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].attempts, 2);
+    assert!(
+        !a.settle("e", 2_000, &Settle::Done, 2_100).await.unwrap(),
+        "the lease is B's now"
+    );
+    let e = a.event("e").await.unwrap().unwrap();
+    assert_eq!(e.status, webhook_guard::inbox::InboxStatus::Pending);
+    assert!(b.settle("e", 2_000, &Settle::Done, 2_200).await.unwrap());
+}
+
+/// Serves `inbox` behind `VerifyLayer` on a free loopback port; returns the
+/// webhook URL.
+async fn serve(inbox: &Inbox<PgInboxStore>) -> String {
+    let app = Router::new()
+        .route("/webhooks", post(|| async { "the inbox answers" }))
+        .layer(inbox.layer())
+        .layer(VerifyLayer::new(SecretSet::single(SECRET).unwrap()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/webhooks")
+}
+
+/// POSTs `BODY` signed with the native scheme under `id`; returns the
+/// status and whether it was answered as a duplicate.
+async fn deliver(client: &reqwest::Client, url: &str, id: &str) -> (u16, bool) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let headers = Scheme::native()
+        .sign(
+            &SecretSet::single(SECRET).unwrap(),
+            &Message::new(id, i64::try_from(now).unwrap(), BODY.as_bytes()),
+        )
+        .unwrap();
+    let res = client
+        .post(url)
+        .headers(headers)
+        .body(BODY)
+        .send()
+        .await
+        .unwrap();
+    let duplicate = res
+        .headers()
+        .get(DUPLICATE_HEADER)
+        .is_some_and(|v| v == "true");
+    (res.status().as_u16(), duplicate)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_receivers_store_a_redelivery_racing_them_once() {
+    let pg = PostgresServer::start();
+    let db = pg.create_database("receivers");
+    let mut urls = Vec::new();
+    let mut inboxes = Vec::new();
+    for _ in 0..2 {
+        let store = PgInboxStore::connect(&db).await.unwrap();
+        let inbox = Inbox::builder(store).build().await.unwrap();
+        urls.push(serve(&inbox).await);
+        inboxes.push(inbox);
+    }
+    let client = reqwest::Client::new();
+    const IDS: usize = 40;
+    for i in 0..IDS {
+        let id = format!("evt_{i}");
+        let (first, second) = tokio::join!(
+            deliver(&client, &urls[0], &id),
+            deliver(&client, &urls[1], &id)
+        );
+        assert_eq!((first.0, second.0), (200, 200), "{id}");
+        assert!(
+            first.1 != second.1,
+            "`{id}`: exactly one answer is a duplicate, got {first:?} and {second:?}"
+        );
+    }
+    let rows = pg.psql(
+        "receivers",
+        "SELECT count(*), count(DISTINCT id) FROM inbox_events",
+    );
+    assert_eq!(rows, format!("{IDS}|{IDS}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_workers_of_two_receivers_process_each_event_once() {
+    let pg = PostgresServer::start();
+    let db = pg.create_database("workers");
+    let calls: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let mut urls = Vec::new();
+    let mut running = Vec::new();
+    for _ in 0..2 {
+        let store = PgInboxStore::connect(&db).await.unwrap();
+        let inbox = Inbox::builder(store)
+            .poll_interval(Duration::from_millis(20))
+            .build()
+            .await
+            .unwrap();
+        let calls = Arc::clone(&calls);
+        let workers = inbox.start(move |e: InboxEvent<serde_json::Value>| {
+            *calls.lock().unwrap().entry(e.id).or_default() += 1;
+            std::future::ready(Ok::<(), String>(()))
+        });
+        urls.push(serve(&inbox).await);
+        running.push((inbox, workers));
+    }
+    let client = reqwest::Client::new();
+    const IDS: usize = 60;
+    for i in 0..IDS {
+        let (status, _) = deliver(&client, &urls[i % 2], &format!("evt_{i}")).await;
+        assert_eq!(status, 200);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while pg.psql(
+        "workers",
+        "SELECT count(*) FROM inbox_events WHERE status = 'done'",
+    ) != IDS.to_string()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not all events were processed: {}",
+            pg.psql(
+                "workers",
+                "SELECT string_agg(status || ' ' || coalesce(last_error, ''), '; ') FROM inbox_events"
+            )
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), IDS);
+    assert!(calls.values().all(|n| *n == 1), "{calls:?}");
+    for (_, workers) in running {
+        workers.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn receivers_starting_together_migrate_once() {
+    let pg = PostgresServer::start();
+    let url = pg.create_database("together");
+    let connects = (0..8).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { PgInboxStore::connect(&url).await })
+    });
+    for connect in connects {
+        connect.await.unwrap().unwrap();
+    }
+    assert_eq!(
+        pg.psql(
+            "together",
+            "SELECT version FROM webhook_guard_schema WHERE component = 'inbox'"
+        ),
+        "1"
+    );
+    let store = PgInboxStore::connect(&url).await.unwrap();
+    assert_eq!(store.insert(&event("e", 1)).await.unwrap(), Insert::Stored);
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_and_errors_never_show_the_url() {
+    let pg = PostgresServer::start();
+    pg.create_database("newer");
+    // Trust authentication ignores the password; it must not leak anyway.
+    let url = format!(
+        "postgres://postgres:hunter2-db-password@127.0.0.1:{}/newer",
+        pg.port()
+    );
+    let store = PgInboxStore::connect(&url).await.unwrap();
+    let debug = format!("{store:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    pg.psql(
+        "newer",
+        "UPDATE webhook_guard_schema SET version = 2 WHERE component = 'inbox'",
+    );
+    let err = PgInboxStore::connect(&url).await.unwrap_err().to_string();
+    assert!(err.contains("`inbox` schema at version 2"), "{err}");
+    assert!(err.contains("version 1"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+
+    let down = format!(
+        "postgres://postgres:hunter2-db-password@127.0.0.1:{}/absent",
+        pg.port()
+    );
+    let err = PgInboxStore::connect(&down).await.unwrap_err().to_string();
+    assert!(err.contains("absent"), "says which database: {err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    let err = PgInboxStore::connect("postgres://u:hunter2@h:notaport/x")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not valid"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
