@@ -32,6 +32,7 @@ macro_rules! define_inner_service_accessors {
 ///     fn timeout(d: Duration) => config.timeout = d;
 /// }
 /// ```
+#[cfg(any(feature = "sender", feature = "inbox"))]
 macro_rules! builder_setters {
     ($(
         $(#[$doc:meta])*
