@@ -96,14 +96,12 @@ impl InboxStore for MemoryInboxStore {
         if e.status != InboxStatus::Pending || e.lease_until_ms != Some(lease_until_ms) {
             return Ok(false);
         }
-        let (status, next, error) = settle.state();
-        e.status = status;
-        e.next_attempt_at_ms = next;
+        let out = settle.outcome(now_ms);
+        e.status = out.status;
+        e.next_attempt_at_ms = out.next_attempt_at_ms;
         e.lease_until_ms = None;
-        e.last_error = error.map(str::to_owned);
-        if status != InboxStatus::Pending {
-            e.finished_at_ms = Some(now_ms);
-        }
+        e.last_error = out.last_error.map(str::to_owned);
+        e.finished_at_ms = out.finished_at_ms;
         Ok(true)
     }
 

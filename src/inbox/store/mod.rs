@@ -221,16 +221,31 @@ pub enum Settle {
 }
 
 impl Settle {
-    /// The new status, next due time and last error of an event settled
-    /// this way: the rule every store applies.
-    pub(crate) fn state(&self) -> (InboxStatus, Option<i64>, Option<&str>) {
-        match self {
+    /// The event's new state when settled this way at `now_ms`: the rule
+    /// every store applies.
+    pub(crate) fn outcome(&self, now_ms: i64) -> Settled<'_> {
+        let (status, next_attempt_at_ms, last_error) = match self {
             Self::Done => (InboxStatus::Done, None, None),
-            Self::RetryAt { at_ms, error } => (InboxStatus::Pending, Some(*at_ms), Some(error)),
-            Self::DeadLetter(reason) => (InboxStatus::DeadLettered, None, Some(reason)),
-            Self::Skipped(reason) => (InboxStatus::Done, None, Some(reason)),
+            Self::RetryAt { at_ms, error } => (InboxStatus::Pending, Some(*at_ms), Some(&**error)),
+            Self::DeadLetter(reason) => (InboxStatus::DeadLettered, None, Some(&**reason)),
+            Self::Skipped(reason) => (InboxStatus::Done, None, Some(&**reason)),
+        };
+        Settled {
+            status,
+            next_attempt_at_ms,
+            last_error,
+            // Finished unless it waits for another attempt.
+            finished_at_ms: (status != InboxStatus::Pending).then_some(now_ms),
         }
     }
+}
+
+/// An event's new state after [`Settle::outcome`]; its lease is released.
+pub(crate) struct Settled<'a> {
+    pub(crate) status: InboxStatus,
+    pub(crate) next_attempt_at_ms: Option<i64>,
+    pub(crate) last_error: Option<&'a str>,
+    pub(crate) finished_at_ms: Option<i64>,
 }
 
 /// Which dead letters to replay.

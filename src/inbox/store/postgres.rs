@@ -233,8 +233,7 @@ async fn settle_row(
     settle: &Settle,
     now_ms: i64,
 ) -> Result<bool, InboxStoreError> {
-    let (status, next, error) = settle.state();
-    let finished = (status != InboxStatus::Pending).then_some(now_ms);
+    let out = settle.outcome(now_ms);
     let stmt = client
         .prepare_cached(
             "UPDATE inbox_events SET status = $4, next_attempt_at_ms = $5, \
@@ -250,10 +249,10 @@ async fn settle_row(
                 &id,
                 &lease_until_ms,
                 &owner,
-                &status.as_str(),
-                &next,
-                &error,
-                &finished,
+                &out.status.as_str(),
+                &out.next_attempt_at_ms,
+                &out.last_error,
+                &out.finished_at_ms,
             ],
         )
         .await

@@ -257,8 +257,7 @@ fn settle_row(
     settle: &Settle,
     now_ms: i64,
 ) -> Result<bool, EngineError> {
-    let (status, next, error) = settle.state();
-    let finished = (status != InboxStatus::Pending).then_some(now_ms);
+    let out = settle.outcome(now_ms);
     let changed = conn
         .prepare_cached(
             "UPDATE inbox_events SET status = ?3, next_attempt_at_ms = ?4, lease_until_ms = NULL, \
@@ -269,10 +268,10 @@ fn settle_row(
             s.execute(params![
                 id,
                 lease_until_ms,
-                status.as_str(),
-                next,
-                error,
-                finished
+                out.status.as_str(),
+                out.next_attempt_at_ms,
+                out.last_error,
+                out.finished_at_ms
             ])
         })
         .map_err(db_err)?;
