@@ -336,13 +336,7 @@ async fn run_delivery<S: DeliveryStore>(
     let permit = match inner.gate(&target.destination.id, now) {
         Gate::Go(permit) => permit,
         Gate::Later(at) => {
-            if let Err(e) = inner
-                .store
-                .reschedule(&delivery.id, lease_of(&delivery), at)
-                .await
-            {
-                tracing::error!(error = %e, "rescheduling failed; the lease will expire");
-            }
+            give_back(inner, &delivery, at).await;
             return;
         }
     };
@@ -351,13 +345,7 @@ async fn run_delivery<S: DeliveryStore>(
         // another claim may take the delivery: give it back unsent, so a
         // fresh claim (here or on another node) sends it under a full lease.
         drop(permit);
-        if let Err(e) = inner
-            .store
-            .reschedule(&delivery.id, lease_of(&delivery), now)
-            .await
-        {
-            tracing::error!(error = %e, "rescheduling failed; the lease will expire");
-        }
+        give_back(inner, &delivery, now).await;
         return;
     };
     let number = delivery.attempts.saturating_add(1);
@@ -393,6 +381,18 @@ async fn run_delivery<S: DeliveryStore>(
         // The recorded attempt freed a slot of the fleet-wide limit (or
         // closed a circuit): claim again rather than wait for the poll.
         inner.wake.notify_one();
+    }
+}
+
+/// Releases a held delivery without an attempt, due again at `at_ms`;
+/// should the store fail, the lease expires and a claim takes it.
+async fn give_back<S: DeliveryStore>(inner: &Inner<S>, delivery: &Delivery, at_ms: i64) {
+    if let Err(e) = inner
+        .store
+        .reschedule(&delivery.id, lease_of(delivery), at_ms)
+        .await
+    {
+        tracing::error!(error = %e, "rescheduling failed; the lease will expire");
     }
 }
 
