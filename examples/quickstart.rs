@@ -231,9 +231,10 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         );
     }
 
+    let (inbox_passed, inbox_total) = inbox_tour::run(&client).await?;
     let (sender_passed, sender_total) = sender_tour::run().await?;
-    passed += sender_passed;
-    let total = cases.len() + sender_total;
+    passed += inbox_passed + sender_passed;
+    let total = cases.len() + inbox_total + sender_total;
 
     println!();
     if passed == total {
@@ -246,6 +247,146 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
             total
         );
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Processing later: an [`Inbox`](webhook_guard::inbox::Inbox) stores each
+/// verified event in SQLite and answers at once; workers run the handler
+/// separately and retry what fails.
+#[cfg(feature = "inbox")]
+mod inbox_tour {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use axum::{Router, routing::post};
+    use webhook_guard::inbox::{Inbox, InboxEvent, RetryPolicy, SqliteInboxStore};
+    use webhook_guard::{Clock, Event, Message, Scheme, SecretSet, SystemClock, VerifyLayer};
+
+    use super::{Case, event, send};
+
+    const SECRET: &str = "quickstart-inbox-secret";
+
+    fn check(ok: bool, what: &str, got: String) -> usize {
+        println!("{} {what}", if ok { "✓" } else { "✗" });
+        println!("    {got}");
+        usize::from(ok)
+    }
+
+    /// Waits until the handler has finished `n` events, for at most 10 s.
+    async fn processed(done: &Mutex<Vec<(String, u32)>>, n: usize) -> Vec<(String, u32)> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = done.lock().map(|d| d.clone()).unwrap_or_default();
+            if seen.len() >= n || Instant::now() > deadline {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub(super) async fn run(
+        client: &reqwest::Client,
+    ) -> Result<(usize, usize), Box<dyn std::error::Error>> {
+        println!("\nreceiver with an inbox: store, answer at once, process in a worker\n");
+        let dir =
+            std::env::temp_dir().join(format!("webhook-guard-quickstart-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let secrets = SecretSet::single(SECRET)?;
+
+        // The inbox: a SQLite file, one retry after 100 ms (1, 5 and 15
+        // minutes by default), then the dead letter queue.
+        let inbox = Inbox::builder(SqliteInboxStore::open(dir.join("inbox.db"))?)
+            .retry(RetryPolicy::new([Duration::from_millis(100)]))
+            .build()
+            .await?;
+        // The handler: slow (300 ms), and it fails the first attempt at
+        // `evt_flaky`. It records what it finished.
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let finished = done.clone();
+        let workers = inbox.start(move |e: InboxEvent<Event>| {
+            let finished = finished.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if e.id == "evt_flaky" && e.attempt == 1 {
+                    return Err("the database was busy");
+                }
+                if let Ok(mut d) = finished.lock() {
+                    d.push((e.id, e.attempt));
+                }
+                Ok(())
+            }
+        });
+        let app = Router::new()
+            .route("/webhooks", post(|| async {}))
+            .layer(inbox.layer())
+            .layer(VerifyLayer::new(secrets.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/webhooks", listener.local_addr()?);
+        tokio::spawn(axum::serve(listener, app).into_future());
+
+        let now = SystemClock.now_unix();
+        let case = |id: &str| -> Result<Case, webhook_guard::SignError> {
+            let body = event(15_234);
+            Ok(Case {
+                what: String::new(),
+                expect: http::StatusCode::OK,
+                duplicate: false,
+                headers: Scheme::native().sign(&secrets, &Message::new(id, now, &body))?,
+                body,
+            })
+        };
+        let mut passed = 0;
+
+        let started = Instant::now();
+        let first = send(client, &url, &case("evt_inbox")?).await?;
+        let answered_in = started.elapsed();
+        let before = processed(&done, 0).await.len();
+        passed += check(
+            first.status == http::StatusCode::OK && before == 0,
+            "an event is stored and answered before the (300 ms) handler finished",
+            format!(
+                "got {} in {answered_in:.0?}; handled so far: {before}",
+                first.status
+            ),
+        );
+
+        let again = send(client, &url, &case("evt_inbox")?).await?;
+        passed += check(
+            again.status == http::StatusCode::OK && again.duplicate,
+            "the same event again is answered as a duplicate and not stored twice",
+            format!("got {}, duplicate: {}", again.status, again.duplicate),
+        );
+
+        let flaky = send(client, &url, &case("evt_flaky")?).await?;
+        let seen = processed(&done, 2).await;
+        let ok = flaky.status == http::StatusCode::OK
+            && seen.contains(&("evt_inbox".into(), 1))
+            && seen.contains(&("evt_flaky".into(), 2))
+            && seen.len() == 2;
+        passed += check(
+            ok,
+            "the handler ran once per event; a failed attempt was retried",
+            format!("finished (id, attempt): {seen:?}"),
+        );
+
+        workers.shutdown().await;
+        drop(inbox);
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok((passed, 3))
+    }
+}
+
+/// Without the `inbox` feature the tour skips processing later.
+#[cfg(not(feature = "inbox"))]
+mod inbox_tour {
+    pub(super) async fn run(
+        _: &reqwest::Client,
+    ) -> Result<(usize, usize), Box<dyn std::error::Error>> {
+        println!(
+            "\n(processing later: `cargo run --example quickstart --features inbox` also \
+             stores events in an inbox, answers at once and retries a failing handler)"
+        );
+        Ok((0, 0))
     }
 }
 

@@ -401,4 +401,13 @@ fn quickstart_reports_every_case_as_expected() {
     ] {
         assert!(stdout.contains(expected), "{expected:?} in {stdout}");
     }
+    // Built with the inbox, the tour stores, answers at once and retries.
+    #[cfg(feature = "inbox")]
+    for expected in [
+        "✓ an event is stored and answered before the (300 ms) handler finished",
+        "✓ the same event again is answered as a duplicate and not stored twice",
+        "✓ the handler ran once per event; a failed attempt was retried",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} in {stdout}");
+    }
 }
