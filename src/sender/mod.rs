@@ -131,7 +131,8 @@ pub use store::{
 /// Every label has a bounded set of values.
 ///
 /// With several sender nodes sharing one store, every node samples the
-/// same shared queue: [`QUEUE_PENDING`] and [`QUEUE_OLDEST_DUE_SECONDS`]
+/// same shared queue: [`QUEUE_PENDING`](self::metric_names::QUEUE_PENDING) and
+/// [`QUEUE_OLDEST_DUE_SECONDS`](self::metric_names::QUEUE_OLDEST_DUE_SECONDS)
 /// are one figure reported by each node, so aggregate them across nodes
 /// with `max`, never `sum`. The counters and histograms count what each
 /// node did: `sum` them.

@@ -16,7 +16,7 @@
 //! - `destination.disabled`: the store disables the destination only if it
 //!   is enabled ([`DeliveryStore::disable_destination`]), so of several
 //!   attempts answered 410 at once, on one node or many, one reports it.
-//! - circuits: with a store that [coordinates the fleet](DeliveryStore::coordinates_fleet)
+//! - circuits: with a store that [coordinates the fleet]
 //!   (`PgStore`) the store decides each opening and closing under a row
 //!   lock and reports it to one node. Otherwise each sender process keeps
 //!   its own circuits, and so reports its own: several processes sharing
@@ -53,7 +53,7 @@
 //! [`MAX_OPERATIONAL_IN_FLIGHT`] are in flight; more are dropped the same way.
 //!
 //! [`DeliveryStore::disable_destination`]: super::DeliveryStore::disable_destination
-//! [`DeliveryStore::coordinates_fleet`]: super::DeliveryStore::coordinates_fleet
+//! [coordinates the fleet]: super::DeliveryStore::coordinates_fleet
 
 use std::sync::Arc;
 use std::time::Duration;
