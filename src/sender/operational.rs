@@ -8,6 +8,29 @@
 //! | [`CircuitClosed`](OperationalEvent::CircuitClosed) | `destination.circuit_closed` | a successful attempt closed an open (or half-open) circuit |
 //! | [`DeadLettered`](OperationalEvent::DeadLettered) | `delivery.dead_lettered` | a delivery gave up and went to the dead letter queue |
 //!
+//! ```
+//! use std::sync::mpsc;
+//! use webhook_guard::sender::{MemoryStore, OperationalEvent, Sender};
+//!
+//! let (tx, rx) = mpsc::channel::<String>();
+//! let tx = std::sync::Mutex::new(tx);
+//! let sender = Sender::builder(MemoryStore::new())
+//!     // Quick and non-blocking: hand the event on, do the work elsewhere.
+//!     .on_operational_event(move |e: &OperationalEvent| {
+//!         let _ = tx.lock().map(|tx| tx.send(e.event_type().to_owned()));
+//!     })
+//!     .operational_webhook("https://ops.example.com/hooks", "operator-secret-of-24-bytes+")
+//!     .build()?;
+//! # drop((sender, rx));
+//!
+//! // The secret is checked when the sender is built.
+//! let short = Sender::builder(MemoryStore::new())
+//!     .operational_webhook("https://ops.example.com/hooks", "too-short")
+//!     .build();
+//! assert!(short.is_err());
+//! # Ok::<(), webhook_guard::sender::SenderError>(())
+//! ```
+//!
 //! # Once per change
 //!
 //! Each event is emitted once per change, by the node whose attempt made
@@ -27,6 +50,9 @@
 //!   delivery: the late worker reports what its attempt decided, though
 //!   the store kept the other claim's outcome (the lease is longer than an
 //!   attempt can take, so this takes a clock jump or a stalled process).
+//!   Deliveries that [`Sender::delete_destination`](super::Sender::delete_destination)
+//!   dead-letters (an operator's own action) are not reported; one a worker
+//!   holds when it finds its destination deleted is.
 //!
 //! # The operational webhook
 //!
