@@ -16,8 +16,9 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::post;
 use webhook_guard::sender::{
-    AddressPolicy, DeliveryStatus, DeliveryStore, FleetPolicy, NewDelivery, NewDestination,
-    OutgoingEvent, PgStore, RetryPolicy, Sender, SenderBuilder,
+    AddressPolicy, CircuitChange, DeliveryAttempt, DeliveryStatus, DeliveryStore, ErrorClass,
+    FleetPolicy, NewDelivery, NewDestination, NextStep, OutgoingEvent, PgStore, RetryPolicy,
+    Sender, SenderBuilder,
 };
 
 use support::postgres_server::PostgresServer;
@@ -289,4 +290,60 @@ async fn concurrent_claims_of_two_stores_respect_the_limit() {
     let again = b.claim_due(1_000, 10, 1_000_000).await.unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].destination_id, "d1");
+}
+
+/// Twelve failed attempts of one destination recorded at once by two
+/// nodes: the circuit opens once, and the one node whose attempt opened
+/// it is told; then one success closes it, told once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_circuit_change_is_reported_once_across_the_fleet() {
+    let pg = PostgresServer::start();
+    let (mut a, mut b) = two_stores(&pg, "changes").await;
+    node(a.clone())
+        .build()
+        .unwrap()
+        .add_destination(NewDestination::new("http://127.0.0.1:9/", SECRET).id("d"))
+        .await
+        .unwrap();
+    for n in 0..13 {
+        let e = event(n);
+        a.enqueue(&e, 1_000, &[NewDelivery::new(e.id(), "d", 1_000)])
+            .await
+            .unwrap();
+    }
+    let policy = FleetPolicy::new(100, 3, 60_000);
+    a.set_fleet_policy(policy);
+    b.set_fleet_policy(policy);
+    let claimed = a.claim_due(1_000, 100, 1_000_000).await.unwrap();
+    assert_eq!(claimed.len(), 13);
+    let barrier = Arc::new(tokio::sync::Barrier::new(12));
+    let mut tasks = Vec::new();
+    for (n, d) in claimed.iter().take(12).enumerate() {
+        // Either node may record an attempt: fenced out or not, it counts.
+        let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+        let (id, barrier) = (d.id.clone(), Arc::clone(&barrier));
+        tasks.push(tokio::spawn(async move {
+            let mut attempt = DeliveryAttempt::new(id, 1, 1_000);
+            attempt.status_code = Some(500);
+            attempt.error_class = Some(ErrorClass::Status);
+            barrier.wait().await;
+            let next = NextStep::RetryAt(2_000);
+            store
+                .record_attempt(&attempt, 1_000_000, &next)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut changes = Vec::new();
+    for t in tasks {
+        changes.extend(t.await.unwrap());
+    }
+    assert_eq!(changes, [CircuitChange::Opened]);
+    let mut ok = DeliveryAttempt::new(claimed[12].id.clone(), 1, 1_000);
+    ok.status_code = Some(200);
+    let next = NextStep::Delivered;
+    let closed = b.record_attempt(&ok, 1_000_000, &next).await.unwrap();
+    assert_eq!(closed, Some(CircuitChange::Closed));
+    let again = a.record_attempt(&ok, 1_000_000, &next).await.unwrap();
+    assert_eq!(again, None);
 }

@@ -12,8 +12,8 @@ use webhook_guard::Clock as _;
 use webhook_guard::SystemClock;
 use webhook_guard::sender::{
     AddressPolicy, DeliveryAttempt, DeliveryQuery, DeliveryStatus, DeliveryStore, ErrorClass,
-    ManualClock, MemoryStore, NewDelivery, NewDestination, NextStep, OutgoingEvent, RetryPolicy,
-    Sender, SenderError, SqliteStore,
+    ManualClock, MemoryStore, NewDelivery, NewDestination, NextStep, OutgoingEvent, QueueStats,
+    RetryPolicy, Sender, SenderError, SqliteStore,
 };
 
 #[cfg(feature = "postgres")]
@@ -45,6 +45,68 @@ fn attempt(id: &str, n: u32, at: i64, ok: bool) -> DeliveryAttempt {
         a.error = Some("the endpoint answered 500".into());
     }
     a
+}
+
+/// The queue's figures: every pending delivery counts towards the depth;
+/// the oldest due time is that of the earliest delivery a claim could
+/// take (not under a live lease, of an enabled destination). Disabling
+/// reports only the call that disabled.
+async fn queue_figures<S: DeliveryStore + Clone>(store: S) {
+    assert_eq!(store.queue_stats(0).await.unwrap(), QueueStats::default());
+    let store = add_destination(store, "dst_q").await;
+    let store = add_destination(store, "dst_r").await;
+    let mut news = Vec::new();
+    for (due, dest) in [
+        (3_000, "dst_q"),
+        (1_000, "dst_q"),
+        (2_000, "dst_r"),
+        (9_000, "dst_q"),
+    ] {
+        let e = OutgoingEvent::new("kpi.alert", &due).unwrap();
+        let mut d = NewDelivery::new(e.id(), dest, 500);
+        d.next_attempt_at_ms = due;
+        store
+            .enqueue(&e, 500, std::slice::from_ref(&d))
+            .await
+            .unwrap();
+        news.push(d);
+    }
+    let stats = store.queue_stats(1_500).await.unwrap();
+    assert_eq!((stats.pending, stats.oldest_due_at_ms), (4, Some(1_000)));
+    assert_eq!(stats.oldest_due_age_ms(1_500), 500);
+    // The oldest is claimed (leased until 5 000): the next one is oldest.
+    let claimed = store.claim_due(1_500, 1, 5_000).await.unwrap();
+    assert_eq!(claimed[0].id, news[1].id);
+    let stats = store.queue_stats(1_600).await.unwrap();
+    assert_eq!((stats.pending, stats.oldest_due_at_ms), (4, Some(2_000)));
+    // Its lease expired: it is waiting again.
+    assert_eq!(
+        store.queue_stats(5_000).await.unwrap().oldest_due_at_ms,
+        Some(1_000)
+    );
+    // A disabled destination's deliveries wait, but are not due for a claim.
+    assert!(store.disable_destination("dst_r", "gone").await.unwrap());
+    assert!(!store.disable_destination("dst_r", "gone").await.unwrap());
+    assert!(!store.disable_destination("dst_none", "gone").await.unwrap());
+    let r = store.destination("dst_r").await.unwrap().unwrap();
+    assert!(!r.enabled);
+    assert_eq!(r.disabled_reason.as_deref(), Some("gone"));
+    let stats = store.queue_stats(1_600).await.unwrap();
+    assert_eq!((stats.pending, stats.oldest_due_at_ms), (4, Some(3_000)));
+    // Not due yet: an age of zero.
+    assert_eq!(stats.oldest_due_age_ms(1_600), 0);
+    // Finished deliveries leave the queue.
+    let held = store.claim_due(5_000, 10, 6_000).await.unwrap();
+    for d in &held {
+        let next = NextStep::Delivered;
+        store
+            .record_attempt(&attempt(&d.id, 1, 5_000, true), 6_000, &next)
+            .await
+            .unwrap();
+    }
+    let stats = store.queue_stats(5_100).await.unwrap();
+    assert_eq!(stats.pending, 4 - held.len() as u64);
+    assert_eq!(stats.oldest_due_at_ms, Some(9_000));
 }
 
 /// Claims, leases, attempts, retries, dead letters and replays, as every
@@ -254,6 +316,7 @@ async fn contract<S: DeliveryStore + Clone>(store: S) {
 #[tokio::test]
 async fn memory_store_meets_the_contract() {
     contract(MemoryStore::new()).await;
+    queue_figures(MemoryStore::new()).await;
 }
 
 #[tokio::test]
@@ -261,6 +324,7 @@ async fn sqlite_store_meets_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     contract(SqliteStore::open(dir.path().join("q.db")).unwrap()).await;
     contract(SqliteStore::open_in_memory().unwrap()).await;
+    queue_figures(SqliteStore::open(dir.path().join("queue.db")).unwrap()).await;
 }
 
 #[tokio::test]
@@ -638,13 +702,15 @@ mod postgres {
     use zeroize::Zeroizing;
 
     use super::support::postgres_server::PostgresServer;
-    use super::{add_destination, contract};
+    use super::{add_destination, contract, queue_figures};
 
     #[tokio::test]
     async fn postgres_store_meets_the_contract() {
         let pg = PostgresServer::start();
         let url = pg.create_database("contract");
         contract(PgStore::connect(&url).await.unwrap()).await;
+        let url = pg.create_database("queue");
+        queue_figures(PgStore::connect(&url).await.unwrap()).await;
     }
 
     #[tokio::test]

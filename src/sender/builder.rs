@@ -3,18 +3,26 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use super::Sender;
 use super::circuit::Breaker;
 use super::delivery::DeliveryAttempt;
+use super::destination::{Destination, EventFilter, signing_key};
 use super::error::SenderError;
+use super::operational::{
+    MAX_OPERATIONAL_IN_FLIGHT, Operational, OperationalEvent, OperationalHook, OperatorWebhook,
+};
 use super::ssrf::{self, AddressPolicy};
 use super::state::{AttemptObserver, Inner};
 use super::store::{DeliveryStore, FleetPolicy, NextStep};
+use super::telemetry::DestinationLabels;
+use super::worker::Target;
 use crate::durable::retry::RetryPolicy;
 use crate::error::ConfigError;
 use crate::replay::{Clock, SystemClock};
+use crate::scheme::Scheme;
+use crate::secret::Secret;
 
 /// The settings the workers read, fixed when the sender is built.
 #[derive(Debug, Clone)]
@@ -33,6 +41,7 @@ pub(crate) struct Settings {
     pub(super) breaker_cooldown_ms: i64,
     pub(super) response_body_limit: usize,
     pub(super) destination_cache: Duration,
+    pub(super) queue_metrics_interval: Duration,
 }
 
 impl Default for Settings {
@@ -50,6 +59,7 @@ impl Default for Settings {
             breaker_cooldown_ms: 30_000,
             response_body_limit: 1024,
             destination_cache: Duration::from_secs(1),
+            queue_metrics_interval: Duration::from_secs(10),
         }
     }
 }
@@ -66,6 +76,10 @@ pub struct SenderBuilder<S> {
     observer: Option<AttemptObserver>,
     user_agent: String,
     config: Settings,
+    destination_labels: usize,
+    operational_hook: Option<OperationalHook>,
+    operational_webhook: Option<(String, Secret)>,
+    operational_retry: RetryPolicy,
 }
 
 impl<S> std::fmt::Debug for SenderBuilder<S> {
@@ -95,6 +109,10 @@ impl<S: DeliveryStore> Sender<S> {
             observer: None,
             user_agent: concat!("webhook-guard/", env!("CARGO_PKG_VERSION")).to_owned(),
             config: Settings::default(),
+            destination_labels: 0,
+            operational_hook: None,
+            operational_webhook: None,
+            operational_retry: RetryPolicy::new([Duration::from_secs(1), Duration::from_secs(5)]),
         }
     }
 }
@@ -160,6 +178,54 @@ impl<S: DeliveryStore> SenderBuilder<S> {
 
         /// The `User-Agent` header (default `webhook-guard/<version>`).
         fn user_agent(ua: impl Into<String>) => user_agent = ua.into();
+
+        /// How often the queue gauges
+        /// ([`QUEUE_PENDING`](super::metric_names::QUEUE_PENDING),
+        /// [`QUEUE_OLDEST_DUE_SECONDS`](super::metric_names::QUEUE_OLDEST_DUE_SECONDS))
+        /// are read from the store (default 10 s, and once at start). Each
+        /// reading is one query over the whole store.
+        fn queue_metrics_interval(d: Duration) => config.queue_metrics_interval = d;
+
+        /// Labels the per-attempt metrics
+        /// ([`ATTEMPTS`](super::metric_names::ATTEMPTS),
+        /// [`ATTEMPT_SECONDS`](super::metric_names::ATTEMPT_SECONDS)) with a
+        /// `destination` label: the destination's id for the first `cap`
+        /// destinations this process attempts, `other` for the rest, so the
+        /// number of series stays bounded. Default 0: no such label.
+        fn destination_metrics(cap: usize) => destination_labels = cap;
+
+        /// Calls `f` with each [`OperationalEvent`] (a destination disabled
+        /// by 410, a circuit opened or closed, a delivery dead-lettered),
+        /// once per change, after the change is stored.
+        ///
+        /// `f` runs on the worker task that made the change, before it
+        /// moves on: keep it quick and never block in it (hand slow work to
+        /// a channel or `tokio::spawn`). A synchronous hook keeps the order
+        /// of events and costs nothing when it only logs or counts; an
+        /// asynchronous one would need a queue of its own between the
+        /// worker and the hook, with its own bound and losses.
+        fn on_operational_event(
+            f: impl Fn(&OperationalEvent) + Send + Sync + 'static
+        ) => operational_hook = Some(Arc::new(f));
+
+        /// The retry schedule of the operational webhook (default: again
+        /// after 1 s and 5 s, then dropped).
+        fn operational_webhook_retry(policy: RetryPolicy) => operational_retry = policy;
+    }
+
+    /// Posts each [`OperationalEvent`] to `url` as a webhook signed with
+    /// the `native` scheme and `secret` (at least 24 bytes; checked by
+    /// [`build`](Self::build)), through the sender's own HTTP client
+    /// and address policy. Not queued: see
+    /// [the operational events](super::operational) for why, and for
+    /// the body.
+    pub fn operational_webhook(
+        mut self,
+        url: impl Into<String>,
+        secret: impl Into<Secret>,
+    ) -> Self {
+        self.operational_webhook = Some((url.into(), secret.into()));
+        self
     }
 
     /// Consecutive failures after which a destination is paused (default 5),
@@ -180,6 +246,10 @@ impl<S: DeliveryStore> SenderBuilder<S> {
     /// client that cannot be built.
     pub fn build(self) -> Result<Sender<S>, SenderError> {
         self.check()?;
+        let operational = Operational {
+            hook: self.operational_hook,
+            webhook: operator_webhook(self.operational_webhook, self.operational_retry)?,
+        };
         let policy = Arc::new(self.policy);
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -228,6 +298,8 @@ impl<S: DeliveryStore> SenderBuilder<S> {
                 slots: Arc::new(tokio::sync::Semaphore::new(max_in_flight)),
                 direct: Mutex::new(None),
                 handed: std::sync::atomic::AtomicUsize::new(0),
+                labels: DestinationLabels::new(self.destination_labels),
+                operational,
             }),
         })
     }
@@ -248,6 +320,42 @@ impl<S: DeliveryStore> SenderBuilder<S> {
         }
         Ok(())
     }
+}
+
+/// The operator's webhook, as a destination that signs like any other.
+fn operator_webhook(
+    setting: Option<(String, Secret)>,
+    retry: RetryPolicy,
+) -> Result<Option<Arc<OperatorWebhook>>, SenderError> {
+    let Some((url, secret)) = setting else {
+        return Ok(None);
+    };
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|e| invalid("operational webhook", &format!("the URL is invalid: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid(
+            "operational webhook",
+            "the URL must be http or https",
+        ));
+    }
+    let scheme = Scheme::native();
+    let key =
+        signing_key(&scheme, secret).map_err(|e| invalid("operational webhook", &e.to_string()))?;
+    let destination = Destination {
+        id: "operational".to_owned(),
+        url,
+        scheme: scheme.name(),
+        events: EventFilter::All,
+        enabled: true,
+        disabled_reason: None,
+        created_at_ms: 0,
+        secrets: vec![key],
+    };
+    Ok(Some(Arc::new(OperatorWebhook {
+        target: Target::new(destination),
+        retry,
+        in_flight: Arc::new(Semaphore::new(MAX_OPERATIONAL_IN_FLIGHT)),
+    })))
 }
 
 /// A setting that cannot be used, and why.

@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
+use super::store::CircuitChange;
+
 /// The breaker of every destination: their circuits and the rules they
 /// follow.
 #[derive(Debug)]
@@ -62,21 +64,31 @@ impl Breaker {
     }
 
     /// Counts an attempt that ended at `now_ms`: a success closes the
-    /// circuit, a failure counts towards opening it.
-    pub(crate) fn record(&self, destination_id: &str, success: bool, now_ms: i64) {
+    /// circuit, a failure counts towards opening it. Returns the change it
+    /// made: each opening and each closing is returned once.
+    pub(crate) fn record(
+        &self,
+        destination_id: &str,
+        success: bool,
+        now_ms: i64,
+    ) -> Option<CircuitChange> {
         let mut circuits = self.circuits();
         if success {
-            circuits.remove(destination_id);
-            return;
+            let was_open = circuits
+                .remove(destination_id)
+                .is_some_and(|c| c.open_until_ms.is_some());
+            return was_open.then_some(CircuitChange::Closed);
         }
         let c = circuits.entry(destination_id.to_owned()).or_default();
-        if c.fail(now_ms, self.threshold, self.cooldown_ms) {
-            tracing::warn!(
-                destination = destination_id,
-                failures = c.consecutive_failures,
-                "circuit opened: pausing deliveries to this destination"
-            );
+        if !c.fail(now_ms, self.threshold, self.cooldown_ms) {
+            return None;
         }
+        tracing::warn!(
+            destination = destination_id,
+            failures = c.consecutive_failures,
+            "circuit opened: pausing deliveries to this destination"
+        );
+        Some(CircuitChange::Opened)
     }
 
     /// Whether the destination's circuit is open (paused) at `now_ms`.
@@ -170,7 +182,7 @@ mod tests {
     fn breaker_lets_one_probe_through_and_closes_on_success() {
         let breaker = Breaker::new(1, 1_000, 100);
         assert_eq!(breaker.admit("d", 0), Ok(()));
-        breaker.record("d", false, 10);
+        assert_eq!(breaker.record("d", false, 10), Some(CircuitChange::Opened));
         assert!(breaker.is_open("d", 500));
         assert_eq!(breaker.admit("d", 500), Err(1_010));
         // Half open: the probe goes, the next waits; a withdrawn probe
@@ -179,10 +191,18 @@ mod tests {
         assert_eq!(breaker.admit("d", 1_020), Err(1_120));
         breaker.withdraw("d");
         assert_eq!(breaker.admit("d", 1_030), Ok(()));
-        breaker.record("d", true, 1_040);
+        assert_eq!(
+            breaker.record("d", true, 1_040),
+            Some(CircuitChange::Closed)
+        );
         assert!(!breaker.is_open("d", 1_040));
         assert_eq!(breaker.admit("d", 1_050), Ok(()));
-        breaker.record("d", false, 1_060);
+        // A success with the circuit closed changes nothing.
+        assert_eq!(breaker.record("d", true, 1_055), None);
+        assert_eq!(
+            breaker.record("d", false, 1_060),
+            Some(CircuitChange::Opened)
+        );
         breaker.reset("d");
         assert!(!breaker.is_open("d", 1_070));
     }

@@ -1,11 +1,11 @@
 //! Publishing: an event becomes one stored delivery per matching
 //! destination before `publish` returns.
 
-use super::Sender;
 use super::delivery::{Delivery, OutgoingEvent};
 use super::error::{DeliveryStoreError, SenderError};
 use super::state::Handoff;
 use super::store::{DeliveryStore, NewDelivery};
+use super::{Sender, metric_names};
 
 /// The event type of [`Sender::send_test_event`].
 pub const TEST_EVENT_TYPE: &str = "webhook.test";
@@ -49,7 +49,9 @@ impl<S: DeliveryStore> Sender<S> {
         }
         // Should this future be dropped or the enqueue fail, the reserved
         // room is given back when `direct` is dropped.
+        let started = std::time::Instant::now();
         let out = self.inner.store.enqueue(&event, now, &news).await?;
+        metrics::histogram!(metric_names::PUBLISH_SECONDS).record(started.elapsed().as_secs_f64());
         match direct {
             Some((tx, mut room)) => {
                 for d in &out {

@@ -10,8 +10,10 @@ use super::builder::Settings;
 use super::circuit::Breaker;
 use super::delivery::{Delivery, DeliveryAttempt};
 use super::error::DeliveryStoreError;
+use super::operational::{Operational, OperationalEvent, PostContext};
 use super::ssrf::AddressPolicy;
-use super::store::{DeliveryStore, NextStep};
+use super::store::{DeliveryStore, NextStep, QueueStats};
+use super::telemetry::{self, DestinationLabels};
 use super::worker;
 use crate::replay::Clock;
 
@@ -46,9 +48,25 @@ pub(crate) struct Inner<S> {
     /// Deliveries handed over through `direct` that no attempt has taken
     /// yet; bounded by `max_in_flight` so none waits long on its lease.
     pub(super) handed: std::sync::atomic::AtomicUsize,
+    /// Which destinations get a metrics label of their own.
+    pub(super) labels: DestinationLabels,
+    /// Where operational events go.
+    pub(super) operational: Operational,
 }
 
 impl<S> Inner<S> {
+    /// Tells the operator about `events`: the hook, then the operational
+    /// webhook (see [`operational`](super::operational)).
+    pub(crate) fn report(&self, events: &[OperationalEvent]) {
+        for event in events {
+            self.operational.emit(event, || PostContext {
+                client: self.client.clone(),
+                policy: Arc::clone(&self.policy),
+                clock: Arc::clone(&self.clock),
+            });
+        }
+    }
+
     /// Gives back room in the hand-over queue: a delivery handed over was
     /// taken off it (or never arrived).
     pub(crate) fn release_handoff(&self, n: usize) {
@@ -200,12 +218,31 @@ impl<S: DeliveryStore> Sender<S> {
         &self.inner.store
     }
 
-    /// Starts the delivery workers on the current tokio runtime.
+    /// The queue's depth and the due time of its oldest due delivery, now,
+    /// over the whole store (what the
+    /// [`QUEUE_PENDING`](super::metric_names::QUEUE_PENDING) and
+    /// [`QUEUE_OLDEST_DUE_SECONDS`](super::metric_names::QUEUE_OLDEST_DUE_SECONDS)
+    /// gauges show).
+    ///
+    /// # Errors
+    ///
+    /// A store failure.
+    pub async fn queue_stats(&self) -> Result<QueueStats, DeliveryStoreError> {
+        self.inner.store.queue_stats(self.now()).await
+    }
+
+    /// Starts the delivery workers on the current tokio runtime, and the
+    /// task that samples the queue gauges (at once, then every
+    /// [`queue_metrics_interval`](super::SenderBuilder::queue_metrics_interval)).
     pub fn start(&self) -> SenderHandle {
         let (stop, rx) = watch::channel(false);
         let (direct, inbox) = tokio::sync::mpsc::unbounded_channel();
         *self.inner.direct.lock().unwrap_or_else(|e| e.into_inner()) = Some(direct);
-        let task = tokio::spawn(worker::dispatch(Arc::clone(&self.inner), rx, inbox));
+        let workers = worker::dispatch(Arc::clone(&self.inner), rx.clone(), inbox);
+        let sampler = telemetry::sample_queue(Arc::clone(&self.inner), rx);
+        let task = tokio::spawn(async move {
+            tokio::join!(workers, sampler);
+        });
         SenderHandle { stop, task }
     }
 

@@ -14,9 +14,11 @@ use super::builder::Settings;
 use super::delivery::{Delivery, DeliveryAttempt, ErrorClass};
 use super::destination::Destination;
 use super::metric_names;
-use super::ssrf::{DestinationRefused, NOT_PUBLIC, literal_ip, log_refused_literal};
+use super::operational::OperationalEvent;
+use super::ssrf::{AddressPolicy, DestinationRefused, NOT_PUBLIC, literal_ip, log_refused_literal};
 use super::state::Inner;
-use super::store::{DeliveryStore, NextStep};
+use super::store::{CircuitChange, DeliveryStore, NextStep};
+use super::telemetry;
 use crate::durable::retry::{RetryPolicy, parse_retry_after};
 use crate::replay::Clock;
 use crate::scheme::{Message, Scheme};
@@ -118,7 +120,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Whether the handle asked to stop, or was dropped.
-fn stopping(stop: &watch::Receiver<bool>) -> bool {
+pub(crate) fn stopping(stop: &watch::Receiver<bool>) -> bool {
     *stop.borrow() || stop.has_changed().is_err()
 }
 
@@ -366,22 +368,46 @@ async fn run_delivery<S: DeliveryStore>(
     if let Some(class) = attempt.error_class {
         span.record("error_class", class.as_str());
     }
-    let finished = inner.clock.now_millis();
-    if !inner.store.coordinates_fleet() {
-        // Otherwise `record_attempt` counts it towards the shared circuit.
-        inner
-            .breaker
-            .record(&target.destination.id, attempt.succeeded(), finished);
-    }
-    metrics::histogram!(metric_names::ATTEMPT_SECONDS).record(attempt.duration_ms as f64 / 1000.0);
-    let step = next_step(&outcome, number, &inner.config.retry);
-    let next = apply_step(inner, &target.destination, &delivery, step, finished).await;
-    record(inner, &delivery, &attempt, &next).await;
+    settle(inner, &target, &delivery, &attempt, outcome).await;
     if inner.store.coordinates_fleet() {
         // The recorded attempt freed a slot of the fleet-wide limit (or
         // closed a circuit): claim again rather than wait for the poll.
         inner.wake.notify_one();
     }
+}
+
+/// Moves a delivery on after its attempt: counts it towards the circuit,
+/// chooses and carries out the next step, records it, then reports what
+/// changed to the operator (after it is stored).
+async fn settle<S: DeliveryStore>(
+    inner: &Inner<S>,
+    target: &Target,
+    delivery: &Delivery,
+    attempt: &DeliveryAttempt,
+    outcome: AttemptOutcome,
+) {
+    let id = &target.destination.id;
+    let finished = inner.clock.now_millis();
+    let mut events = Vec::new();
+    if !inner.store.coordinates_fleet() {
+        // Otherwise `record_attempt` counts it towards the shared circuit.
+        let change = inner.breaker.record(id, attempt.succeeded(), finished);
+        events.extend(change.map(|c| telemetry::circuit_changed(id, c)));
+    }
+    telemetry::count_attempt(&inner.labels, id, attempt);
+    let step = next_step(&outcome, attempt.attempt, &inner.config.retry);
+    let next = apply_step(inner, target, delivery, step, finished, &mut events).await;
+    if let Some(change) = record(inner, delivery, attempt, &next).await {
+        events.push(telemetry::circuit_changed(id, change));
+    }
+    if let NextStep::DeadLetter(reason) = &next {
+        events.push(OperationalEvent::dead_lettered(
+            delivery,
+            attempt.attempt,
+            reason,
+        ));
+    }
+    inner.report(&events);
 }
 
 /// Releases a held delivery without an attempt, due again at `at_ms`;
@@ -416,6 +442,8 @@ async fn load_target<S: DeliveryStore>(
                 tracing::error!(error = %e, "dead-lettering failed");
             }
             metrics::counter!(metric_names::DEAD_LETTERED).increment(1);
+            let attempts = delivery.attempts;
+            inner.report(&[OperationalEvent::dead_lettered(delivery, attempts, reason)]);
             return None;
         }
         Err(e) => {
@@ -439,14 +467,16 @@ async fn load_target<S: DeliveryStore>(
 }
 
 /// Carries out `step` around the store and metrics: disables the
-/// destination on 410, counts the step, and turns it into the
-/// [`NextStep`] to record (a retry is due `finished` plus the wait).
+/// destination on 410 (noting it in `events` when this attempt was the one
+/// that disabled it), counts the step, and turns it into the [`NextStep`]
+/// to record (a retry is due `finished` plus the wait).
 async fn apply_step<S: DeliveryStore>(
     inner: &Inner<S>,
-    destination: &Destination,
+    target: &Target,
     delivery: &Delivery,
     step: Step,
     finished: i64,
+    events: &mut Vec<OperationalEvent>,
 ) -> NextStep {
     match step {
         Step::Delivered => {
@@ -461,14 +491,20 @@ async fn apply_step<S: DeliveryStore>(
             NextStep::RetryAt(finished.saturating_add(wait_ms))
         }
         Step::DisableAndDeadLetter(reason) => {
-            let mut disabled = destination.clone();
-            disabled.enabled = false;
-            disabled.disabled_reason = Some(reason.clone());
-            if let Err(e) = inner.store.save_destination(&disabled).await {
-                tracing::error!(error = %e, "disabling the destination failed");
+            let id = &target.destination.id;
+            match inner.store.disable_destination(id, &reason).await {
+                Ok(true) => {
+                    tracing::warn!(destination = %id, "410 Gone: destination disabled");
+                    metrics::counter!(metric_names::DESTINATIONS_DISABLED).increment(1);
+                    events.push(OperationalEvent::DestinationDisabled {
+                        id: id.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "disabling the destination failed"),
             }
             inner.forget_destinations();
-            tracing::warn!(destination = %destination.id, "410 Gone: destination disabled");
             metrics::counter!(metric_names::DEAD_LETTERED).increment(1);
             NextStep::DeadLetter(reason)
         }
@@ -479,13 +515,14 @@ async fn apply_step<S: DeliveryStore>(
     }
 }
 
-/// Logs the attempt, stores it with `next`, and tells the observer.
+/// Logs the attempt, stores it with `next`, and tells the observer;
+/// returns the change of the fleet-wide circuit the store made.
 async fn record<S: DeliveryStore>(
     inner: &Inner<S>,
     delivery: &Delivery,
     attempt: &DeliveryAttempt,
     next: &NextStep,
-) {
+) -> Option<CircuitChange> {
     tracing::info!(
         attempt = attempt.attempt,
         status = attempt.status_code,
@@ -493,16 +530,18 @@ async fn record<S: DeliveryStore>(
         next = ?next,
         "delivery attempt recorded"
     );
-    if let Err(e) = inner
+    let change = inner
         .store
         .record_attempt(attempt, lease_of(delivery), next)
         .await
-    {
-        tracing::error!(error = %e, "recording the attempt failed; the lease will expire");
-    }
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "recording the attempt failed; the lease will expire");
+            None
+        });
     if let Some(observer) = &inner.observer {
         observer(attempt, next);
     }
+    change
 }
 
 /// Sorts a finished attempt into an [`AttemptOutcome`].
@@ -629,13 +668,35 @@ fn build_request<S: DeliveryStore>(
     delivery: &Delivery,
     now_ms: i64,
 ) -> Result<reqwest::Request, (ErrorClass, String)> {
+    let body = &delivery.body;
+    signed_request(
+        &inner.policy,
+        target,
+        &delivery.event_id,
+        &delivery.event_type,
+        body,
+        now_ms,
+    )
+}
+
+/// A POST of `body` to the target, signed at `now_ms` under `id`, with
+/// `event_type` in `X-Webhook-Event`; a literal address the policy refuses
+/// is refused here (host names are checked when they resolve).
+pub(crate) fn signed_request(
+    policy: &AddressPolicy,
+    target: &Target,
+    id: &str,
+    event_type: &str,
+    body: &Bytes,
+    now_ms: i64,
+) -> Result<reqwest::Request, (ErrorClass, String)> {
     let Signer {
         url,
         scheme,
         secrets,
     } = target.signer.as_ref().map_err(Clone::clone)?;
     if let Some(ip) = literal_ip(url) {
-        inner.policy.check(ip).map_err(|why| {
+        policy.check(ip).map_err(|why| {
             log_refused_literal(&why);
             (
                 ErrorClass::Blocked,
@@ -643,22 +704,18 @@ fn build_request<S: DeliveryStore>(
             )
         })?;
     }
-    let body: Bytes = delivery.body.clone();
     let headers = scheme
-        .sign(
-            secrets,
-            &Message::new(&delivery.event_id, now_ms.div_euclid(1000), &body),
-        )
+        .sign(secrets, &Message::new(id, now_ms.div_euclid(1000), body))
         .map_err(|e| (ErrorClass::Signing, format!("cannot sign: {e}")))?;
     let mut request = reqwest::Request::new(reqwest::Method::POST, url.clone());
-    *request.body_mut() = Some(reqwest::Body::from(body));
+    *request.body_mut() = Some(reqwest::Body::from(body.clone()));
     let h = request.headers_mut();
     h.extend(headers);
     h.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = HeaderValue::from_str(&delivery.event_type) {
+    if let Ok(v) = HeaderValue::from_str(event_type) {
         h.insert(&EVENT_HEADER, v);
     }
     Ok(request)

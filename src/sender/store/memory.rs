@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use super::{DeliveryStore, NewDelivery, NextStep, not_stored, page_of};
+use super::{CircuitChange, DeliveryStore, NewDelivery, NextStep, QueueStats, not_stored, page_of};
 use crate::sender::delivery::{
     Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, OutgoingEvent, Page,
 };
@@ -209,7 +209,7 @@ impl DeliveryStore for MemoryStore {
         attempt: &DeliveryAttempt,
         lease_until_ms: i64,
         next: &NextStep,
-    ) -> Result<(), DeliveryStoreError> {
+    ) -> Result<Option<CircuitChange>, DeliveryStoreError> {
         let mut s = self.lock();
         s.attempts
             .entry(attempt.delivery_id.clone())
@@ -221,7 +221,7 @@ impl DeliveryStore for MemoryStore {
         if !held_under(d, lease_until_ms) {
             // A worker whose lease expired finished late: keep its attempt in
             // the history, but the delivery has moved on without it.
-            return Ok(());
+            return Ok(None);
         }
         let outcome = next.outcome(attempt);
         d.attempts = d.attempts.max(attempt.attempt);
@@ -232,7 +232,41 @@ impl DeliveryStore for MemoryStore {
         d.delivered_at_ms = outcome.delivered_at_ms.or(d.delivered_at_ms);
         d.dead_lettered_at_ms = outcome.dead_lettered_at_ms.or(d.dead_lettered_at_ms);
         d.last_error = outcome.last_error;
-        Ok(())
+        Ok(None)
+    }
+
+    async fn disable_destination(
+        &self,
+        id: &str,
+        reason: &str,
+    ) -> Result<bool, DeliveryStoreError> {
+        let mut s = self.lock();
+        let Some(d) = s.destinations.iter_mut().find(|d| d.id == id && d.enabled) else {
+            return Ok(false);
+        };
+        d.enabled = false;
+        d.disabled_reason = Some(reason.to_owned());
+        Ok(true)
+    }
+
+    async fn queue_stats(&self, now_ms: i64) -> Result<QueueStats, DeliveryStoreError> {
+        let s = self.lock();
+        let enabled = |id: &str| s.destinations.iter().any(|t| t.id == id && t.enabled);
+        let pending = s
+            .deliveries
+            .values()
+            .filter(|d| d.status == DeliveryStatus::Pending);
+        let (mut count, mut oldest) = (0_u64, None::<i64>);
+        for d in pending {
+            count += 1;
+            let claimable = d.lease_until_ms.is_none_or(|t| t <= now_ms);
+            if let Some(due) = d.next_attempt_at_ms.filter(|_| claimable) {
+                if enabled(&d.destination_id) && oldest.is_none_or(|o| due < o) {
+                    oldest = Some(due);
+                }
+            }
+        }
+        Ok(QueueStats::new(count, oldest))
     }
 
     async fn reschedule(

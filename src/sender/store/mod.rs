@@ -213,6 +213,50 @@ impl FleetPolicy {
     }
 }
 
+/// How many deliveries wait, and since when the longest-waiting due one has
+/// been due: what [`DeliveryStore::queue_stats`] answers, for the whole
+/// store (every destination, every node sharing it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// Deliveries still pending: due, scheduled for a retry, or in flight.
+    pub pending: u64,
+    /// The earliest due time, unix ms, of the pending deliveries a claim
+    /// could take: not under a live lease, of an enabled destination.
+    /// `None` when there are none. A time in the future means nothing is
+    /// due yet.
+    pub oldest_due_at_ms: Option<i64>,
+}
+
+impl QueueStats {
+    /// Stats with these figures.
+    pub fn new(pending: u64, oldest_due_at_ms: Option<i64>) -> Self {
+        Self {
+            pending,
+            oldest_due_at_ms,
+        }
+    }
+
+    /// How long the oldest due delivery has waited at `now_ms`, ms: zero
+    /// when none is due.
+    pub fn oldest_due_age_ms(&self, now_ms: i64) -> i64 {
+        self.oldest_due_at_ms
+            .map_or(0, |due| now_ms.saturating_sub(due).max(0))
+    }
+}
+
+/// A change of a destination's circuit that recording an attempt made,
+/// reported by a store that [coordinates the fleet](DeliveryStore::coordinates_fleet)
+/// from [`DeliveryStore::record_attempt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CircuitChange {
+    /// The circuit was closed and is now open: deliveries pause.
+    Opened,
+    /// The circuit was open (or half open) and a success closed it.
+    Closed,
+}
+
 /// Storage for the sender. Every method is one atomic step.
 ///
 /// # Per process or fleet-wide
@@ -313,12 +357,35 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// already finished, only adds its attempt to the history: the lease is
     /// the fencing token that keeps a late worker from overwriting the
     /// current holder's outcome.
+    ///
+    /// A store that [coordinates the fleet](Self::coordinates_fleet)
+    /// returns the change of the destination's shared circuit this attempt
+    /// made, if any: each change is reported once, to the one node whose
+    /// attempt made it. Other stores return `None` (the sender keeps the
+    /// circuit itself).
     fn record_attempt(
         &self,
         attempt: &DeliveryAttempt,
         lease_until_ms: i64,
         next: &NextStep,
-    ) -> impl Future<Output = Result<(), DeliveryStoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<CircuitChange>, DeliveryStoreError>> + Send;
+
+    /// Disables an enabled destination with `reason` (its endpoint answered
+    /// 410 Gone). Returns whether this call disabled it: `false` when it
+    /// was already disabled or is not stored, so that of several attempts
+    /// seeing 410 at once, on one node or several, exactly one reports it.
+    fn disable_destination(
+        &self,
+        id: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<bool, DeliveryStoreError>> + Send;
+
+    /// The queue's depth and the due time of its oldest due delivery, at
+    /// `now_ms` (which decides which leases are live), over the whole store.
+    fn queue_stats(
+        &self,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<QueueStats, DeliveryStoreError>> + Send;
 
     /// Releases the lease `lease_until_ms` without an attempt and makes the
     /// delivery due at `at_ms` (a paused or busy destination). Does nothing

@@ -18,7 +18,7 @@ use super::pg_err;
 use super::rows::{DELIVERY_COLUMNS, delivery_from_row};
 use crate::sender::delivery::{Delivery, DeliveryAttempt};
 use crate::sender::error::DeliveryStoreError;
-use crate::sender::store::FleetPolicy;
+use crate::sender::store::{CircuitChange, FleetPolicy};
 
 /// Each destination's open circuit (`open_until_ms`) as this store last
 /// read it: what [`Sender::is_paused`](crate::sender::Sender::is_paused)
@@ -245,19 +245,33 @@ async fn open_circuits(
         .collect()
 }
 
+/// A destination's circuit after an attempt was counted: its id, its
+/// `open_until_ms`, and the change the attempt made.
+pub(super) struct Counted {
+    pub(super) destination: String,
+    pub(super) open_until_ms: Option<i64>,
+    pub(super) change: Option<CircuitChange>,
+}
+
 /// Counts a finished attempt towards its destination's circuit: a success
 /// closes it, a failure counts, and at `policy`'s threshold opens it (again)
 /// from the attempt's end. Whether the attempt was fenced out or not, it
-/// happened, so it counts. Returns the destination and its `open_until_ms`.
+/// happened, so it counts. The destination row is locked before it is read,
+/// so the circuit's state before and after are those of this one update:
+/// of many nodes counting at once, exactly one sees each change.
 pub(super) async fn count_attempt(
     client: &impl GenericClient,
     attempt: &DeliveryAttempt,
     end_ms: i64,
     policy: &FleetPolicy,
-) -> Result<Option<(String, Option<i64>)>, DeliveryStoreError> {
+) -> Result<Option<Counted>, DeliveryStoreError> {
     let stmt = client
         .prepare_cached(
-            "UPDATE sender_destinations t SET \
+            "WITH before AS ( \
+               SELECT t.id, t.open_until_ms FROM sender_destinations t \
+               JOIN sender_deliveries d ON t.id = d.destination_id WHERE d.id = $1 \
+               FOR UPDATE OF t) \
+             UPDATE sender_destinations t SET \
                consecutive_failures = CASE WHEN $2::bool THEN 0 \
                  ELSE t.consecutive_failures + 1 END, \
                open_until_ms = CASE WHEN $2 THEN NULL \
@@ -265,8 +279,8 @@ pub(super) async fn count_attempt(
                  ELSE t.open_until_ms END, \
                probe_until_ms = CASE WHEN $2 OR t.consecutive_failures + 1 >= $3 THEN NULL \
                  ELSE t.probe_until_ms END \
-             FROM sender_deliveries d WHERE d.id = $1 AND t.id = d.destination_id \
-             RETURNING t.id, t.open_until_ms",
+             FROM before WHERE t.id = before.id \
+             RETURNING t.id, before.open_until_ms, t.open_until_ms",
         )
         .await
         .map_err(pg_err)?;
@@ -284,8 +298,41 @@ pub(super) async fn count_attempt(
         )
         .await
         .map_err(pg_err)?;
-    row.map(|r| Ok((r.try_get(0).map_err(pg_err)?, r.try_get(1).map_err(pg_err)?)))
-        .transpose()
+    let Some(r) = row else { return Ok(None) };
+    let was: Option<i64> = r.try_get(1).map_err(pg_err)?;
+    let now: Option<i64> = r.try_get(2).map_err(pg_err)?;
+    Ok(Some(Counted {
+        destination: r.try_get(0).map_err(pg_err)?,
+        open_until_ms: now,
+        change: circuit_change(was, now),
+    }))
+}
+
+/// The change from a circuit's `open_until_ms` before to after: none when
+/// it stays closed, or stays open (a failed probe opens it again).
+fn circuit_change(before: Option<i64>, after: Option<i64>) -> Option<CircuitChange> {
+    match (before, after) {
+        (None, Some(_)) => Some(CircuitChange::Opened),
+        (Some(_), None) => Some(CircuitChange::Closed),
+        _ => None,
+    }
+}
+
+/// Disables an enabled destination; whether it was.
+pub(super) async fn disable_destination(
+    client: &impl GenericClient,
+    id: &str,
+    reason: &str,
+) -> Result<bool, DeliveryStoreError> {
+    let changed = client
+        .execute(
+            "UPDATE sender_destinations SET enabled = false, disabled_reason = $2 \
+             WHERE id = $1 AND enabled",
+            &[&id, &reason],
+        )
+        .await
+        .map_err(pg_err)?;
+    Ok(changed == 1)
 }
 
 /// Closes a destination's circuit.
@@ -307,6 +354,14 @@ pub(super) async fn close_circuit(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_opening_and_closing_are_changes() {
+        assert_eq!(circuit_change(None, None), None);
+        assert_eq!(circuit_change(None, Some(5)), Some(CircuitChange::Opened));
+        assert_eq!(circuit_change(Some(5), Some(9)), None);
+        assert_eq!(circuit_change(Some(5), None), Some(CircuitChange::Closed));
+    }
 
     #[test]
     fn room_follows_the_leases_and_the_circuit() {

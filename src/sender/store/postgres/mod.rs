@@ -47,7 +47,9 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
 use self::listen::Listener;
 use super::seal::{SecretSeal, encode_secrets};
-use super::{DeliveryStore, FleetPolicy, NewDelivery, NextStep, not_stored};
+use super::{
+    CircuitChange, DeliveryStore, FleetPolicy, NewDelivery, NextStep, QueueStats, not_stored,
+};
 use crate::postgres::{DEFAULT_POOL_SIZE, PgSetupError, migrate, pool_from_url};
 use crate::sender::delivery::{
     Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, OutgoingEvent, Page,
@@ -302,11 +304,11 @@ impl DeliveryStore for PgStore {
         attempt: &DeliveryAttempt,
         lease_until_ms: i64,
         next: &NextStep,
-    ) -> Result<(), DeliveryStoreError> {
+    ) -> Result<Option<CircuitChange>, DeliveryStoreError> {
         let mut client = self.client().await?;
         let Some(policy) = &self.policy else {
-            return queue::record_attempt(&client, &self.owner, attempt, lease_until_ms, next)
-                .await;
+            queue::record_attempt(&client, &self.owner, attempt, lease_until_ms, next).await?;
+            return Ok(None);
         };
         // The destination row first, as claims and deletes lock it: a
         // delivery row held while waiting for it could deadlock a delete.
@@ -315,13 +317,29 @@ impl DeliveryStore for PgStore {
         let circuit = fleet::count_attempt(&tx, attempt, end_ms, policy).await?;
         queue::record_attempt(&tx, &self.owner, attempt, lease_until_ms, next).await?;
         tx.commit().await.map_err(pg_err)?;
-        if let Some((destination, open_until_ms)) = circuit {
-            if open_until_ms.is_some_and(|until| end_ms < until) && !attempt.succeeded() {
-                tracing::debug!(destination, "circuit open across the fleet");
-            }
-            self.open.set(&destination, open_until_ms);
+        let Some(counted) = circuit else {
+            return Ok(None);
+        };
+        if counted.change == Some(CircuitChange::Opened) {
+            tracing::warn!(
+                destination = counted.destination,
+                "circuit opened across the fleet: pausing deliveries to this destination"
+            );
         }
-        Ok(())
+        self.open.set(&counted.destination, counted.open_until_ms);
+        Ok(counted.change)
+    }
+
+    async fn disable_destination(
+        &self,
+        id: &str,
+        reason: &str,
+    ) -> Result<bool, DeliveryStoreError> {
+        fleet::disable_destination(&self.client().await?, id, reason).await
+    }
+
+    async fn queue_stats(&self, now_ms: i64) -> Result<QueueStats, DeliveryStoreError> {
+        queue::queue_stats(&self.client().await?, now_ms).await
     }
 
     async fn reschedule(

@@ -11,7 +11,7 @@ use crate::sender::delivery::{
     Delivery, DeliveryAttempt, DeliveryStatus, ErrorClass, OutgoingEvent,
 };
 use crate::sender::error::DeliveryStoreError;
-use crate::sender::store::{NewDelivery, NextStep};
+use crate::sender::store::{NewDelivery, NextStep, QueueStats};
 
 /// Wakes every listening node once this transaction commits.
 pub(super) async fn notify(client: &impl EnqueueTx) -> Result<(), DeliveryStoreError> {
@@ -313,4 +313,27 @@ pub(super) async fn mark_replayed(
         .await
         .map_err(pg_err)
         .map(drop)
+}
+
+/// The queue's depth and its oldest claimable due time, from the partial
+/// index of pending deliveries in due order.
+pub(super) async fn queue_stats(
+    client: &impl GenericClient,
+    now_ms: i64,
+) -> Result<QueueStats, DeliveryStoreError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT (SELECT count(*) FROM sender_deliveries WHERE status = 'pending'), \
+               (SELECT d.next_attempt_at_ms FROM sender_deliveries d \
+                JOIN sender_destinations t ON t.id = d.destination_id \
+                WHERE d.status = 'pending' AND d.next_attempt_at_ms IS NOT NULL \
+                  AND (d.lease_until_ms IS NULL OR d.lease_until_ms <= $1) AND t.enabled \
+                ORDER BY d.next_attempt_at_ms, d.seq LIMIT 1)",
+        )
+        .await
+        .map_err(pg_err)?;
+    let row = client.query_one(&stmt, &[&now_ms]).await.map_err(pg_err)?;
+    let pending: i64 = row.try_get(0).map_err(pg_err)?;
+    let oldest: Option<i64> = row.try_get(1).map_err(pg_err)?;
+    Ok(QueueStats::new(u64::try_from(pending).unwrap_or(0), oldest))
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use super::seal::{SecretSeal, encode_secrets};
-use super::{DeliveryStore, NewDelivery, NextStep};
+use super::{CircuitChange, DeliveryStore, NewDelivery, NextStep, QueueStats};
 use crate::durable::sqlite_engine::{Engine, EngineError};
 use crate::sender::delivery::{Delivery, DeliveryAttempt, DeliveryQuery, OutgoingEvent, Page};
 use crate::sender::destination::Destination;
@@ -279,10 +279,28 @@ impl DeliveryStore for SqliteStore {
         attempt: &DeliveryAttempt,
         lease_until_ms: i64,
         next: &NextStep,
-    ) -> Result<(), DeliveryStoreError> {
+    ) -> Result<Option<CircuitChange>, DeliveryStoreError> {
         let (a, next) = (attempt.clone(), next.clone());
         self.engine
             .call(move |conn: &Connection| rows::record_attempt(conn, &a, lease_until_ms, &next))
+            .await?;
+        Ok(None)
+    }
+
+    async fn disable_destination(
+        &self,
+        id: &str,
+        reason: &str,
+    ) -> Result<bool, DeliveryStoreError> {
+        let (id, reason) = (id.to_owned(), reason.to_owned());
+        self.engine
+            .call(move |conn: &Connection| rows::disable_destination(conn, &id, &reason))
+            .await
+    }
+
+    async fn queue_stats(&self, now_ms: i64) -> Result<QueueStats, DeliveryStoreError> {
+        self.engine
+            .call(move |conn: &Connection| rows::queue_stats(conn, now_ms))
             .await
     }
 

@@ -9,7 +9,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::super::seal::{SecretSeal, decode_secrets};
-use super::super::{NewDelivery, NextStep, not_stored, page_of};
+use super::super::{NewDelivery, NextStep, QueueStats, not_stored, page_of};
 use super::db_err;
 use crate::scheme::SchemeName;
 use crate::sender::delivery::{
@@ -124,6 +124,50 @@ pub(super) fn list_destinations(
     rows.into_iter()
         .map(|row| finish_destination(row, seal))
         .collect()
+}
+
+/// Disables a destination that is enabled; whether it was.
+pub(super) fn disable_destination(
+    conn: &Connection,
+    id: &str,
+    reason: &str,
+) -> Result<bool, DeliveryStoreError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE destinations SET enabled = 0, disabled_reason = ?2 \
+             WHERE id = ?1 AND enabled = 1",
+        )
+        .map_err(db_err)?
+        .execute(params![id, reason])
+        .map_err(db_err)?;
+    Ok(changed == 1)
+}
+
+/// The queue's depth and its oldest claimable due time (both read from the
+/// partial index of pending deliveries; the second stops at the first row
+/// in due order that a claim could take).
+pub(super) fn queue_stats(
+    conn: &Connection,
+    now_ms: i64,
+) -> Result<QueueStats, DeliveryStoreError> {
+    let pending: i64 = conn
+        .prepare_cached("SELECT count(*) FROM deliveries WHERE status = 'pending'")
+        .map_err(db_err)?
+        .query_row([], |r| r.get(0))
+        .map_err(db_err)?;
+    let oldest: Option<i64> = conn
+        .prepare_cached(
+            "SELECT d.next_attempt_at_ms FROM deliveries d \
+             JOIN destinations t ON t.id = d.destination_id \
+             WHERE d.status = 'pending' AND d.next_attempt_at_ms IS NOT NULL \
+               AND (d.lease_until_ms IS NULL OR d.lease_until_ms <= ?1) AND t.enabled = 1 \
+             ORDER BY d.next_attempt_at_ms",
+        )
+        .map_err(db_err)?
+        .query_row([now_ms], |r| r.get(0))
+        .optional()
+        .map_err(db_err)?;
+    Ok(QueueStats::new(u64::try_from(pending).unwrap_or(0), oldest))
 }
 
 /// Deletes a destination and dead-letters its pending deliveries with
