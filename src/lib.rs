@@ -105,6 +105,7 @@ pub mod sender;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+pub mod trace_context;
 pub mod verify;
 
 pub use error::{ConfigError, VerifyError, VerifyErrorKind};

@@ -21,6 +21,7 @@ use crate::durable::retry::{RetryPolicy, parse_retry_after};
 use crate::replay::Clock;
 use crate::scheme::{Message, Scheme};
 use crate::secret::SecretSet;
+use crate::trace_context::TRACEPARENT;
 
 /// A destination with what each attempt needs, worked out once per
 /// destination cache refresh instead of once per attempt.
@@ -135,7 +136,11 @@ fn spawn_delivery<S: DeliveryStore>(
             delivery_id = %delivery.id,
             event_id = %delivery.event_id,
             destination = %delivery.destination_id,
+            trace_id = tracing::field::Empty,
         );
+        if let Some(tp) = &delivery.traceparent {
+            span.record("trace_id", tracing::field::display(tp.trace_id()));
+        }
         run_delivery(&inner, delivery, slot).instrument(span).await;
     });
 }
@@ -660,6 +665,10 @@ fn build_request<S: DeliveryStore>(
     );
     if let Ok(v) = HeaderValue::from_str(&delivery.event_type) {
         h.insert(&EVENT_HEADER, v);
+    }
+    // Unsigned, like the event type: it joins traces, it proves nothing.
+    if let Some(tp) = &delivery.traceparent {
+        h.insert(TRACEPARENT, tp.header_value());
     }
     Ok(request)
 }
