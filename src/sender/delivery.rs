@@ -104,12 +104,13 @@ impl OutgoingEvent {
         Ok(self)
     }
 
-    /// Joins the deliveries of this event to the caller's trace: the
+    /// Joins the deliveries of this event to a trace: the
     /// `traceparent` is stored with each delivery and sent as the
     /// `traceparent` header on every attempt (retries and replays too), so
     /// a receiver behind [`VerifyLayer`](crate::VerifyLayer) continues the
     /// trace. The header is not part of the signature (see
-    /// [`crate::trace_context`]).
+    /// [`crate::trace_context`]). With the `opentelemetry` feature,
+    /// publishing fills it from the current span when it is not set.
     ///
     /// ```
     /// use webhook_guard::sender::OutgoingEvent;
@@ -123,6 +124,18 @@ impl OutgoingEvent {
     #[must_use]
     pub fn with_traceparent(mut self, traceparent: TraceParent) -> Self {
         self.traceparent = Some(traceparent);
+        self
+    }
+
+    /// The event as published: without a `traceparent` of its own, with the
+    /// current span's trace (feature `opentelemetry`).
+    pub(crate) fn in_current_trace(self) -> Self {
+        #[cfg(feature = "opentelemetry")]
+        if self.traceparent.is_none() {
+            if let Some(tp) = TraceParent::current() {
+                return self.with_traceparent(tp);
+            }
+        }
         self
     }
 
