@@ -30,6 +30,7 @@
 //! | `WEBHOOK_LEASE_SECS` | how long a claimed delivery stays leased to this node: a node that dies holds its work this long | 50 |
 //! | `WEBHOOK_EVENTS` | how many events to publish, one every 4 s; `0`: no receiver, no demo destinations, no events: the node delivers what is queued (with the allowed addresses of `WEBHOOK_ALLOW`) and shows it | no limit |
 //! | `WEBHOOK_ALLOW` | with `WEBHOOK_EVENTS=0`: addresses/CIDRs the SSRF guard lets through, comma separated | `127.0.0.1` |
+//! | `WEBHOOK_METRICS_ADDR` | serve `GET /metrics` (Prometheus text format) on this address, for example `127.0.0.1:9464` | unset |
 //!
 //! With `WEBHOOK_DATABASE_URL`, the console shows and operates the queue of
 //! the whole fleet: start it with `WEBHOOK_EVENTS=0` beside the nodes of
@@ -50,6 +51,8 @@ use webhook_guard::sender::{
     AddressPolicy, DeliveryStore, EventFilter, NewDestination, OutgoingEvent, RetryPolicy, Sender,
 };
 
+#[path = "metrics_endpoint/mod.rs"]
+mod metrics_endpoint;
 #[path = "node_store/mod.rs"]
 mod node_store;
 use node_store::NodeStore;
@@ -101,6 +104,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
+    if let Some(addr) = metrics_endpoint::serve_metrics_if_configured()? {
+        println!("metrics:  http://{addr}/metrics");
+    }
     let demo = Demo {
         port: std::env::var("CONSOLE_PORT")
             .unwrap_or("8080".into())

@@ -34,10 +34,14 @@
 //! | `INBOX_HANDLER_MS` | `0` | simulated work per event, in milliseconds |
 //! | `INBOX_MAX_PENDING` | unset | back-pressure: above this many unprocessed events, answer `503` with `Retry-After` |
 //! | `INBOX_LEASE_MS` | `300000` | how long an event under way is held; after a crash it is processed again once this has passed |
+//! | `WEBHOOK_METRICS_ADDR` | unset | serve `GET /metrics` (Prometheus text format) on this address, for example `127.0.0.1:9464` |
 //!
 //! A configuration error exits with status 2 and a message on stderr.
 //! Ctrl-C or SIGTERM stops taking requests, lets the handlers under way
 //! finish, then exits with status 0.
+
+#[path = "metrics_endpoint/mod.rs"]
+mod metrics_endpoint;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
@@ -234,6 +238,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    match metrics_endpoint::serve_metrics_if_configured() {
+        Ok(Some(addr)) => tracing::info!("metrics on http://{addr}/metrics"),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -23,6 +23,7 @@
 //! | `WEBHOOK_TOLERANCE_SECS` | `300` | how old a signed timestamp may be, in seconds (clock skew into the future stays at 300 s) |
 //! | `WEBHOOK_PUBLIC_KEY` | unset | `standard` only, feature `ed25519`: `whpk_...` public key(s), comma-separated, whose `v1a` signatures are accepted too |
 //! | `WEBHOOK_REDIS_URL` | unset | deduplicate through Redis (feature `redis`) instead of in memory, so several receivers share one view |
+//! | `WEBHOOK_METRICS_ADDR` | unset | serve `GET /metrics` (Prometheus text format) on this address, for example `127.0.0.1:9464` |
 //!
 //! Every event is processed once: a redelivery of an event already handled
 //! is answered `200` with `X-Webhook-Duplicate: true` and logged (on stderr,
@@ -44,6 +45,9 @@
 //! ```
 //!
 //! `examples/sign-and-send.sh` does the same for any body.
+
+#[path = "metrics_endpoint/mod.rs"]
+mod metrics_endpoint;
 
 use std::io::{IsTerminal as _, Write as _};
 use std::net::SocketAddr;
@@ -340,6 +344,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    match metrics_endpoint::serve_metrics_if_configured() {
+        Ok(Some(addr)) => tracing::info!("metrics on http://{addr}/metrics"),
+        Ok(None) => {}
+        Err(message) => {
+            eprintln!("receiver: configuration error: {message}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    }
     if config.demo_secret {
         eprintln!(
             "receiver: WEBHOOK_SECRET is not set; using the DEMO secret `{DEMO_SECRET}`.\n\

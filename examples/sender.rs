@@ -17,6 +17,7 @@
 //! | `WEBHOOK_LEASE_SECS` | how long a claimed delivery stays leased to this node: a node that dies holds its work this long | 50 (connect + request timeout + 30 s) |
 //! | `WEBHOOK_EVENTS` | how many events to publish; `0` only delivers what is queued, to the destinations already in the database | `3` |
 //! | `WEBHOOK_ALLOW` | addresses/CIDRs the SSRF guard lets through, comma separated (`127.0.0.1` to try a local receiver) | none |
+//! | `WEBHOOK_METRICS_ADDR` | serve `GET /metrics` (Prometheus text format) on this address, and keep serving it after the queue is empty until Ctrl-C or SIGTERM | unset |
 //!
 //! The secret is read the way the scheme's receivers read it: with
 //! `WEBHOOK_SCHEME=standard`, `whsec_<base64>` (as Svix and Standard Webhooks
@@ -50,6 +51,8 @@
 //! WEBHOOK_EVENTS=0 cargo run --example sender --features sqlite,postgres
 //! ```
 
+#[path = "metrics_endpoint/mod.rs"]
+mod metrics_endpoint;
 #[path = "node_store/mod.rs"]
 mod node_store;
 
@@ -115,14 +118,36 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
+    let metrics_addr = metrics_endpoint::serve_metrics_if_configured()?;
     let publish = Publish::from_env()?;
     let policy = address_policy()?;
     let store = NodeStore::from_env(Path::new("sender.db")).await?;
     match store {
-        NodeStore::Sqlite(store) => run(store, policy, publish).await,
+        NodeStore::Sqlite(store) => run(store, policy, publish).await?,
         #[cfg(feature = "postgres")]
-        NodeStore::Postgres(store) => run(store, policy, publish).await,
+        NodeStore::Postgres(store) => run(store, policy, publish).await?,
     }
+    if let Some(addr) = metrics_addr {
+        // A scraper still needs the figures once the queue is empty.
+        println!("metrics on http://{addr}/metrics until Ctrl-C or SIGTERM");
+        stopped().await?;
+    }
+    Ok(())
+}
+
+/// Resolves on Ctrl-C, or SIGTERM on Unix.
+async fn stopped() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = terminate.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await
 }
 
 /// The sender over `store`: publishes (unless `publish` is `None`), then

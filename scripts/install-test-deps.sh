@@ -7,6 +7,7 @@
 #   libssl-dev, pkg-config   the svix crate (an interoperability dev-dependency)
 #   nodejs            independent ed25519 signer, when python's cryptography is absent
 #   chromium, chromium-driver   the operator console's headless browser test
+#   prometheus        promtool checks and unit-tests the alerting rules in docs/alerts/
 set -euo pipefail
 
 missing=()
@@ -22,6 +23,7 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 pkg-config --exists openssl 2>/dev/null || missing+=(libssl-dev)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if ! command -v node >/dev/null 2>&1 && ! python3 -c 'import cryptography' 2>/dev/null; then
   missing+=(nodejs)
 fi

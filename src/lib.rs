@@ -78,6 +78,7 @@
 //! | `sqlite` | no | the sender's durable SQLite store (implies `sender`) |
 //! | `inbox` | no | `inbox`: `InboxLayer`, workers, retries, dead letters, back-pressure; SQLite (bundled) and memory stores; does not need `sender` |
 //! | `console` | no | `sender::console`: the operator console, a JSON API and web page for destinations, delivery history and the DLQ (implies `sender`) |
+//! | `opentelemetry` | no | trace context through `tracing-opentelemetry`: `publish` takes the current span's trace as the event's `traceparent`; the receiver's `webhook.receive` span continues the sender's trace (see [`trace_context`]) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[macro_use]
@@ -105,6 +106,7 @@ pub mod sender;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+pub mod trace_context;
 pub mod verify;
 
 pub use error::{ConfigError, VerifyError, VerifyErrorKind};

@@ -352,7 +352,7 @@ async fn sqlite_schema_is_versioned_and_data_survives_reopening() {
     );
     drop(reopened);
     let conn = rusqlite_version(&path);
-    assert_eq!(conn, (2, "wal".to_owned()));
+    assert_eq!(conn, (3, "wal".to_owned()));
 }
 
 fn rusqlite_version(path: &std::path::Path) -> (i64, String) {
@@ -555,7 +555,7 @@ async fn sqlite_schema_1_is_migrated_with_everything_in_it() {
     }
 
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(rusqlite_version(&path).0, 2);
+    assert_eq!(rusqlite_version(&path).0, 3);
     let d = store.destination("dst_a").await.unwrap().unwrap();
     assert_eq!(d.secrets[0].expose_bytes(), b"s");
     let all = store.deliveries(&DeliveryQuery::new()).await.unwrap();
@@ -565,6 +565,7 @@ async fn sqlite_schema_1_is_migrated_with_everything_in_it() {
         "newest first, sequence numbers kept"
     );
     assert_eq!(all.items[2].body.as_ref(), b"{}");
+    assert!(all.items.iter().all(|d| d.traceparent.is_none()));
     let dead = store
         .deliveries(&DeliveryQuery::new().status(DeliveryStatus::DeadLettered))
         .await
@@ -728,7 +729,7 @@ mod postgres {
                 "race",
                 "SELECT version FROM webhook_guard_schema WHERE component = 'sender'"
             ),
-            "2"
+            "3"
         );
         // One schema, shared: what one node stores, another reads.
         let a = add_destination(a, "dst_a").await;

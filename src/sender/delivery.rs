@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::SenderError;
 use crate::scheme::validate_id;
+use crate::trace_context::TraceParent;
 
 /// An event to publish: an id kept across every attempt, a type that
 /// destinations filter on, and the body bytes, serialized once.
@@ -26,6 +27,7 @@ pub struct OutgoingEvent {
     id: String,
     event_type: String,
     body: Bytes,
+    traceparent: Option<TraceParent>,
 }
 
 /// Longest accepted event type, in bytes.
@@ -82,6 +84,7 @@ impl OutgoingEvent {
             id: format!("evt_{}", uuid::Uuid::now_v7().simple()),
             event_type,
             body,
+            traceparent: None,
         })
     }
 
@@ -99,6 +102,46 @@ impl OutgoingEvent {
         })?;
         self.id = id;
         Ok(self)
+    }
+
+    /// Joins the deliveries of this event to a trace: the
+    /// `traceparent` is stored with each delivery and sent as the
+    /// `traceparent` header on every attempt (retries and replays too), so
+    /// a receiver behind [`VerifyLayer`](crate::VerifyLayer) continues the
+    /// trace. The header is not part of the signature (see
+    /// [`crate::trace_context`]). With the `opentelemetry` feature,
+    /// publishing fills it from the current span when it is not set.
+    ///
+    /// ```
+    /// use webhook_guard::sender::OutgoingEvent;
+    /// use webhook_guard::trace_context::TraceParent;
+    ///
+    /// let tp = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")?;
+    /// let e = OutgoingEvent::new("kpi.alert", &serde_json::json!({}))?.with_traceparent(tp);
+    /// assert_eq!(e.traceparent().map(|t| t.trace_id()), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_traceparent(mut self, traceparent: TraceParent) -> Self {
+        self.traceparent = Some(traceparent);
+        self
+    }
+
+    /// The event as published: without a `traceparent` of its own, with the
+    /// current span's trace (feature `opentelemetry`).
+    pub(crate) fn in_current_trace(self) -> Self {
+        #[cfg(feature = "opentelemetry")]
+        if self.traceparent.is_none() {
+            if let Some(tp) = TraceParent::current() {
+                return self.with_traceparent(tp);
+            }
+        }
+        self
+    }
+
+    /// The trace the deliveries join, if any.
+    pub fn traceparent(&self) -> Option<&TraceParent> {
+        self.traceparent.as_ref()
     }
 
     /// The id every attempt carries.
@@ -209,6 +252,9 @@ pub struct Delivery {
     /// The body bytes sent on every attempt (not serialized).
     #[serde(skip)]
     pub body: Bytes,
+    /// The publisher's trace, sent as the `traceparent` header on every
+    /// attempt ([`OutgoingEvent::with_traceparent`]).
+    pub traceparent: Option<TraceParent>,
 }
 
 /// The class of a failed attempt.

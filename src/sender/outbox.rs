@@ -93,7 +93,7 @@ impl<S: DeliveryStore> Sender<S> {
         &self,
         event: impl Into<OutgoingEvent>,
     ) -> Result<PreparedPublish, SenderError> {
-        let event = event.into();
+        let event = event.into().in_current_trace();
         let now = self.now();
         let deliveries = self.matching_deliveries(&event, now).await?;
         Ok(PreparedPublish {

@@ -23,7 +23,7 @@ impl<S: DeliveryStore> Sender<S> {
         &self,
         event: impl Into<OutgoingEvent>,
     ) -> Result<Vec<Delivery>, SenderError> {
-        let event = event.into();
+        let event = event.into().in_current_trace();
         let now = self.now();
         let mut news = self.matching_deliveries(&event, now).await?;
         // With workers running here and room in their queue (at most one

@@ -23,6 +23,7 @@ use crate::durable::retry::{RetryPolicy, parse_retry_after};
 use crate::replay::Clock;
 use crate::scheme::{Message, Scheme};
 use crate::secret::SecretSet;
+use crate::trace_context::TRACEPARENT;
 
 /// A destination with what each attempt needs, worked out once per
 /// destination cache refresh instead of once per attempt.
@@ -137,7 +138,11 @@ fn spawn_delivery<S: DeliveryStore>(
             delivery_id = %delivery.id,
             event_id = %delivery.event_id,
             destination = %delivery.destination_id,
+            trace_id = tracing::field::Empty,
         );
+        if let Some(tp) = &delivery.traceparent {
+            span.record("trace_id", tracing::field::display(tp.trace_id()));
+        }
         run_delivery(&inner, delivery, slot).instrument(span).await;
     });
 }
@@ -668,15 +673,19 @@ fn build_request<S: DeliveryStore>(
     delivery: &Delivery,
     now_ms: i64,
 ) -> Result<reqwest::Request, (ErrorClass, String)> {
-    let body = &delivery.body;
-    signed_request(
+    let mut request = signed_request(
         &inner.policy,
         target,
         &delivery.event_id,
         &delivery.event_type,
-        body,
+        &delivery.body,
         now_ms,
-    )
+    )?;
+    // Unsigned, like the event type: it joins traces, it proves nothing.
+    if let Some(tp) = &delivery.traceparent {
+        request.headers_mut().insert(TRACEPARENT, tp.header_value());
+    }
+    Ok(request)
 }
 
 /// A POST of `body` to the target, signed at `now_ms` under `id`, with

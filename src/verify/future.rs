@@ -11,6 +11,8 @@ use http::{Request, Response};
 use http_body::Body as _;
 use pin_project_lite::pin_project;
 use tower_service::Service;
+use tracing::Instrument as _;
+use tracing::instrument::Instrumented;
 
 use super::layer::Config;
 use crate::error::{VerifyError, VerifyErrorKind};
@@ -67,7 +69,7 @@ pin_project! {
         },
         Calling {
             #[pin]
-            future: S::Future,
+            future: Instrumented<S::Future>,
         },
         Rejected {
             response: Option<Response<Body>>,
@@ -258,16 +260,40 @@ where
                 secret_index = verified.secret_index(),
                 "webhook verified"
             );
+            let span = receive_span(&verified);
             parts.extensions.insert(verified);
             let req = Request::from_parts(parts, Body::from(bytes));
             State::Calling {
-                future: service.call(req),
+                future: span.in_scope(|| service.call(req)).instrument(span),
             }
         }
         Err(err) => State::Rejected {
             response: Some(rejection(config, err)),
         },
     }
+}
+
+/// The span the inner service runs in: the event's id and scheme, and the
+/// sender's trace when the request carried a well-formed `traceparent`.
+fn receive_span(verified: &crate::Verified) -> tracing::Span {
+    let span = tracing::info_span!(
+        "webhook.receive",
+        id = %verified.id(),
+        scheme = %verified.scheme(),
+        trace_id = tracing::field::Empty,
+        parent_span_id = tracing::field::Empty,
+    );
+    if let Some(tp) = verified.traceparent() {
+        span.record("trace_id", tracing::field::display(tp.trace_id()));
+        span.record("parent_span_id", tracing::field::display(tp.parent_id()));
+        #[cfg(feature = "opentelemetry")]
+        {
+            use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+            // Without an OpenTelemetry layer there is nothing to join.
+            let _ = span.set_parent(tp.to_context());
+        }
+    }
+    span
 }
 
 /// The answer of a future polled again after it completed.

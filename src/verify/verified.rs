@@ -12,6 +12,7 @@ use crate::scheme::{
     IdSource, Scheme, SchemeName, SignatureAlgorithm, SignatureMatch, TimestampSource,
 };
 use crate::secret::SecretSet;
+use crate::trace_context::TraceParent;
 
 /// Proof that a request passed verification, with what was learned from it.
 ///
@@ -29,6 +30,7 @@ struct Inner {
     id_source: IdSource,
     body: Bytes,
     content_id: OnceLock<String>,
+    traceparent: Option<TraceParent>,
 }
 
 impl Verified {
@@ -37,6 +39,7 @@ impl Verified {
         scheme: &Scheme,
         verifier: VerifierId,
         body: Bytes,
+        traceparent: Option<TraceParent>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -46,6 +49,7 @@ impl Verified {
                 id_source: scheme.id_source(),
                 body,
                 content_id: OnceLock::new(),
+                traceparent,
             }),
         }
     }
@@ -119,6 +123,13 @@ impl Verified {
     pub fn body(&self) -> &Bytes {
         &self.inner.body
     }
+
+    /// The sender's trace: the request's `traceparent` header when it is
+    /// one well-formed W3C value (see [`crate::trace_context`]); a
+    /// malformed one is ignored. **Not signed**: for joining traces only.
+    pub fn traceparent(&self) -> Option<&TraceParent> {
+        self.inner.traceparent.as_ref()
+    }
 }
 
 impl fmt::Debug for Verified {
@@ -134,6 +145,7 @@ impl fmt::Debug for Verified {
             .field("algorithm", &self.inner.matched.algorithm)
             .field("delivery_id", &self.inner.matched.delivery_id)
             .field("body_len", &self.inner.body.len())
+            .field("traceparent", &self.inner.traceparent)
             .finish()
     }
 }
@@ -254,6 +266,13 @@ impl Verifier {
             self.window.check_at(ts, now)?;
         }
         let verifier = self.identities.id().clone();
-        Ok(Verified::new(matched, &self.scheme, verifier, body))
+        let traceparent = TraceParent::from_headers(headers);
+        Ok(Verified::new(
+            matched,
+            &self.scheme,
+            verifier,
+            body,
+            traceparent,
+        ))
     }
 }

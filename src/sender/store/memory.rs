@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use bytes::Bytes;
-
-use super::{CircuitChange, DeliveryStore, NewDelivery, NextStep, QueueStats, not_stored, page_of};
+use super::{
+    CircuitChange, DeliveryStore, EventContent, NewDelivery, NextStep, QueueStats, not_stored,
+    page_of,
+};
 use crate::sender::delivery::{
     Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, OutgoingEvent, Page,
 };
@@ -16,7 +17,7 @@ use crate::sender::error::{DeliveryStoreError, SenderError};
 #[derive(Default)]
 struct State {
     destinations: Vec<Destination>,
-    events: HashMap<String, (String, Bytes)>,
+    events: HashMap<String, EventContent>,
     deliveries: BTreeMap<i64, Delivery>,
     seq_of: HashMap<String, i64>,
     attempts: HashMap<String, Vec<DeliveryAttempt>>,
@@ -25,11 +26,11 @@ struct State {
 
 impl State {
     fn insert(&mut self, new: &NewDelivery) -> Result<Delivery, DeliveryStoreError> {
-        let (event_type, body) = self.events.get(&new.event_id).cloned().ok_or_else(|| {
+        let event = self.events.get(&new.event_id).ok_or_else(|| {
             DeliveryStoreError::new(format!("event `{}` is not stored", new.event_id))
         })?;
+        let d = new.pending(self.next_seq + 1, event);
         self.next_seq += 1;
-        let d = new.pending(self.next_seq, event_type, body);
         self.seq_of.insert(d.id.clone(), d.seq);
         self.deliveries.insert(d.seq, d.clone());
         Ok(d)
@@ -133,10 +134,8 @@ impl DeliveryStore for MemoryStore {
                 id: event.id().to_owned(),
             });
         }
-        s.events.insert(
-            event.id().to_owned(),
-            (event.event_type().to_owned(), event.body_bytes()),
-        );
+        s.events
+            .insert(event.id().to_owned(), EventContent::of(event));
         let mut out = Vec::with_capacity(deliveries.len());
         for new in deliveries {
             out.push(s.insert(new)?);

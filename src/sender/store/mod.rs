@@ -86,12 +86,12 @@ impl NewDelivery {
 
     /// The record of this delivery once a store has given it sequence
     /// number `seq`: pending, no attempts yet.
-    pub(crate) fn pending(&self, seq: i64, event_type: String, body: bytes::Bytes) -> Delivery {
+    pub(crate) fn pending(&self, seq: i64, event: &EventContent) -> Delivery {
         Delivery {
             id: self.id.clone(),
             seq,
             event_id: self.event_id.clone(),
-            event_type,
+            event_type: event.event_type.clone(),
             destination_id: self.destination_id.clone(),
             status: DeliveryStatus::Pending,
             attempts: 0,
@@ -104,8 +104,37 @@ impl NewDelivery {
             last_error: None,
             replay_of: self.replay_of.clone(),
             replayed_as: None,
-            body,
+            body: event.body.clone(),
+            traceparent: event.traceparent.clone(),
         }
+    }
+}
+
+/// What every delivery of one event carries, as stored with the event.
+#[derive(Clone)]
+pub(crate) struct EventContent {
+    pub(crate) event_type: String,
+    pub(crate) body: bytes::Bytes,
+    pub(crate) traceparent: Option<crate::trace_context::TraceParent>,
+}
+
+impl EventContent {
+    pub(crate) fn of(event: &OutgoingEvent) -> Self {
+        Self {
+            event_type: event.event_type().to_owned(),
+            body: event.body_bytes(),
+            traceparent: event.traceparent().cloned(),
+        }
+    }
+
+    /// A stored `traceparent` column: written validated, so a value that no
+    /// longer parses (edited by hand) is dropped rather than failing the
+    /// delivery.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn stored_traceparent(
+        text: Option<String>,
+    ) -> Option<crate::trace_context::TraceParent> {
+        text.and_then(|t| crate::trace_context::TraceParent::parse(&t).ok())
     }
 }
 

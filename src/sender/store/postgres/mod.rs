@@ -61,6 +61,7 @@ use crate::sender::error::{DeliveryStoreError, SenderError};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/postgres/sender/0001_init.sql"),
     include_str!("../../../../migrations/postgres/sender/0002_fleet_circuit.sql"),
+    include_str!("../../../../migrations/postgres/sender/0003_traceparent.sql"),
 ];
 
 /// The notification channel that wakes idle sender nodes.
@@ -261,15 +262,18 @@ impl DeliveryStore for PgStore {
         }
         let row = tx
             .query_one(
-                "SELECT event_type, body FROM sender_events WHERE id = $1",
+                "SELECT event_type, body, traceparent FROM sender_events WHERE id = $1",
                 &[&new.event_id],
             )
             .await
             .map_err(pg_err)?;
-        let event_type: String = row.try_get(0).map_err(pg_err)?;
-        let body = bytes::Bytes::from(row.try_get::<_, Vec<u8>>(1).map_err(pg_err)?);
+        let content = super::EventContent {
+            event_type: row.try_get(0).map_err(pg_err)?,
+            body: bytes::Bytes::from(row.try_get::<_, Vec<u8>>(1).map_err(pg_err)?),
+            traceparent: super::EventContent::stored_traceparent(row.try_get(2).map_err(pg_err)?),
+        };
         let news = std::slice::from_ref(new);
-        let created = queue::insert_deliveries(&tx, &self.owner, news, &event_type, &body)
+        let created = queue::insert_deliveries(&tx, &self.owner, news, &content)
             .await?
             .pop()
             .ok_or_else(|| not_stored(&new.id))?;

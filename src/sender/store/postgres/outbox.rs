@@ -11,7 +11,7 @@ use super::{PgStore, any_unleased};
 use crate::sender::delivery::{Delivery, OutgoingEvent};
 use crate::sender::error::SenderError;
 use crate::sender::outbox::PreparedPublish;
-use crate::sender::store::NewDelivery;
+use crate::sender::store::{EventContent, NewDelivery};
 
 /// A transaction the enqueue statements run in.
 pub(super) trait EnqueueTx: Sync {
@@ -71,8 +71,8 @@ pub(super) async fn enqueue_on(
     let out = if deliveries.is_empty() {
         Vec::new()
     } else {
-        let body = event.body_bytes();
-        queue::insert_deliveries(tx, owner, deliveries, event.event_type(), &body).await?
+        let content = EventContent::of(event);
+        queue::insert_deliveries(tx, owner, deliveries, &content).await?
     };
     if any_unleased(deliveries) {
         queue::notify(tx).await?;

@@ -11,7 +11,8 @@ use crate::sender::delivery::{
     Delivery, DeliveryAttempt, DeliveryStatus, ErrorClass, OutgoingEvent,
 };
 use crate::sender::error::DeliveryStoreError;
-use crate::sender::store::{NewDelivery, NextStep, QueueStats};
+use crate::sender::store::{EventContent, NewDelivery, NextStep, QueueStats};
+use crate::trace_context::TraceParent;
 
 /// Wakes every listening node once this transaction commits.
 pub(super) async fn notify(client: &impl EnqueueTx) -> Result<(), DeliveryStoreError> {
@@ -35,16 +36,18 @@ pub(super) async fn insert_event(
 ) -> Result<bool, DeliveryStoreError> {
     let stmt = client
         .statement(
-            "INSERT INTO sender_events (id, event_type, body, created_at_ms) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+            "INSERT INTO sender_events (id, event_type, body, created_at_ms, traceparent) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
         )
         .await
         .map_err(pg_err)?;
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] = [
+    let traceparent = event.traceparent().map(TraceParent::as_str);
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
         &event.id(),
         &event.event_type(),
         &event.body(),
         &created_at_ms,
+        &traceparent,
     ];
     let inserted = client.tx().execute(&stmt, &params).await.map_err(pg_err)?;
     Ok(inserted > 0)
@@ -57,8 +60,7 @@ pub(super) async fn insert_deliveries(
     client: &impl EnqueueTx,
     owner: &str,
     news: &[NewDelivery],
-    event_type: &str,
-    body: &bytes::Bytes,
+    event: &EventContent,
 ) -> Result<Vec<Delivery>, DeliveryStoreError> {
     let ids: Vec<&str> = news.iter().map(|n| n.id.as_str()).collect();
     let events: Vec<&str> = news.iter().map(|n| n.event_id.as_str()).collect();
@@ -101,7 +103,7 @@ pub(super) async fn insert_deliveries(
             let seq = seqs.get(&n.id).copied().ok_or_else(|| {
                 DeliveryStoreError::new(format!("delivery `{}` was not inserted", n.id))
             })?;
-            Ok(n.pending(seq, event_type.to_owned(), body.clone()))
+            Ok(n.pending(seq, event))
         })
         .collect()
 }

@@ -14,8 +14,8 @@ use crate::sender::delivery::{
 };
 use crate::sender::destination::{Destination, EventFilter};
 use crate::sender::error::DeliveryStoreError;
-use crate::sender::store::page_of;
 use crate::sender::store::seal::{SecretSeal, decode_secrets};
+use crate::sender::store::{EventContent, page_of};
 
 /// The columns [`destination_from_row`] reads, in its order.
 pub(super) const DESTINATION_COLUMNS: &str =
@@ -85,7 +85,7 @@ pub(super) async fn save_destination(
 pub(super) const DELIVERY_COLUMNS: &str = "d.seq, d.id, d.event_id, e.event_type, \
     d.destination_id, d.status, d.attempts, d.next_attempt_at_ms, d.lease_until_ms, \
     d.created_at_ms, d.updated_at_ms, d.delivered_at_ms, d.dead_lettered_at_ms, d.last_error, \
-    d.replay_of, d.replayed_as, e.body";
+    d.replay_of, d.replayed_as, e.body, e.traceparent";
 
 const DELIVERY_SELECT: &str = "FROM sender_deliveries d JOIN sender_events e ON e.id = d.event_id";
 
@@ -117,6 +117,7 @@ pub(super) fn delivery_from_row(row: &Row) -> Result<Delivery, DeliveryStoreErro
         replay_of: row.try_get("replay_of").map_err(pg_err)?,
         replayed_as: row.try_get("replayed_as").map_err(pg_err)?,
         body: Bytes::from(body),
+        traceparent: EventContent::stored_traceparent(row.try_get("traceparent").map_err(pg_err)?),
     })
 }
 

@@ -29,7 +29,7 @@ use crate::sender::delivery::{Delivery, DeliveryAttempt, DeliveryQuery, Outgoing
 use crate::sender::destination::Destination;
 use crate::sender::error::{DeliveryStoreError, SenderError};
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// A SQLite error as a store error.
 pub(super) fn db_err(e: rusqlite::Error) -> DeliveryStoreError {
@@ -60,6 +60,9 @@ const MIGRATION_1: &str = include_str!("../schema/1.sql");
 /// entry behind but its row's. Runs with foreign keys off, so the tables
 /// can be rebuilt under their old names.
 const MIGRATION_2: &str = include_str!("../schema/2.sql");
+
+/// Version 3: the event's `traceparent`.
+const MIGRATION_3: &str = include_str!("../schema/3.sql");
 
 /// Delivery state in one SQLite file. Cheap to clone (shared connection).
 ///
@@ -193,6 +196,9 @@ fn migrate(conn: &mut Connection) -> Result<(), DeliveryStoreError> {
                 "migrating to schema version 2 left a broken reference in `{table}`"
             )));
         }
+    }
+    if version < 3 {
+        tx.execute_batch(MIGRATION_3).map_err(db_err)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(db_err)?;

@@ -9,7 +9,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::super::seal::{SecretSeal, decode_secrets};
-use super::super::{NewDelivery, NextStep, QueueStats, not_stored, page_of};
+use super::super::{EventContent, NewDelivery, NextStep, QueueStats, not_stored, page_of};
 use super::db_err;
 use crate::scheme::SchemeName;
 use crate::sender::delivery::{
@@ -17,6 +17,7 @@ use crate::sender::delivery::{
 };
 use crate::sender::destination::{Destination, EventFilter};
 use crate::sender::error::{DeliveryStoreError, SenderError};
+use crate::trace_context::TraceParent;
 
 /// A column whose stored text does not read back as its type.
 fn bad_column(
@@ -192,18 +193,19 @@ pub(super) fn enqueue(
     created_at_ms: i64,
     deliveries: &[NewDelivery],
 ) -> Result<Vec<Delivery>, SenderError> {
-    let body = event.body_bytes();
+    let content = EventContent::of(event);
     let inserted = conn
         .prepare_cached(
-            "INSERT INTO events (id, event_type, body, created_at_ms) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT(id) DO NOTHING",
+            "INSERT INTO events (id, event_type, body, created_at_ms, traceparent) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(id) DO NOTHING",
         )
         .map_err(db_err)?
         .execute(params![
             event.id(),
             event.event_type(),
             event.body(),
-            created_at_ms
+            created_at_ms,
+            event.traceparent().map(TraceParent::as_str)
         ])
         .map_err(db_err)?;
     if inserted == 0 {
@@ -213,7 +215,7 @@ pub(super) fn enqueue(
     }
     let mut out = Vec::with_capacity(deliveries.len());
     for new in deliveries {
-        out.push(insert_delivery(conn, new, event.event_type(), &body)?);
+        out.push(insert_delivery(conn, new, &content)?);
     }
     Ok(out)
 }
@@ -239,14 +241,20 @@ pub(super) fn replay(
     if status == DeliveryStatus::Replayed.as_str() {
         return Ok(None);
     }
-    let (event_type, body): (String, Vec<u8>) = conn
+    let content = conn
         .query_row(
-            "SELECT event_type, body FROM events WHERE id = ?1",
+            "SELECT event_type, body, traceparent FROM events WHERE id = ?1",
             [&new.event_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| {
+                Ok(EventContent {
+                    event_type: r.get(0)?,
+                    body: Bytes::from(r.get::<_, Vec<u8>>(1)?),
+                    traceparent: EventContent::stored_traceparent(r.get(2)?),
+                })
+            },
         )
         .map_err(db_err)?;
-    let created = insert_delivery(conn, new, &event_type, &Bytes::from(body))?;
+    let created = insert_delivery(conn, new, &content)?;
     if status == DeliveryStatus::DeadLettered.as_str() {
         conn.execute(
             "UPDATE deliveries SET status = 'replayed', replayed_as = ?2, updated_at_ms = ?3 \
@@ -261,7 +269,7 @@ pub(super) fn replay(
 const DELIVERY_SELECT: &str = "SELECT d.seq, d.id, d.event_id, e.event_type, d.destination_id, \
     d.status, d.attempts, d.next_attempt_at_ms, d.lease_until_ms, d.created_at_ms, \
     d.updated_at_ms, d.delivered_at_ms, d.dead_lettered_at_ms, d.last_error, d.replay_of, \
-    d.replayed_as, e.body FROM deliveries d JOIN events e ON e.id = d.event_id";
+    d.replayed_as, e.body, e.traceparent FROM deliveries d JOIN events e ON e.id = d.event_id";
 
 /// A row of [`DELIVERY_SELECT`].
 fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
@@ -287,6 +295,7 @@ fn delivery_from_row(row: &Row<'_>) -> rusqlite::Result<Delivery> {
         replay_of: row.get(14)?,
         replayed_as: row.get(15)?,
         body: Bytes::from(body),
+        traceparent: EventContent::stored_traceparent(row.get(17)?),
     })
 }
 
@@ -307,8 +316,7 @@ pub(super) fn load_delivery(
 fn insert_delivery(
     conn: &Connection,
     new: &NewDelivery,
-    event_type: &str,
-    body: &Bytes,
+    event: &EventContent,
 ) -> Result<Delivery, DeliveryStoreError> {
     conn.prepare_cached(
         "INSERT INTO deliveries (id, event_id, destination_id, status, next_attempt_at_ms, \
@@ -326,11 +334,7 @@ fn insert_delivery(
         new.lease_until_ms
     ])
     .map_err(db_err)?;
-    Ok(new.pending(
-        conn.last_insert_rowid(),
-        event_type.to_owned(),
-        body.clone(),
-    ))
+    Ok(new.pending(conn.last_insert_rowid(), event))
 }
 
 /// Leases up to `limit` due deliveries of enabled destinations until

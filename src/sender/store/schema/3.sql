@@ -1,0 +1,3 @@
+-- Schema version 3: the publisher's W3C `traceparent`, sent as a header on
+-- every attempt of the event's deliveries (NULL: published outside a trace).
+ALTER TABLE events ADD COLUMN traceparent TEXT;
