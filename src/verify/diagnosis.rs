@@ -245,3 +245,69 @@ fn claimed_id(scheme: crate::scheme::SchemeName, headers: &HeaderMap) -> Option<
     let cut = &bytes[..bytes.len().min(LOGGED_ID_LEN)];
     Some(String::from_utf8_lossy(cut).into_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::diagnose;
+    use crate::{Message, Scheme, Secret, SecretSet};
+
+    const NOW: i64 = 1_700_000_000;
+
+    fn cause(
+        signer: &SecretSet,
+        receiver: &SecretSet,
+        ts: i64,
+        extra: &[(&'static str, &str)],
+    ) -> FailureCause {
+        let scheme = Scheme::native();
+        let mut headers = scheme.sign(signer, &Message::new("e", ts, b"{}")).unwrap();
+        for (name, value) in extra {
+            headers.insert(*name, value.parse().unwrap());
+        }
+        let diagnosis = diagnose(&scheme, receiver, &headers, b"{}", NOW);
+        assert!(!diagnosis.is_verified());
+        FailureCause::of(&diagnosis)
+    }
+
+    #[test]
+    fn each_finding_maps_to_its_cause() {
+        let text = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let ours = SecretSet::single(text).unwrap();
+        let other = SecretSet::single("another-secret").unwrap();
+        assert_eq!(cause(&ours, &ours, NOW - 3600, &[]), FailureCause::ClockOff);
+        assert_eq!(
+            cause(&ours, &ours, NOW * 1000, &[]),
+            FailureCause::TimestampUnit
+        );
+        assert_eq!(cause(&other, &ours, NOW, &[]), FailureCause::Unknown);
+        let decoded = SecretSet::new([Secret::from_whsec(text).unwrap()]).unwrap();
+        assert_eq!(
+            cause(&decoded, &ours, NOW, &[]),
+            FailureCause::SecretEncoding
+        );
+        let github = [("x-hub-signature-256", "sha256=00")];
+        assert_eq!(
+            cause(&other, &ours, NOW, &github),
+            FailureCause::OtherScheme
+        );
+
+        let diagnosis = diagnose(&Scheme::native(), &ours, &HeaderMap::new(), b"{}", NOW);
+        assert_eq!(FailureCause::of(&diagnosis), FailureCause::MissingHeader);
+    }
+
+    #[test]
+    fn the_bucket_gives_its_count_then_refills_with_time() {
+        let diagnoser = Diagnoser::new(DiagnoseConfig::new().at_most(2, Duration::from_secs(2)));
+        assert!(diagnoser.take_token() && diagnoser.take_token());
+        assert!(!diagnoser.take_token());
+        // Half the period refills one token.
+        let mut bucket = diagnoser.bucket.lock().unwrap();
+        bucket.1 = bucket.1.checked_sub(Duration::from_secs(1)).unwrap();
+        drop(bucket);
+        assert!(diagnoser.take_token());
+        assert!(!diagnoser.take_token());
+        let off = Diagnoser::new(DiagnoseConfig::new().at_most(0, Duration::from_secs(1)));
+        assert!(!off.take_token());
+    }
+}
