@@ -20,7 +20,10 @@ use axum::routing::post;
 use http::{HeaderMap, StatusCode};
 use log_capture::LogBuffer;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use webhook_guard::idempotency::{IdempotencyLayer, MokaStore};
+use webhook_guard::idempotency::{
+    Begin, FailMode, IdempotencyLayer, IdempotencyStore, IdempotencyStoreError, LeaseToken,
+    MokaStore, StoreFuture,
+};
 use webhook_guard::verify::{DiagnoseConfig, metric_names};
 use webhook_guard::{Clock, Message, Scheme, Secret, SecretSet, VerifyLayer};
 
@@ -508,4 +511,84 @@ async fn attacker_varied_requests_create_no_new_label_values() {
     // Every request was counted once by the verify layer.
     assert_eq!(r.total(VERIFY), 40, "{r:#?}");
     assert!(r.total(metric_names::DIAGNOSED_FAILURES) > 0, "{r:#?}");
+}
+
+/// A store whose backend is down: every call fails.
+#[derive(Debug)]
+struct DownStore;
+
+impl IdempotencyStore for DownStore {
+    fn begin<'a>(&'a self, _: &'a str, _: Duration) -> StoreFuture<'a, Begin> {
+        Box::pin(async { Err(IdempotencyStoreError::new("connection refused")) })
+    }
+    fn complete<'a>(&'a self, _: &'a str, _: LeaseToken, _: Duration) -> StoreFuture<'a, bool> {
+        Box::pin(async { Err(IdempotencyStoreError::new("connection refused")) })
+    }
+    fn release<'a>(&'a self, _: &'a str, _: LeaseToken) -> StoreFuture<'a, bool> {
+        Box::pin(async { Err(IdempotencyStoreError::new("connection refused")) })
+    }
+}
+
+async fn serve_router(app: Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+#[tokio::test]
+async fn in_flight_conflicts_and_an_unavailable_store_are_counted() {
+    let _turn = TURN.lock().await;
+    Readings::take();
+    let secrets = SecretSet::single(SECRET).unwrap();
+    let verify = || VerifyLayer::new(secrets.clone()).clock(webhook_guard::FixedClock::at(NOW));
+
+    // The first delivery holds the handler until the second was answered.
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let release = Arc::new(tokio::sync::Notify::new());
+    let (e, r) = (entered.clone(), release.clone());
+    let slow = Router::new()
+        .route(
+            "/hooks",
+            post(move || {
+                let (e, r) = (e.clone(), r.clone());
+                async move {
+                    e.notify_one();
+                    r.notified().await;
+                    "ok"
+                }
+            }),
+        )
+        .layer(IdempotencyLayer::new(MokaStore::default()))
+        .layer(verify());
+    let addr = serve_router(slow).await;
+    let body = b"{}";
+    let h = signed(&secrets, "evt_slow", NOW, body);
+    let first = tokio::spawn(post_to(addr, "/hooks", h.clone(), body));
+    entered.notified().await;
+    assert_eq!(post_to(addr, "/hooks", h, body).await, StatusCode::CONFLICT);
+    release.notify_one();
+    assert_eq!(first.await.unwrap(), StatusCode::OK);
+
+    // A store that is down: fail-closed answers 503, fail-open processes.
+    for (mode, status) in [
+        (FailMode::Closed, StatusCode::SERVICE_UNAVAILABLE),
+        (FailMode::Open, StatusCode::OK),
+    ] {
+        let app = Router::new()
+            .route("/hooks", post(|| async { "ok" }))
+            .layer(IdempotencyLayer::new(DownStore).fail_mode(mode))
+            .layer(verify());
+        let addr = serve_router(app).await;
+        let h = signed(&secrets, "evt_down", NOW, body);
+        assert_eq!(post_to(addr, "/hooks", h, body).await, status);
+    }
+
+    let r = Readings::take();
+    let dedup = |outcome| r.counter(IDEMPOTENCY, &[("scheme", "native"), ("outcome", outcome)]);
+    assert_eq!(dedup("new"), 1, "{r:#?}");
+    assert_eq!(dedup("in-flight"), 1, "{r:#?}");
+    assert_eq!(dedup("store-unavailable"), 1, "{r:#?}");
+    assert_eq!(dedup("unprotected"), 1, "{r:#?}");
+    assert_eq!(r.total(IDEMPOTENCY), 4, "{r:#?}");
 }
