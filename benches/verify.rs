@@ -13,6 +13,12 @@
 //!   an inner service that answers 200. The request is built outside the
 //!   timed part, as the HTTP server builds it anyway; dropping it is inside.
 //!
+//! A second group, `verify_metrics`, runs `verify_layer` twice in the same
+//! run: `no_recorder`, where the layer's metrics go to the facade's no-op
+//! recorder, and `recorder`, with a recorder that keeps every counter, gauge
+//! and histogram in a `metrics-util` registry of atomics, as the Prometheus
+//! exporter does. Their ratio is what metrics cost on the hot path.
+//!
 //! ```text
 //! cargo bench --bench verify -- --warm-up-time 1 --measurement-time 3
 //! ```
@@ -34,6 +40,8 @@ use futures_util::FutureExt as _;
 use hmac::{Hmac, Mac};
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use metrics_util::registry::{AtomicStorage, Registry};
 use sha2::Sha256;
 use tower::{Layer as _, ServiceExt as _, service_fn};
 use webhook_guard::{FixedClock, Message, ReplayWindow, Scheme, SecretSet, Verifier, VerifyLayer};
@@ -132,13 +140,82 @@ fn verify<M: Measurement>(c: &mut Criterion<M>) {
     group.finish();
 }
 
-/// Runs the group with the settings given on the command line.
+/// A recorder that keeps its metrics in a registry of atomics, as
+/// `metrics-exporter-prometheus` does (without the exposition).
+struct RegistryRecorder(Registry<Key, AtomicStorage>);
+
+impl Recorder for RegistryRecorder {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        self.0
+            .get_or_create_counter(key, |c| Counter::from_arc(c.clone()))
+    }
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        self.0
+            .get_or_create_gauge(key, |g| Gauge::from_arc(g.clone()))
+    }
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        self.0
+            .get_or_create_histogram(key, |h| Histogram::from_arc(h.clone()))
+    }
+}
+
+/// The layer with and without a recorder, in one run.
+fn verify_metrics<M: Measurement>(c: &mut Criterion<M>) {
+    let secrets = SecretSet::single(SECRET).expect("secret");
+    let layer = VerifyLayer::new(secrets.clone()).clock(FixedClock::at(NOW));
+    let service = layer.layer(service_fn(|_req: Request<Body>| async {
+        Ok::<_, Infallible>(Response::new(Body::empty()))
+    }));
+    let recorder = RegistryRecorder(Registry::atomic());
+    let mut group = c.benchmark_group("verify_metrics");
+    for size in [256, 16 * 1024] {
+        let body = body_of(size);
+        let headers = Scheme::native()
+            .sign(&secrets, &Message::new("evt_bench_0001", NOW, &body))
+            .expect("sign");
+        let request = || {
+            let mut req = Request::post("/webhooks")
+                .header(header::CONTENT_LENGTH, body.len())
+                .body(Full::new(body.clone()))
+                .expect("request");
+            req.headers_mut().extend(headers.clone());
+            req
+        };
+        let call = |req| service.clone().oneshot(req).now_or_never();
+        group.throughput(Throughput::Bytes(size as u64));
+        group.bench_function(BenchmarkId::new("no_recorder", size), |b| {
+            b.iter_batched(request, call, criterion::BatchSize::SmallInput);
+        });
+        // The layer's future completes in one poll on this thread, so a
+        // thread-local recorder sees everything it records.
+        let guard = metrics::set_default_local_recorder(&recorder);
+        group.bench_function(BenchmarkId::new("recorder", size), |b| {
+            b.iter_batched(request, call, criterion::BatchSize::SmallInput);
+        });
+        drop(guard);
+    }
+    group.finish();
+    // Every request was counted, or the numbers mean nothing.
+    let accepted = recorder.0.get_counter_handles();
+    assert!(
+        accepted
+            .values()
+            .any(|c| c.load(std::sync::atomic::Ordering::Relaxed) > 0)
+    );
+}
+
+/// Runs the groups with the settings given on the command line.
 fn benches() {
     #[cfg(unix)]
     let criterion = Criterion::default().with_measurement(cpu_time::ThreadCpuTime);
     #[cfg(not(unix))]
     let criterion = Criterion::default();
-    verify(&mut criterion.configure_from_args());
+    let mut criterion = criterion.configure_from_args();
+    verify(&mut criterion);
+    verify_metrics(&mut criterion);
 }
 
 /// CPU time of the benchmarking thread, for criterion.

@@ -47,10 +47,11 @@
 //! - [`scheme`]: the wire formats, with `sign` and `verify` side by side.
 //! - [`replay`]: [`Clock`] (the one clock, read in seconds here and in
 //!   milliseconds by the sender) and [`ReplayWindow`].
-//! - [`verify`]: [`VerifyLayer`], [`Verify`], [`Verifier`], [`Verified`].
+//! - [`verify`]: [`VerifyLayer`], [`Verify`], [`Verifier`], [`Verified`];
+//!   its metrics in [`verify::metric_names`].
 //! - [`idempotency`]: [`IdempotencyLayer`], each event processed once, with
 //!   [`MokaStore`] in process, `RedisStore` or `PgIdempotencyStore` across
-//!   machines.
+//!   machines; its metrics in [`idempotency::metric_names`].
 //! - [`event`]: the platform's events as types: [`Envelope`], [`Event`]
 //!   (with [`Event::Unknown`] so a new event type never fails a delivery).
 //! - [`extract`]: axum extractors: [`Webhook<E>`](Webhook) (typed body,

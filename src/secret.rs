@@ -26,6 +26,9 @@
 //! rotation it holds the old and the new one; a request signed with either
 //! passes, and [`Verified::secret_index`](crate::Verified::secret_index) says
 //! which one matched, so operators can see when the old one is no longer used.
+//! [`VerifyLayer`](crate::VerifyLayer) counts the matches of each secret by
+//! its [label](Secret::labelled) (or position) and keeps the time each was
+//! last used (see [`verify::metric_names`](crate::verify::metric_names)).
 //! A secret can carry an expiry time after which it stops matching.
 //!
 //! Neither type ever prints its bytes: `Debug` shows `Secret(..redacted..)`.
@@ -42,8 +45,9 @@
 //! # Ok::<(), webhook_guard::ConfigError>(())
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use base64::Engine as _;
 use hmac::digest::FixedOutputReset;
@@ -86,6 +90,35 @@ pub struct Secret {
     bytes: Zeroizing<Vec<u8>>,
     origin: Origin,
     not_after: Option<i64>,
+    label: Option<Arc<str>>,
+}
+
+/// The longest [`Secret::labelled`] label, in bytes.
+pub const MAX_KEY_LABEL_LEN: usize = 32;
+
+/// Checks a key label: 1 to [`MAX_KEY_LABEL_LEN`] ASCII letters, digits,
+/// `-`, `_` or `.`, so that it is safe as a metric label value and in logs.
+/// The error says where the label is wrong without quoting it (a secret
+/// passed as a label by mistake is not printed).
+pub(crate) fn check_key_label(label: &str) -> Result<Arc<str>, ConfigError> {
+    let invalid = |reason: String| ConfigError::InvalidSetting {
+        setting: "key label",
+        reason,
+    };
+    if label.is_empty() || label.len() > MAX_KEY_LABEL_LEN {
+        return Err(invalid(format!(
+            "a key label has 1 to {MAX_KEY_LABEL_LEN} bytes, this one has {}",
+            label.len()
+        )));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if let Some(position) = label.chars().position(|c| !allowed(c)) {
+        return Err(invalid(format!(
+            "character {} of the key label is not an ASCII letter, digit, `-`, `_` or `.`",
+            position + 1
+        )));
+    }
+    Ok(label.into())
 }
 
 impl Secret {
@@ -95,6 +128,7 @@ impl Secret {
             bytes: Zeroizing::new(bytes.into()),
             origin: Origin::Bytes,
             not_after: None,
+            label: None,
         }
     }
 
@@ -127,6 +161,7 @@ impl Secret {
         let text = std::str::from_utf8(&self.bytes).ok()?;
         Some(Self::from_whsec(text).map(|s| Self {
             not_after: self.not_after,
+            label: self.label.clone(),
             ..s
         }))
     }
@@ -171,6 +206,40 @@ impl Secret {
     /// The expiry time set with [`Secret::expires_at`], in unix seconds.
     pub fn expiry(&self) -> Option<i64> {
         self.not_after
+    }
+
+    /// Names this secret in metrics and logs, for example `"old"` and
+    /// `"new"` during a rotation. The receiver's metrics say which secret
+    /// matched by this label (by the secret's position in its
+    /// [`SecretSet`], `"0"`, `"1"`, ..., when it has none), so an operator
+    /// sees when the old one is no longer used (see
+    /// [`verify::metric_names`](crate::verify::metric_names)).
+    ///
+    /// ```
+    /// use webhook_guard::{Secret, SecretSet};
+    ///
+    /// let secrets = SecretSet::new([
+    ///     Secret::from("new-secret").labelled("2026-06")?,
+    ///     Secret::from("old-secret").labelled("2025-12")?,
+    /// ])?;
+    /// assert_eq!(secrets.iter().next().and_then(Secret::label), Some("2026-06"));
+    /// assert!(Secret::from("s").labelled("has space").is_err());
+    /// # Ok::<(), webhook_guard::ConfigError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidSetting`] for a label that is empty, longer
+    /// than [`MAX_KEY_LABEL_LEN`] bytes, or has a character other than an
+    /// ASCII letter, digit, `-`, `_` or `.`.
+    pub fn labelled(mut self, label: &str) -> Result<Self, ConfigError> {
+        self.label = Some(check_key_label(label)?);
+        Ok(self)
+    }
+
+    /// The label set with [`Secret::labelled`].
+    pub fn label(&self) -> Option<&str> {
+        self.label.as_deref()
     }
 
     /// The bytes as given: for a secret made from text, the text's bytes,
@@ -356,8 +425,11 @@ impl SecretSet {
     ///
     /// # Errors
     ///
-    /// [`ConfigError::NoSecrets`] for an empty list and
-    /// [`ConfigError::InvalidSecret`] for a secret with no bytes.
+    /// [`ConfigError::NoSecrets`] for an empty list,
+    /// [`ConfigError::InvalidSecret`] for a secret with no bytes and
+    /// [`ConfigError::InvalidSetting`] when two secrets would carry the same
+    /// [label](Secret::labelled) in metrics (a secret without one is named
+    /// by its position).
     pub fn new<I, T>(secrets: I) -> Result<Self, ConfigError>
     where
         I: IntoIterator<Item = T>,
@@ -376,7 +448,9 @@ impl SecretSet {
         if keys.is_empty() {
             return Err(ConfigError::NoSecrets);
         }
-        Ok(Self { keys })
+        let set = Self { keys };
+        check_unique_labels(set.iter().map(Secret::label))?;
+        Ok(set)
     }
 
     /// A set holding one secret.
@@ -409,6 +483,13 @@ impl SecretSet {
         self.iter().find(|s| s.is_active_at(now))
     }
 
+    /// The name of the secret at `index` in metrics: its
+    /// [label](Secret::labelled), or its position.
+    pub(crate) fn metric_label(&self, index: usize) -> Cow<'_, str> {
+        let label = self.keys.get(index).and_then(|k| k.secret.label());
+        key_metric_label(label, index)
+    }
+
     /// Keyed states of every secret, expired ones included, in index order.
     pub(crate) fn keyed(&self) -> impl Iterator<Item = &KeyedSecret> {
         self.keys.iter()
@@ -421,6 +502,36 @@ impl SecretSet {
             .enumerate()
             .filter(move |(_, k)| k.secret.is_active_at(now))
     }
+}
+
+/// The name of the key at `index` in metrics: its label, or its position.
+pub(crate) fn key_metric_label(label: Option<&str>, index: usize) -> Cow<'_, str> {
+    match label {
+        Some(label) => Cow::Borrowed(label),
+        None => Cow::Owned(index.to_string()),
+    }
+}
+
+/// Refuses keys whose names in metrics (label or position) collide.
+pub(crate) fn check_unique_labels<'a>(
+    labels: impl Iterator<Item = Option<&'a str>>,
+) -> Result<(), ConfigError> {
+    let names: Vec<Cow<'a, str>> = labels
+        .enumerate()
+        .map(|(index, label)| key_metric_label(label, index))
+        .collect();
+    for (index, name) in names.iter().enumerate() {
+        if let Some(other) = names[..index].iter().position(|n| n == name) {
+            return Err(ConfigError::InvalidSetting {
+                setting: "key label",
+                reason: format!(
+                    "keys #{other} and #{index} would have the same name in metrics; give each \
+                     key a label of its own (a key without one is named by its position)"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl fmt::Debug for SecretSet {
@@ -534,6 +645,51 @@ mod tests {
         state.wipe();
         // Keyed with nothing (an empty key pads to the same zero block).
         assert_eq!(state.tag(&[b"m"]), reference_tag(&[], b"m"));
+    }
+
+    #[test]
+    fn labels_are_checked_and_unique_in_a_set() {
+        let s = Secret::from("x").labelled("old-2025.12_a").unwrap();
+        assert_eq!(s.label(), Some("old-2025.12_a"));
+        for bad in [
+            "",
+            "has space",
+            "é",
+            "a\nb",
+            &"x".repeat(MAX_KEY_LABEL_LEN + 1),
+        ] {
+            let err = Secret::from("x").labelled(bad).unwrap_err();
+            assert!(matches!(err, ConfigError::InvalidSetting { .. }), "{err}");
+        }
+        // The error says where, never the label itself.
+        let err = Secret::from("x")
+            .labelled("hunter 2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("character 7") && !err.contains("hunter"),
+            "{err}"
+        );
+        // A label may not take the name another secret has by position.
+        let err = SecretSet::new([Secret::from("a").labelled("1").unwrap(), Secret::from("b")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("#0 and #1"), "{err}");
+        let set = SecretSet::new([
+            Secret::from("a").labelled("new").unwrap(),
+            Secret::from("b"),
+        ])
+        .unwrap();
+        assert_eq!(set.metric_label(0), "new");
+        assert_eq!(set.metric_label(1), "1");
+        // The label survives reading a `whsec_` text.
+        let read = Secret::from("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+            .labelled("std")
+            .unwrap()
+            .decode_whsec_text()
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.label(), Some("std"));
     }
 
     #[test]

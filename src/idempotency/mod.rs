@@ -87,6 +87,12 @@
 //! unchanged: this layer does not turn panics into responses. Add
 //! `tower_http::catch_panic::CatchPanicLayer` outside it if you want a 500.
 //!
+//! ## Metrics
+//!
+//! Each verified request is counted by what the layer did with it (new,
+//! duplicate, in flight, store unavailable) through the
+//! [`metrics`](https://docs.rs/metrics) facade; see [`metric_names`].
+//!
 //! ## Stores
 //!
 //! - [`MokaStore`]: in process, bounded by a maximum number of keys; for a
@@ -142,6 +148,7 @@
 
 mod future;
 mod layer;
+pub mod metric_names;
 mod moka;
 #[cfg(feature = "postgres")]
 mod postgres;

@@ -13,6 +13,7 @@ use tower_service::Service;
 use super::DUPLICATE_HEADER;
 use super::future::ResponseFuture;
 use super::layer::{Config, FailMode, IdempotencyLayer, InFlightPolicy};
+use super::metric_names::REQUESTS;
 use super::store::{Begin, IdempotencyStore, LeaseToken};
 use crate::problem::{IN_FLIGHT_TYPE, Problem, STORE_UNAVAILABLE_TYPE, missing_verify_layer};
 use crate::verify::Verified;
@@ -97,8 +98,9 @@ where
     };
     let id: Arc<str> = verified.id().into();
     let key = config.key(&req, verified);
+    let scheme = verified.scheme().as_str();
 
-    let token = match begin(&config, &key, &id).await {
+    let token = match begin(&config, &key, &id, scheme).await {
         Ok(token) => token,
         Err(answer) => return Ok(answer),
     };
@@ -129,12 +131,24 @@ where
 /// `Ok(None)` to call it without one (the store failed, fail-open), or the
 /// answer to give instead of calling it (a duplicate, in flight past the
 /// wait, or the store failed, fail-closed).
-async fn begin(config: &Config, key: &str, id: &str) -> Result<Option<LeaseToken>, Response<Body>> {
+async fn begin(
+    config: &Config,
+    key: &str,
+    id: &str,
+    scheme: &'static str,
+) -> Result<Option<LeaseToken>, Response<Body>> {
+    let count = |outcome: &'static str| {
+        metrics::counter!(REQUESTS, "scheme" => scheme, "outcome" => outcome).increment(1);
+    };
     let started = tokio::time::Instant::now();
     loop {
         match config.store.begin(key, config.lease).await {
-            Ok(Begin::New(token)) => return Ok(Some(token)),
+            Ok(Begin::New(token)) => {
+                count("new");
+                return Ok(Some(token));
+            }
             Ok(Begin::Done) => {
+                count("duplicate");
                 tracing::info!(duplicate = true, id = %id, "webhook duplicate: already processed, handler not called");
                 return Err(duplicate_response(id));
             }
@@ -145,15 +159,18 @@ async fn begin(config: &Config, key: &str, id: &str) -> Result<Option<LeaseToken
                         continue;
                     }
                 }
+                count("in-flight");
                 tracing::info!(duplicate = true, id = %id, "webhook duplicate: still in flight, answered 409");
                 return Err(in_flight_response(config, id));
             }
             Err(err) => match config.fail_mode {
                 FailMode::Closed => {
+                    count("store-unavailable");
                     tracing::error!(id = %id, "idempotency store unavailable, answered 503 (fail-closed): {err}");
                     return Err(store_unavailable_response(config));
                 }
                 FailMode::Open => {
+                    count("unprotected");
                     tracing::warn!(id = %id, "idempotency store unavailable, processing without deduplication (fail-open): {err}");
                     return Ok(None);
                 }

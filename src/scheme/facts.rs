@@ -5,10 +5,11 @@
 use http::HeaderMap;
 
 use super::{
-    GITHUB_SIGNATURE_HEADER, NATIVE_ID_HEADER, NATIVE_SIGNATURE_HEADER, NATIVE_TIMESTAMP_HEADER,
-    SHOPIFY_SIGNATURE_HEADER, SLACK_SIGNATURE_HEADER, SLACK_TIMESTAMP_HEADER, STANDARD_ID_HEADER,
-    STANDARD_SIGNATURE_HEADER, STANDARD_TIMESTAMP_HEADER, STRIPE_SIGNATURE_HEADER, SVIX_ID_HEADER,
-    SVIX_SIGNATURE_HEADER, SVIX_TIMESTAMP_HEADER, Scheme, SchemeName, body_timestamp,
+    GITHUB_DELIVERY_HEADER, GITHUB_SIGNATURE_HEADER, NATIVE_ID_HEADER, NATIVE_SIGNATURE_HEADER,
+    NATIVE_TIMESTAMP_HEADER, SHOPIFY_EVENT_ID_HEADER, SHOPIFY_SIGNATURE_HEADER,
+    SLACK_SIGNATURE_HEADER, SLACK_TIMESTAMP_HEADER, STANDARD_ID_HEADER, STANDARD_SIGNATURE_HEADER,
+    STANDARD_TIMESTAMP_HEADER, STRIPE_SIGNATURE_HEADER, SVIX_ID_HEADER, SVIX_SIGNATURE_HEADER,
+    SVIX_TIMESTAMP_HEADER, Scheme, SchemeName, body_timestamp,
 };
 
 impl SchemeName {
@@ -52,6 +53,18 @@ impl SchemeName {
             Self::Stripe => &[STRIPE_SIGNATURE_HEADER],
             Self::Slack => &[SLACK_TIMESTAMP_HEADER, SLACK_SIGNATURE_HEADER],
             Self::Shopify => &[SHOPIFY_SIGNATURE_HEADER],
+        }
+    }
+
+    /// The headers that carry a request's delivery or event id, signed or
+    /// not, in the order they are looked for.
+    pub(crate) const fn id_headers(self) -> &'static [&'static str] {
+        match self {
+            Self::Native => &[NATIVE_ID_HEADER],
+            Self::Standard => &[STANDARD_ID_HEADER, SVIX_ID_HEADER],
+            Self::GitHub => &[GITHUB_DELIVERY_HEADER],
+            Self::Shopify => &[SHOPIFY_EVENT_ID_HEADER],
+            Self::NativeBodyOnly | Self::Stripe | Self::Slack => &[],
         }
     }
 

@@ -584,6 +584,15 @@ impl Scheme {
         }
     }
 
+    /// The labels of the ed25519 public keys, in the order of
+    /// [`SignatureMatch::secret_index`]; empty for other schemes.
+    pub(crate) fn ed25519_key_labels(&self) -> Vec<Option<&str>> {
+        match &self.kind {
+            Kind::Standard(keys) => keys.public_key_labels(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Where the deduplication id of a verified request comes from.
     pub fn id_source(&self) -> IdSource {
         match self.kind {

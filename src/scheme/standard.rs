@@ -76,7 +76,19 @@ impl StandardKeys {
     pub(super) fn public_key_bytes(&self) -> Vec<[u8; 32]> {
         #[cfg(feature = "ed25519")]
         {
-            self.public.iter().map(|k| k.0.to_bytes()).collect()
+            self.public.iter().map(|k| k.key.to_bytes()).collect()
+        }
+        #[cfg(not(feature = "ed25519"))]
+        {
+            Vec::new()
+        }
+    }
+
+    /// The public keys' labels, in index order.
+    pub(super) fn public_key_labels(&self) -> Vec<Option<&str>> {
+        #[cfg(feature = "ed25519")]
+        {
+            self.public.iter().map(|k| k.label.as_deref()).collect()
         }
         #[cfg(not(feature = "ed25519"))]
         {
@@ -180,7 +192,7 @@ fn find_ed25519_match(
     for (index, key) in std_keys.public.iter().enumerate() {
         for candidate in candidates {
             let sig = ed25519_dalek::Signature::from_bytes(candidate);
-            if key.0.verify_strict(&content, &sig).is_ok() {
+            if key.key.verify_strict(&content, &sig).is_ok() {
                 return Ok(Some(index));
             }
         }
@@ -349,6 +361,7 @@ fn no_match(
 #[cfg(feature = "ed25519")]
 mod ed25519_keys {
     use std::fmt;
+    use std::sync::Arc;
 
     use base64::Engine as _;
 
@@ -380,8 +393,21 @@ mod ed25519_keys {
     }
 
     /// An ed25519 public key that verifies Standard Webhooks `v1a` signatures.
-    #[derive(Clone, PartialEq, Eq)]
-    pub struct Ed25519PublicKey(pub(super) ed25519_dalek::VerifyingKey);
+    ///
+    /// Two keys are equal when their key bytes are, whatever their labels.
+    #[derive(Clone)]
+    pub struct Ed25519PublicKey {
+        pub(super) key: ed25519_dalek::VerifyingKey,
+        pub(super) label: Option<Arc<str>>,
+    }
+
+    impl PartialEq for Ed25519PublicKey {
+        fn eq(&self, other: &Self) -> bool {
+            self.key == other.key
+        }
+    }
+
+    impl Eq for Ed25519PublicKey {}
 
     impl Ed25519PublicKey {
         /// Decodes `whpk_<base64 of the 32-byte key>` (the prefix is optional).
@@ -401,7 +427,7 @@ mod ed25519_keys {
         /// [`ConfigError::InvalidSecret`] when the bytes are not a valid key.
         pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, ConfigError> {
             ed25519_dalek::VerifyingKey::from_bytes(bytes)
-                .map(Self)
+                .map(|key| Self { key, label: None })
                 .map_err(|_| ConfigError::InvalidSecret {
                     reason: "the bytes are not a valid ed25519 public key".into(),
                 })
@@ -411,8 +437,29 @@ mod ed25519_keys {
         pub fn to_whpk(&self) -> String {
             format!(
                 "{WHPK_PREFIX}{}",
-                base64::engine::general_purpose::STANDARD.encode(self.0.as_bytes())
+                base64::engine::general_purpose::STANDARD.encode(self.key.as_bytes())
             )
+        }
+
+        /// Names this key in metrics and logs, as
+        /// [`Secret::labelled`](crate::Secret::labelled) does for a secret;
+        /// without one, a key is named by its position among the scheme's
+        /// public keys.
+        ///
+        /// # Errors
+        ///
+        /// [`ConfigError::InvalidSetting`] for a label that is empty, longer
+        /// than [`MAX_KEY_LABEL_LEN`](crate::secret::MAX_KEY_LABEL_LEN)
+        /// bytes, or has a character other than an ASCII letter, digit, `-`,
+        /// `_` or `.`.
+        pub fn labelled(mut self, label: &str) -> Result<Self, ConfigError> {
+            self.label = Some(crate::secret::check_key_label(label)?);
+            Ok(self)
+        }
+
+        /// The label set with [`labelled`](Self::labelled).
+        pub fn label(&self) -> Option<&str> {
+            self.label.as_deref()
         }
     }
 
@@ -450,7 +497,10 @@ mod ed25519_keys {
 
         /// The matching public key, to hand to receivers.
         pub fn public_key(&self) -> Ed25519PublicKey {
-            Ed25519PublicKey(self.0.verifying_key())
+            Ed25519PublicKey {
+                key: self.0.verifying_key(),
+                label: None,
+            }
         }
 
         /// The key as `whsk_<base64>`. Handle with care.

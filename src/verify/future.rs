@@ -3,6 +3,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Instant;
 
 use axum::body::Body;
 use bytes::{Buf, Bytes, BytesMut};
@@ -144,6 +145,7 @@ pub(super) fn over_the_limit(limit: usize) -> VerifyError {
 /// The rejection response, logged at `debug`; a `warn` summary when one is
 /// due (see [`super::summary`]).
 fn rejection(config: &Config, err: VerifyError) -> Response<Body> {
+    config.metrics.rejected(err.kind());
     let scheme = config.verifier.scheme().name();
     tracing::debug!(
         scheme = %scheme,
@@ -252,8 +254,15 @@ fn verify_and_call<S>(config: &Config, mut parts: Parts, mut service: S, bytes: 
 where
     S: Service<Request<Body>>,
 {
-    match config.verifier.verify(&parts.headers, bytes.clone()) {
+    let now = config.verifier.window().now_unix();
+    let started = Instant::now();
+    let result = config
+        .verifier
+        .verify_at(&parts.headers, bytes.clone(), now);
+    let took = started.elapsed();
+    match result {
         Ok(verified) => {
+            config.metrics.accepted(&verified, now, took);
             tracing::debug!(
                 scheme = %verified.scheme(),
                 id = %verified.id(),
@@ -267,9 +276,15 @@ where
                 future: span.in_scope(|| service.call(req)).instrument(span),
             }
         }
-        Err(err) => State::Rejected {
-            response: Some(rejection(config, err)),
-        },
+        Err(err) => {
+            config.metrics.rejected_after(took);
+            if let Some(diagnoser) = &config.diagnoser {
+                diagnoser.consider(&config.verifier, err.kind(), &parts.headers, &bytes);
+            }
+            State::Rejected {
+                response: Some(rejection(config, err)),
+            }
+        }
     }
 }
 

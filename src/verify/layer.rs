@@ -6,8 +6,10 @@ use axum::body::Body;
 use http::Response;
 use tower_layer::Layer;
 
+use super::diagnosis::{DiagnoseConfig, Diagnoser};
 use super::drain::Drain;
 use super::summary::{DEFAULT_REJECTION_SUMMARY_INTERVAL, RejectionSummary};
+use super::telemetry::VerifyMetrics;
 use super::{Verify, verified::Verifier};
 use crate::error::{ConfigError, VerifyError};
 use crate::replay::{Clock, ReplayWindow};
@@ -25,6 +27,8 @@ pub(crate) struct Config {
     pub(crate) drain: Drain,
     pub(crate) on_rejection: Arc<RejectFn>,
     pub(crate) rejections: Arc<RejectionSummary>,
+    pub(crate) metrics: VerifyMetrics,
+    pub(crate) diagnoser: Option<Arc<Diagnoser>>,
 }
 
 /// A tower [`Layer`] that lets through only authentic, fresh webhooks.
@@ -61,6 +65,12 @@ pub(crate) struct Config {
 /// while the Standard Webhooks libraries would base64-decode it). The
 /// warnings name the secret by its index, never by its content.
 ///
+/// It records metrics through the [`metrics`](https://docs.rs/metrics)
+/// facade: requests by outcome, the time of each check, and which secret
+/// matched with when it was last used; see [`metric_names`](super::metric_names).
+/// [`diagnose_failures`](Self::diagnose_failures) adds the likely cause of
+/// rejections.
+///
 /// The layer bounds how much of a body it reads, not how long the client may
 /// take to send it: put a body-read timeout in front of it (tower-http's
 /// `RequestBodyTimeoutLayer`, or your server's own), as for any route that
@@ -89,6 +99,7 @@ pub struct VerifyLayer {
     drain: Drain,
     on_rejection: Arc<RejectFn>,
     rejections: Arc<RejectionSummary>,
+    diagnoser: Option<Arc<Diagnoser>>,
     warned: Arc<Once>,
 }
 
@@ -107,6 +118,7 @@ impl VerifyLayer {
             drain: Drain::default(),
             on_rejection: Arc::new(crate::problem::default_rejection),
             rejections: Arc::new(RejectionSummary::new(DEFAULT_REJECTION_SUMMARY_INTERVAL)),
+            diagnoser: None,
             warned: Arc::new(Once::new()),
         }
     }
@@ -266,6 +278,38 @@ impl VerifyLayer {
         self
     }
 
+    /// Diagnoses rejected requests to find their likely cause: the body
+    /// changed after signing (and how), the secret read another way, a clock
+    /// off or a timestamp in milliseconds, another provider's headers (see
+    /// [`diagnose`](crate::diagnose)). Each diagnosis is counted by
+    /// [`FailureCause`](super::FailureCause) in
+    /// [`DIAGNOSED_FAILURES`](super::metric_names::DIAGNOSED_FAILURES) and
+    /// logged at `debug` level with the id the request claims (unverified,
+    /// cut short and escaped). Neither holds a secret or an expected
+    /// signature.
+    ///
+    /// Off by default. A diagnosis hashes the body many times (bounded by
+    /// [`GUESS_BUDGET`](crate::diagnose::GUESS_BUDGET)), so it runs on
+    /// Tokio's blocking threads, at most as often as `config` allows and
+    /// only for bodies up to its size; the rejections it leaves out are
+    /// counted in [`DIAGNOSES_SKIPPED`](super::metric_names::DIAGNOSES_SKIPPED).
+    /// Without a Tokio runtime nothing is diagnosed. The response does not
+    /// wait for the diagnosis and does not change.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use webhook_guard::verify::DiagnoseConfig;
+    /// use webhook_guard::{SecretSet, VerifyLayer};
+    ///
+    /// let layer = VerifyLayer::new(SecretSet::single("s")?)
+    ///     .diagnose_failures(DiagnoseConfig::new().at_most(1, Duration::from_secs(1)));
+    /// # Ok::<(), webhook_guard::ConfigError>(())
+    /// ```
+    pub fn diagnose_failures(mut self, config: DiagnoseConfig) -> Self {
+        self.diagnoser = Some(Arc::new(Diagnoser::new(config)));
+        self
+    }
+
     /// The verifier this layer applies.
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
@@ -278,6 +322,8 @@ impl VerifyLayer {
             drain: self.drain,
             on_rejection: self.on_rejection.clone(),
             rejections: self.rejections.clone(),
+            metrics: VerifyMetrics::new(self.verifier.scheme(), self.verifier.secrets()),
+            diagnoser: self.diagnoser.clone(),
         })
     }
 }
@@ -290,6 +336,10 @@ impl fmt::Debug for VerifyLayer {
             .field("rejection_summary_interval", &self.rejections.interval())
             .field("drain_max_bytes", &self.drain.max_bytes)
             .field("drain_max_time", &self.drain.max_time)
+            .field(
+                "diagnose_failures",
+                &self.diagnoser.as_ref().map(|d| d.config()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -298,8 +348,10 @@ impl<S> Layer<S> for VerifyLayer {
     type Service = Verify<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        self.warned
-            .call_once(|| warn_about_secrets(self.verifier.scheme(), self.verifier.secrets()));
+        self.warned.call_once(|| {
+            warn_about_secrets(self.verifier.scheme(), self.verifier.secrets());
+            warn_about_key_labels(self.verifier.scheme());
+        });
         Verify::from_config(inner, self.config())
     }
 }
@@ -328,5 +380,14 @@ fn warn_about_secrets(scheme: &Scheme, secrets: &SecretSet) {
                  guessed offline from one signed request; ask the provider for a longer one"
             );
         }
+    }
+}
+
+/// Logs public keys that would share a name in metrics (secrets are checked
+/// when their set is built; public keys are added to a scheme one by one).
+fn warn_about_key_labels(scheme: &Scheme) {
+    let labels = scheme.ed25519_key_labels();
+    if let Err(err) = crate::secret::check_unique_labels(labels.into_iter()) {
+        tracing::warn!("ed25519 public keys: {err}; their metrics are added together");
     }
 }

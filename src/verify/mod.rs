@@ -30,14 +30,18 @@
 //! # }
 //! ```
 
+mod diagnosis;
 mod drain;
 mod future;
 mod identity;
 mod layer;
+pub mod metric_names;
 mod service;
 mod summary;
+mod telemetry;
 mod verified;
 
+pub use diagnosis::{DiagnoseConfig, FailureCause};
 pub use drain::{DEFAULT_DRAIN_BYTES, DEFAULT_DRAIN_TIME};
 pub use future::ResponseFuture;
 pub use identity::VerifierId;

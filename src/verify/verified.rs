@@ -258,7 +258,17 @@ impl Verifier {
     ///
     /// A [`VerifyError`] whose [`kind`](VerifyError::kind) says why.
     pub fn verify(&self, headers: &HeaderMap, body: Bytes) -> Result<Verified, VerifyError> {
-        let now = self.window.now_unix();
+        self.verify_at(headers, body, self.window.now_unix())
+    }
+
+    /// [`verify`](Self::verify) at `now` (unix seconds, read from the
+    /// window's clock by the caller).
+    pub(crate) fn verify_at(
+        &self,
+        headers: &HeaderMap,
+        body: Bytes,
+        now: i64,
+    ) -> Result<Verified, VerifyError> {
         let matched = self
             .scheme
             .verify_signature(&self.secrets, headers, &body, now)?;
