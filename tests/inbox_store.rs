@@ -8,6 +8,7 @@
 #[allow(dead_code, unreachable_pub)]
 mod postgres_server;
 
+use webhook_guard::SchemeName;
 use webhook_guard::inbox::store::{Insert, NewInboxEvent, Settle};
 use webhook_guard::inbox::{
     InboxQuery, InboxStatus, InboxStore, MemoryInboxStore, ReplaySelection, SqliteInboxStore,
@@ -15,7 +16,7 @@ use webhook_guard::inbox::{
 
 fn event(id: &str, at: i64) -> NewInboxEvent {
     let mut e = NewInboxEvent::new(id, format!(r#"{{"event":"kpi.alert","n":"{id}"}}"#), at);
-    e.scheme = "native".into();
+    e.scheme = SchemeName::Standard;
     e.signed_at = Some(at / 1000);
     e.event_type = Some("kpi.alert".into());
     e
@@ -76,7 +77,7 @@ contract!(insert_stores_once_and_keeps_the_body_exactly, |store| {
     let stored = store.event("evt_1").await.unwrap().unwrap();
     assert_eq!(&stored.body[..], b"\xff\x00 not utf-8");
     assert_eq!(stored.received_at_ms, 1_000);
-    assert_eq!(stored.scheme, "native");
+    assert_eq!(stored.scheme, SchemeName::Standard);
     assert_eq!(stored.signed_at, Some(1));
     assert_eq!(stored.status, InboxStatus::Pending);
     assert_eq!(stored.attempts, 0);
@@ -529,3 +530,30 @@ contract!(
         }
     }
 );
+
+/// A scheme name this version does not know (written by a newer one, or
+/// by hand) makes reading the row a store error that names it, not a
+/// panic; the other rows stay readable.
+#[tokio::test]
+async fn sqlite_an_unknown_stored_scheme_is_a_store_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.db");
+    let store = SqliteInboxStore::open(&path).unwrap();
+    store.insert(&event("evt_odd", 1_000)).await.unwrap();
+    store.insert(&event("evt_fine", 2_000)).await.unwrap();
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute(
+            "UPDATE inbox_events SET scheme = 'rot13' WHERE id = 'evt_odd'",
+            [],
+        )
+        .unwrap();
+    let err = store.event("evt_odd").await.unwrap_err();
+    assert!(
+        err.message().contains("scheme") && err.message().contains("rot13"),
+        "{err}"
+    );
+    assert!(store.events(&InboxQuery::default()).await.is_err());
+    let fine = store.event("evt_fine").await.unwrap().unwrap();
+    assert_eq!(fine.scheme, SchemeName::Standard);
+}

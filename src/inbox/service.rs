@@ -150,7 +150,7 @@ fn refuse_when_full<St>(shared: &Shared<St>) -> Option<Response<Body>> {
 /// What the store keeps of a verified request.
 fn new_event(verified: &Verified, now_ms: i64) -> NewInboxEvent {
     let mut event = NewInboxEvent::new(verified.id(), verified.body().clone(), now_ms);
-    event.scheme = verified.scheme().as_str().to_owned();
+    event.scheme = verified.scheme();
     event.signed_at = verified.timestamp();
     event.event_type = event_type(verified.body());
     event

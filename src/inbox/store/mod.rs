@@ -45,6 +45,8 @@ use std::future::Future;
 
 use bytes::Bytes;
 
+use crate::scheme::SchemeName;
+
 pub use memory::MemoryInboxStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -58,8 +60,9 @@ pub struct NewInboxEvent {
     /// The authenticated id ([`Verified::id`](crate::Verified::id)): unique
     /// in the store.
     pub id: String,
-    /// The scheme that verified it (`native`, `standard`, ...).
-    pub scheme: String,
+    /// The scheme that verified it; stored as its name
+    /// ([`SchemeName::as_str`]).
+    pub scheme: SchemeName,
     /// The signed timestamp, unix seconds, when the scheme carries one.
     pub signed_at: Option<i64>,
     /// The event type read from the body (`event` or `type` field), if any.
@@ -74,11 +77,13 @@ pub struct NewInboxEvent {
 }
 
 impl NewInboxEvent {
-    /// An event with this id and body, received at `received_at_ms`.
+    /// An event with this id and body, received at `received_at_ms`,
+    /// verified by the [`native`](SchemeName::Native) scheme (set
+    /// [`scheme`](Self::scheme) for another).
     pub fn new(id: impl Into<String>, body: impl Into<Bytes>, received_at_ms: i64) -> Self {
         Self {
             id: id.into(),
-            scheme: String::new(),
+            scheme: SchemeName::Native,
             signed_at: None,
             event_type: None,
             ordering_key: None,
@@ -92,7 +97,7 @@ impl NewInboxEvent {
         InboxEntry {
             seq,
             id: self.id.clone(),
-            scheme: self.scheme.clone(),
+            scheme: self.scheme,
             signed_at: self.signed_at,
             event_type: self.event_type.clone(),
             ordering_key: self.ordering_key.clone(),
@@ -159,8 +164,9 @@ pub struct InboxEntry {
     pub seq: i64,
     /// The authenticated id.
     pub id: String,
-    /// The scheme that verified it.
-    pub scheme: String,
+    /// The scheme that verified it. A stored name this version does not
+    /// know is a store error when the row is read.
+    pub scheme: SchemeName,
     /// The signed timestamp, unix seconds.
     pub signed_at: Option<i64>,
     /// The event type read from the body.

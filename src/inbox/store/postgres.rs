@@ -34,6 +34,7 @@ use super::{
     InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, Insert, NewInboxEvent,
     ReplaySelection, Settle,
 };
+use crate::scheme::SchemeName;
 use crate::postgres::{DEFAULT_POOL_SIZE, PgSetupError, error_chain, migrate, pool_from_url};
 
 /// The schema migrations of the `inbox` component, version `i + 1` at `i`.
@@ -132,12 +133,16 @@ fn entry_from_row(row: &Row) -> Result<InboxEntry, InboxStoreError> {
     let status = InboxStatus::parse(&status).ok_or_else(|| {
         InboxStoreError::new(format!("unknown inbox status `{status}` in the database"))
     })?;
+    let scheme: String = row.try_get("scheme").map_err(pg_err)?;
+    let scheme: SchemeName = scheme.parse().map_err(|e| {
+        InboxStoreError::new(format!("a stored scheme name is not known: {e}"))
+    })?;
     let attempts: i32 = row.try_get("attempts").map_err(pg_err)?;
     let body: Vec<u8> = row.try_get("body").map_err(pg_err)?;
     Ok(InboxEntry {
         seq: row.try_get("seq").map_err(pg_err)?,
         id: row.try_get("id").map_err(pg_err)?,
-        scheme: row.try_get("scheme").map_err(pg_err)?,
+        scheme,
         signed_at: row.try_get("signed_at").map_err(pg_err)?,
         event_type: row.try_get("event_type").map_err(pg_err)?,
         ordering_key: row.try_get("ordering_key").map_err(pg_err)?,
@@ -299,7 +304,7 @@ impl InboxStore for PgInboxStore {
                 &stmt,
                 &[
                     &e.id,
-                    &e.scheme,
+                    &e.scheme.as_str(),
                     &e.signed_at,
                     &e.event_type,
                     &e.ordering_key,

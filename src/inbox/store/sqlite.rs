@@ -15,6 +15,7 @@ use super::{
     ReplaySelection, Settle,
 };
 use crate::durable::sqlite_engine::{Engine, EngineError, configure, db_err};
+use crate::scheme::SchemeName;
 
 const SCHEMA_VERSION: i64 = 1;
 
@@ -153,11 +154,19 @@ fn entry_of(row: &Row<'_>) -> rusqlite::Result<InboxEntry> {
             format!("unknown inbox status `{status}`").into(),
         )
     })?;
+    let scheme: String = row.get(2)?;
+    let scheme: SchemeName = scheme.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            2,
+            rusqlite::types::Type::Text,
+            format!("a stored scheme name is not known: {e}").into(),
+        )
+    })?;
     let body: Vec<u8> = row.get(6)?;
     Ok(InboxEntry {
         seq: row.get(0)?,
         id: row.get(1)?,
-        scheme: row.get(2)?,
+        scheme,
         signed_at: row.get(3)?,
         event_type: row.get(4)?,
         ordering_key: row.get(5)?,
@@ -183,7 +192,7 @@ fn insert_row(conn: &Connection, e: &NewInboxEvent) -> Result<Insert, EngineErro
         .and_then(|mut s| {
             s.execute(params![
                 e.id,
-                e.scheme,
+                e.scheme.as_str(),
                 e.signed_at,
                 e.event_type,
                 e.ordering_key,
