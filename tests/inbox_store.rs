@@ -11,7 +11,8 @@ mod postgres_server;
 use webhook_guard::SchemeName;
 use webhook_guard::inbox::store::{Insert, NewInboxEvent, Settle};
 use webhook_guard::inbox::{
-    InboxQuery, InboxStatus, InboxStore, MemoryInboxStore, ReplaySelection, SqliteInboxStore,
+    InboxDepth, InboxQuery, InboxStatus, InboxStore, MemoryInboxStore, ReplaySelection,
+    SqliteInboxStore,
 };
 
 fn event(id: &str, at: i64) -> NewInboxEvent {
@@ -84,6 +85,50 @@ contract!(insert_stores_once_and_keeps_the_body_exactly, |store| {
     assert_eq!(store.unprocessed().await.unwrap(), 1);
     assert!(store.event("evt_2").await.unwrap().is_none());
 });
+
+contract!(
+    depth_counts_pending_events_and_the_oldest_receipt,
+    |store| {
+        assert_eq!(store.depth().await.unwrap(), InboxDepth::new(0, None));
+        store.insert(&event("b", 2_000)).await.unwrap();
+        store.insert(&event("a", 1_000)).await.unwrap();
+        store.insert(&event("c", 3_000)).await.unwrap();
+        assert_eq!(
+            store.depth().await.unwrap(),
+            InboxDepth::new(3, Some(1_000))
+        );
+        // Being processed still counts; once done, the next oldest is reported.
+        let claimed = store.claim_due(1_500, 1, 60_000).await.unwrap();
+        assert_eq!(claimed[0].id, "a");
+        assert_eq!(
+            store.depth().await.unwrap(),
+            InboxDepth::new(3, Some(1_000))
+        );
+        assert!(
+            store
+                .settle("a", 60_000, &Settle::Done, 1_600)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.depth().await.unwrap(),
+            InboxDepth::new(2, Some(2_000))
+        );
+        let claimed = store.claim_due(2_500, 1, 60_000).await.unwrap();
+        let dead = Settle::DeadLetter("no".into());
+        assert!(
+            store
+                .settle(&claimed[0].id, 60_000, &dead, 2_600)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.depth().await.unwrap(),
+            InboxDepth::new(1, Some(3_000))
+        );
+        assert_eq!(store.unprocessed().await.unwrap(), 1);
+    }
+);
 
 contract!(claims_are_leased_counted_and_ordered, |store| {
     store.insert(&event("b", 2_000)).await.unwrap();

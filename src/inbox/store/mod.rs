@@ -254,6 +254,28 @@ pub(crate) struct Settled<'a> {
     pub(crate) finished_at_ms: Option<i64>,
 }
 
+/// How deep the inbox is: from [`InboxStore::depth`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InboxDepth {
+    /// Events pending (waiting or being processed).
+    pub unprocessed: u64,
+    /// When the longest-waiting of them was received, unix ms; `None` when
+    /// none is pending.
+    pub oldest_received_at_ms: Option<i64>,
+}
+
+impl InboxDepth {
+    /// A depth of `unprocessed` events, the oldest received at
+    /// `oldest_received_at_ms`.
+    pub fn new(unprocessed: u64, oldest_received_at_ms: Option<i64>) -> Self {
+        Self {
+            unprocessed,
+            oldest_received_at_ms,
+        }
+    }
+}
+
 /// Which dead letters to replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -401,6 +423,11 @@ pub trait InboxStore: Clone + Send + Sync + 'static {
 
     /// How many events are pending (waiting or being processed).
     fn unprocessed(&self) -> impl Future<Output = Result<u64, InboxStoreError>> + Send;
+
+    /// How many events are pending and when the oldest of them was
+    /// received: one cheap query, which the workers sample for the depth
+    /// and age gauges.
+    fn depth(&self) -> impl Future<Output = Result<InboxDepth, InboxStoreError>> + Send;
 
     /// The event with this id.
     fn event(

@@ -31,11 +31,11 @@ use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::Row;
 
 use super::{
-    InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, Insert, NewInboxEvent,
-    ReplaySelection, Settle,
+    InboxDepth, InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, Insert,
+    NewInboxEvent, ReplaySelection, Settle,
 };
-use crate::scheme::SchemeName;
 use crate::postgres::{DEFAULT_POOL_SIZE, PgSetupError, error_chain, migrate, pool_from_url};
+use crate::scheme::SchemeName;
 
 /// The schema migrations of the `inbox` component, version `i + 1` at `i`.
 const MIGRATIONS: &[&str] = &[include_str!(
@@ -134,9 +134,9 @@ fn entry_from_row(row: &Row) -> Result<InboxEntry, InboxStoreError> {
         InboxStoreError::new(format!("unknown inbox status `{status}` in the database"))
     })?;
     let scheme: String = row.try_get("scheme").map_err(pg_err)?;
-    let scheme: SchemeName = scheme.parse().map_err(|e| {
-        InboxStoreError::new(format!("a stored scheme name is not known: {e}"))
-    })?;
+    let scheme: SchemeName = scheme
+        .parse()
+        .map_err(|e| InboxStoreError::new(format!("a stored scheme name is not known: {e}")))?;
     let attempts: i32 = row.try_get("attempts").map_err(pg_err)?;
     let body: Vec<u8> = row.try_get("body").map_err(pg_err)?;
     Ok(InboxEntry {
@@ -369,6 +369,21 @@ impl InboxStore for PgInboxStore {
             .map_err(pg_err)?;
         let n: i64 = row.try_get(0).map_err(pg_err)?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn depth(&self) -> Result<InboxDepth, InboxStoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT count(*), min(received_at_ms) FROM inbox_events WHERE status = 'pending'",
+                &[],
+            )
+            .await
+            .map_err(pg_err)?;
+        let n: i64 = row.try_get(0).map_err(pg_err)?;
+        let oldest: Option<i64> = row.try_get(1).map_err(pg_err)?;
+        Ok(InboxDepth::new(u64::try_from(n).unwrap_or(0), oldest))
     }
 
     async fn event(&self, id: &str) -> Result<Option<InboxEntry>, InboxStoreError> {

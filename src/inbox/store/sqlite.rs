@@ -11,8 +11,8 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, Insert, NewInboxEvent,
-    ReplaySelection, Settle,
+    InboxDepth, InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, Insert,
+    NewInboxEvent, ReplaySelection, Settle,
 };
 use crate::durable::sqlite_engine::{Engine, EngineError, configure, db_err};
 use crate::scheme::SchemeName;
@@ -144,6 +144,10 @@ fn migrate(conn: &mut Connection) -> Result<(), EngineError> {
     }
     tx.commit().map_err(db_err)
 }
+
+/// The count and the oldest receipt of the pending events.
+const DEPTH: &str =
+    "SELECT count(*), min(received_at_ms) FROM inbox_events WHERE status = 'pending'";
 
 fn entry_of(row: &Row<'_>) -> rusqlite::Result<InboxEntry> {
     let status: String = row.get(8)?;
@@ -385,6 +389,21 @@ impl InboxStore for SqliteInboxStore {
                 )
                 .map(|n| u64::try_from(n).unwrap_or(0))
                 .map_err(|e| InboxStoreError::from(db_err(e)))
+            })
+            .await
+    }
+
+    async fn depth(&self) -> Result<InboxDepth, InboxStoreError> {
+        self.engine
+            .call(|conn: &Connection| {
+                conn.prepare_cached(DEPTH)
+                    .and_then(|mut s| {
+                        s.query_row([], |r| {
+                            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+                        })
+                    })
+                    .map(|(n, oldest)| InboxDepth::new(u64::try_from(n).unwrap_or(0), oldest))
+                    .map_err(|e| InboxStoreError::from(db_err(e)))
             })
             .await
     }
