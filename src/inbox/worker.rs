@@ -219,8 +219,9 @@ async fn claim<S: InboxStore>(shared: &Shared<S>, limit: usize) -> Vec<InboxEntr
     }
 }
 
-/// Waits for a new event, the poll interval, or a stop.
-async fn idle<S>(shared: &Shared<S>, stop: &Stop) {
+/// Waits for a new event (stored here, or as the store tells), the poll
+/// interval, or a stop.
+async fn idle<S: InboxStore>(shared: &Shared<S>, stop: &Stop) {
     let wake = shared.wake.notified();
     let stopped = stop.notify.notified();
     if stop.requested.load(Ordering::SeqCst) {
@@ -229,7 +230,7 @@ async fn idle<S>(shared: &Shared<S>, stop: &Stop) {
     tokio::select! {
         () = wake => {}
         () = stopped => {}
-        () = tokio::time::sleep(shared.config.poll_interval) => {}
+        () = shared.store.wait_for_work(shared.config.poll_interval) => {}
     }
 }
 

@@ -440,4 +440,14 @@ pub trait InboxStore: Clone + Send + Sync + 'static {
         &self,
         query: &InboxQuery,
     ) -> impl Future<Output = Result<Vec<InboxEntry>, InboxStoreError>> + Send;
+
+    /// Waits up to `max` for a sign that events may be waiting for a claim:
+    /// what an idle worker does between polls. Returning early only costs a
+    /// claim that finds nothing. The default sleeps `max` (the inbox wakes
+    /// its own workers on each event it stores); a store shared by several
+    /// receivers returns as soon as any of them stores or replays an event
+    /// (`PgInboxStore`: `LISTEN/NOTIFY`).
+    fn wait_for_work(&self, max: std::time::Duration) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep(max)
+    }
 }
