@@ -76,7 +76,7 @@
 //! | `testing` | no | `testing`: signed requests for any scheme in one line, [`FixedClock`] |
 //! | `sender` | no | `sender`: sign, deliver, retry, dead-letter and replay outgoing webhooks (in-memory store) |
 //! | `sqlite` | no | the sender's durable SQLite store (implies `sender`) |
-//! | `inbox` | no | `inbox`: `InboxLayer`, workers, retries, dead letters, back-pressure; SQLite (bundled) and memory stores; does not need `sender` |
+//! | `inbox` | no | `inbox`: `InboxLayer`, workers, retries, dead letters, back-pressure, metrics (`metrics` facade); SQLite (bundled) and memory stores; does not need `sender` |
 //! | `console` | no | `sender::console`: the operator console, a JSON API and web page for destinations, delivery history and the DLQ (implies `sender`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
