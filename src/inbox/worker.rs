@@ -294,7 +294,6 @@ where
     };
     match shared.store.settle(&entry.id, lease, &settle, now).await {
         Ok(true) => {
-            count_settled(&settle);
             if !matches!(settle, Settle::RetryAt { .. }) {
                 shared.backlog.drained();
                 if entry.ordering_key.is_some() {
@@ -302,6 +301,7 @@ where
                     shared.wake.notify_one();
                 }
             }
+            count_settled(&settle);
         }
         Ok(false) => tracing::warn!(
             id = %entry.id,
