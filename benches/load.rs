@@ -24,21 +24,19 @@
 //! `LOAD_ONLY=plain|verify|verify+dedup` one mode only (for profiling).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-
 use axum::Router;
 use axum::routing::post;
 use bytes::Bytes;
-use http::{Request, header};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use webhook_guard::idempotency::{DUPLICATE_HEADER, IdempotencyLayer, MokaStore};
-use webhook_guard::{FixedClock, Message, Scheme, SecretSet, VerifyLayer};
+use webhook_guard::idempotency::{IdempotencyLayer, MokaStore};
+use webhook_guard::{FixedClock, Message, Scheme, VerifyLayer};
 
-const NOW: i64 = 1_700_000_000;
-const BODY: &[u8] = br#"{"event":"ingestion.completed","timestamp":"2023-11-14T22:13:20Z","tenantId":"tenant_abc123","data":{"jobId":"job_xyz","table":"sales_data","rowsIngested":15234,"duration":3200}}"#;
+#[path = "support/load_client.rs"]
+#[allow(dead_code)]
+mod load_client;
+
+use load_client::{
+    BODY, Load, NOW, Tally, answered_ok, drive, env_u64, one_worker, secrets, thread_cpu_secs,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -55,10 +53,6 @@ impl Mode {
             Mode::Dedup => "verify+dedup",
         }
     }
-}
-
-fn secrets() -> SecretSet {
-    SecretSet::single("load-test-secret").unwrap()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,80 +98,6 @@ fn router(mode: Mode, work: Work) -> Router {
     }
 }
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn one_worker() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Tally {
-    processed: u64,
-    other: u64,
-    errors: u64,
-}
-
-async fn connection(addr: SocketAddr, tag: String, until: Instant) -> Tally {
-    let mut tally = Tally::default();
-    let secrets = secrets();
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (mut sender, conn) = http1::handshake(TokioIo::new(stream)).await.unwrap();
-    tokio::spawn(conn);
-    let mut n = 0u64;
-    while Instant::now() < until {
-        n += 1;
-        let id = format!("evt_{tag}_{n}");
-        let headers = Scheme::native()
-            .sign(&secrets, &Message::new(&id, NOW, BODY))
-            .unwrap();
-        let mut req = Request::post("/webhooks")
-            .header(header::HOST, "127.0.0.1")
-            .body(Full::new(Bytes::from_static(BODY)))
-            .unwrap();
-        req.headers_mut().extend(headers);
-        if sender.ready().await.is_err() {
-            tally.errors += 1;
-            break;
-        }
-        match sender.send_request(req).await {
-            Ok(res) => {
-                let ok = res.status() == 200 && res.headers().get(DUPLICATE_HEADER).is_none();
-                let body = res.into_body().collect().await.map(|b| b.to_bytes());
-                if ok && body.is_ok_and(|b| &b[..] == b"ok") {
-                    tally.processed += 1;
-                } else {
-                    tally.other += 1;
-                }
-            }
-            Err(_) => {
-                tally.errors += 1;
-                break;
-            }
-        }
-    }
-    tally
-}
-
-/// CPU time (user + system) of the calling thread, in seconds, from
-/// `/proc/thread-self/stat` (clock ticks of 10 ms).
-fn thread_cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("/proc (Linux)");
-    let after_comm = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after_comm.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
-}
-
 /// Requests per second, server CPU microseconds per request, and the tally.
 fn measure(mode: Mode, work: Work, round: u64, secs: u64, conns: u64) -> (f64, f64, Tally) {
     let server = one_worker();
@@ -195,25 +115,14 @@ fn measure(mode: Mode, work: Work, round: u64, secs: u64, conns: u64) -> (f64, f
     };
     let cpu_before = server_cpu();
     let client = one_worker();
-    let started = Instant::now();
-    let until = started + Duration::from_secs(secs);
-    let tally = client.block_on(async {
-        let tasks: Vec<_> = (0..conns)
-            .map(|c| {
-                let tag = format!("{round}_{:?}_{:?}_{c}", mode, work);
-                tokio::spawn(connection(addr, tag, until))
-            })
-            .collect();
-        let mut total = Tally::default();
-        for t in tasks {
-            let t = t.await.unwrap();
-            total.processed += t.processed;
-            total.other += t.other;
-            total.errors += t.errors;
-        }
-        total
-    });
-    let elapsed = started.elapsed().as_secs_f64();
+    let tag = format!("{round}_{mode:?}_{work:?}");
+    let load = Load {
+        conns,
+        secs,
+        pace: None,
+        expected: answered_ok,
+    };
+    let (tally, elapsed, _) = client.block_on(drive(addr, &tag, load));
     let cpu = server_cpu() - cpu_before;
     client.shutdown_background();
     server.shutdown_background();

@@ -1,5 +1,6 @@
-//! What the PostgreSQL stores share: building a connection pool from a URL
-//! and applying versioned schema migrations, once, under an advisory lock.
+//! What the PostgreSQL stores share: building a connection pool from a URL,
+//! applying versioned schema migrations, once, under an advisory lock, and
+//! (`listen`) the `LISTEN` connection that wakes idle workers.
 //!
 //! Each store (the sender's queue, the receivers' idempotency keys) is a
 //! *component* with its own ordered list of SQL migrations, compiled into
@@ -9,6 +10,9 @@
 //! migration and the others find it applied; a database whose component is
 //! at a version newer than this build knows is refused, so an old node never
 //! writes into a schema it does not understand.
+
+#[cfg(any(feature = "sender", feature = "inbox"))]
+pub(crate) mod listen;
 
 use std::fmt;
 use std::str::FromStr;

@@ -13,7 +13,7 @@ use webhook_guard::inbox::{
     DUPLICATE_HEADER, Inbox, InboxEvent, InboxQuery, InboxStatus, ReplaySelection, RetryPolicy,
     SqliteInboxStore,
 };
-use webhook_guard::{Event, Message, Scheme, SecretSet, VerifyLayer};
+use webhook_guard::{Event, Message, Scheme, SchemeName, SecretSet, VerifyLayer};
 
 const SECRET: &str = "inbox-test-secret-of-at-least-24-bytes";
 const BODY: &str = r#"{"event":"ingestion.completed","timestamp":"2025-01-15T10:30:00Z","tenantId":"tenant_abc123","data":{"jobId":"job_xyz","table":"sales_data","rowsIngested":15234,"duration":3200}}"#;
@@ -131,7 +131,7 @@ async fn stored_and_answered_before_the_handler_runs() {
         BODY.as_bytes(),
         "the body exactly as verified"
     );
-    assert_eq!(stored.scheme, "native");
+    assert_eq!(stored.scheme, SchemeName::Native);
     assert_eq!(stored.event_type.as_deref(), Some("ingestion.completed"));
     assert!(seen.lock().unwrap().is_empty());
 

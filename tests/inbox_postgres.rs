@@ -270,3 +270,66 @@ async fn a_newer_schema_is_refused_and_errors_never_show_the_url() {
     assert!(err.contains("not valid"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+/// An event stored by one receiver wakes the idle workers of another at
+/// once (`LISTEN/NOTIFY`), though their poll interval is a minute; so does
+/// a replay.
+#[tokio::test]
+async fn an_event_stored_elsewhere_wakes_idle_workers_at_once() {
+    let pg = PostgresServer::start();
+    let url = pg.create_database("wake");
+    let receiving = PgInboxStore::connect(&url).await.unwrap();
+    let processing = Inbox::builder(PgInboxStore::connect(&url).await.unwrap())
+        .poll_interval(Duration::from_secs(60))
+        .retry(webhook_guard::inbox::RetryPolicy::new(Vec::new()))
+        .build()
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let workers = processing.start(move |event: InboxEvent<serde_json::Value>| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send((event.id.clone(), Instant::now()));
+            if event.attempt == 1 && event.id == "evt_replayed" {
+                return Err("fails once".to_owned());
+            }
+            Ok(())
+        }
+    });
+    // The workers have found nothing and are waiting out their interval.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    for id in ["evt_woken", "evt_replayed"] {
+        let stored = Instant::now();
+        receiving.insert(&event(id, now_ms())).await.unwrap();
+        let (seen, at) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the idle workers were not woken")
+            .unwrap();
+        assert_eq!(seen, id);
+        assert!(at.duration_since(stored) < Duration::from_secs(5));
+    }
+    // Dead-lettered (no retries); a replay on the other store wakes them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let entry = processing.event("evt_replayed").await.unwrap().unwrap();
+    assert_eq!(
+        entry.status,
+        webhook_guard::inbox::InboxStatus::DeadLettered
+    );
+    let selection = webhook_guard::inbox::ReplaySelection::One("evt_replayed".into());
+    assert_eq!(receiving.replay(&selection, now_ms()).await.unwrap(), 1);
+    let (seen, _) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("the replay did not wake the idle workers")
+        .unwrap();
+    assert_eq!(seen, "evt_replayed");
+    workers.shutdown().await;
+}
+
+fn now_ms() -> i64 {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    i64::try_from(ms).unwrap()
+}

@@ -8,14 +8,16 @@
 #[allow(dead_code, unreachable_pub)]
 mod postgres_server;
 
+use webhook_guard::SchemeName;
 use webhook_guard::inbox::store::{Insert, NewInboxEvent, Settle};
 use webhook_guard::inbox::{
-    InboxQuery, InboxStatus, InboxStore, MemoryInboxStore, ReplaySelection, SqliteInboxStore,
+    InboxDepth, InboxQuery, InboxStatus, InboxStore, MemoryInboxStore, ReplaySelection,
+    SqliteInboxStore,
 };
 
 fn event(id: &str, at: i64) -> NewInboxEvent {
     let mut e = NewInboxEvent::new(id, format!(r#"{{"event":"kpi.alert","n":"{id}"}}"#), at);
-    e.scheme = "native".into();
+    e.scheme = SchemeName::Standard;
     e.signed_at = Some(at / 1000);
     e.event_type = Some("kpi.alert".into());
     e
@@ -76,13 +78,57 @@ contract!(insert_stores_once_and_keeps_the_body_exactly, |store| {
     let stored = store.event("evt_1").await.unwrap().unwrap();
     assert_eq!(&stored.body[..], b"\xff\x00 not utf-8");
     assert_eq!(stored.received_at_ms, 1_000);
-    assert_eq!(stored.scheme, "native");
+    assert_eq!(stored.scheme, SchemeName::Standard);
     assert_eq!(stored.signed_at, Some(1));
     assert_eq!(stored.status, InboxStatus::Pending);
     assert_eq!(stored.attempts, 0);
     assert_eq!(store.unprocessed().await.unwrap(), 1);
     assert!(store.event("evt_2").await.unwrap().is_none());
 });
+
+contract!(
+    depth_counts_pending_events_and_the_oldest_receipt,
+    |store| {
+        assert_eq!(store.depth().await.unwrap(), InboxDepth::new(0, None));
+        store.insert(&event("b", 2_000)).await.unwrap();
+        store.insert(&event("a", 1_000)).await.unwrap();
+        store.insert(&event("c", 3_000)).await.unwrap();
+        assert_eq!(
+            store.depth().await.unwrap(),
+            InboxDepth::new(3, Some(1_000))
+        );
+        // Being processed still counts; once done, the next oldest is reported.
+        let claimed = store.claim_due(1_500, 1, 60_000).await.unwrap();
+        assert_eq!(claimed[0].id, "a");
+        assert_eq!(
+            store.depth().await.unwrap(),
+            InboxDepth::new(3, Some(1_000))
+        );
+        assert!(
+            store
+                .settle("a", 60_000, &Settle::Done, 1_600)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.depth().await.unwrap(),
+            InboxDepth::new(2, Some(2_000))
+        );
+        let claimed = store.claim_due(2_500, 1, 60_000).await.unwrap();
+        let dead = Settle::DeadLetter("no".into());
+        assert!(
+            store
+                .settle(&claimed[0].id, 60_000, &dead, 2_600)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.depth().await.unwrap(),
+            InboxDepth::new(1, Some(3_000))
+        );
+        assert_eq!(store.unprocessed().await.unwrap(), 1);
+    }
+);
 
 contract!(claims_are_leased_counted_and_ordered, |store| {
     store.insert(&event("b", 2_000)).await.unwrap();
@@ -529,3 +575,30 @@ contract!(
         }
     }
 );
+
+/// A scheme name this version does not know (written by a newer one, or
+/// by hand) makes reading the row a store error that names it, not a
+/// panic; the other rows stay readable.
+#[tokio::test]
+async fn sqlite_an_unknown_stored_scheme_is_a_store_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.db");
+    let store = SqliteInboxStore::open(&path).unwrap();
+    store.insert(&event("evt_odd", 1_000)).await.unwrap();
+    store.insert(&event("evt_fine", 2_000)).await.unwrap();
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute(
+            "UPDATE inbox_events SET scheme = 'rot13' WHERE id = 'evt_odd'",
+            [],
+        )
+        .unwrap();
+    let err = store.event("evt_odd").await.unwrap_err();
+    assert!(
+        err.message().contains("scheme") && err.message().contains("rot13"),
+        "{err}"
+    );
+    assert!(store.events(&InboxQuery::default()).await.is_err());
+    let fine = store.event("evt_fine").await.unwrap().unwrap();
+    assert_eq!(fine.scheme, SchemeName::Standard);
+}

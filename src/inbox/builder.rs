@@ -23,6 +23,7 @@ pub(crate) struct Config {
     pub(crate) full_status: StatusCode,
     pub(crate) lease: Duration,
     pub(crate) poll_interval: Duration,
+    pub(crate) depth_sample_interval: Duration,
     pub(crate) unavailable_retry_after: Duration,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) ordering_key: Option<OrderingKeyFn>,
@@ -81,6 +82,7 @@ impl<S: InboxStore> InboxBuilder<S> {
                 full_status: StatusCode::SERVICE_UNAVAILABLE,
                 lease: Duration::from_secs(300),
                 poll_interval: Duration::from_millis(500),
+                depth_sample_interval: Duration::from_secs(5),
                 unavailable_retry_after: Duration::from_secs(5),
                 clock: Arc::new(SystemClock),
                 ordering_key: None,
@@ -100,6 +102,11 @@ impl<S: InboxStore> InboxBuilder<S> {
         /// How often idle workers look for due retries (default 500 ms; new
         /// events wake them at once).
         fn poll_interval(every: Duration) => config.poll_interval = every;
+        /// How often the workers read the depth of the store and the age of
+        /// its oldest unprocessed event (default 5 s): one cheap query that
+        /// feeds the [gauges](super::metric_names) and corrects the count
+        /// that back-pressure uses (other processes may share the store).
+        fn depth_sample_interval(every: Duration) => config.depth_sample_interval = every;
         /// The `Retry-After` answered when the store fails (default 5 s).
         fn unavailable_retry_after(wait: Duration) => config.unavailable_retry_after = wait;
         /// The clock (tests use a fixed one).

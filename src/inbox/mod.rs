@@ -106,6 +106,14 @@
 //! ([`unavailable_retry_after`](InboxBuilder::unavailable_retry_after)); the
 //! insert is one transaction, so nothing is stored half-way.
 //!
+//! ## Metrics
+//!
+//! Through the [`metrics`] facade, named in [`metric_names`]: the depth
+//! and the age of the oldest unprocessed event (gauges, sampled by the
+//! workers), events processed, failed, dead-lettered, duplicates and
+//! deliveries refused by back-pressure (counters), and the time from
+//! receipt to the handler's start (a histogram).
+//!
 //! ## Stores
 //!
 //! [`SqliteInboxStore`] (bundled SQLite, WAL, group commit, on the sender's
@@ -116,6 +124,7 @@
 mod backpressure;
 mod builder;
 mod layer;
+pub mod metric_names;
 mod service;
 pub mod store;
 mod worker;
@@ -131,7 +140,7 @@ pub use self::service::InboxService;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use self::store::PgInboxStore;
 pub use self::store::{
-    InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, MemoryInboxStore,
+    InboxDepth, InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, MemoryInboxStore,
     ReplaySelection, SqliteInboxStore,
 };
 pub use self::worker::{InboxEvent, InboxWorkers};

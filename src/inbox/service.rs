@@ -10,7 +10,7 @@ use tower_service::Service;
 
 use super::backpressure::retry_after_secs;
 use super::store::{InboxStore, Insert, NewInboxEvent};
-use super::{DUPLICATE_HEADER, Inbox, Shared};
+use super::{DUPLICATE_HEADER, Inbox, Shared, metric_names};
 use crate::problem::{INBOX_FULL_TYPE, INBOX_UNAVAILABLE_TYPE, Problem, missing_verify_layer};
 use crate::verify::Verified;
 
@@ -95,6 +95,7 @@ async fn accept<St: InboxStore>(shared: &Shared<St>, verified: &Verified) -> Res
             )
         }
         Ok(Insert::Duplicate) => {
+            metrics::counter!(metric_names::DUPLICATES).increment(1);
             tracing::info!(duplicate = true, id = %event.id, "webhook duplicate: already in the inbox");
             let mut res = json_answer(
                 shared.config.accepted_status,
@@ -128,6 +129,7 @@ fn refuse_when_full<St>(shared: &Shared<St>) -> Option<Response<Body>> {
     if unprocessed < limit {
         return None;
     }
+    metrics::counter!(metric_names::REFUSED).increment(1);
     let excess = unprocessed - limit + 1;
     let secs = retry_after_secs(excess, shared.backlog.drain_rate());
     tracing::warn!(
@@ -150,7 +152,7 @@ fn refuse_when_full<St>(shared: &Shared<St>) -> Option<Response<Body>> {
 /// What the store keeps of a verified request.
 fn new_event(verified: &Verified, now_ms: i64) -> NewInboxEvent {
     let mut event = NewInboxEvent::new(verified.id(), verified.body().clone(), now_ms);
-    event.scheme = verified.scheme().as_str().to_owned();
+    event.scheme = verified.scheme();
     event.signed_at = verified.timestamp();
     event.event_type = event_type(verified.body());
     event

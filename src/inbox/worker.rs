@@ -14,13 +14,9 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::store::{InboxEntry, InboxStore, Settle};
-use super::{Inbox, Shared, StalePolicy};
+use super::{Inbox, Shared, StalePolicy, metric_names};
 use crate::durable::retry::RetryPolicy;
 use crate::event::Event;
-
-/// How often the workers read the count of unprocessed events back from
-/// the store (other processes may share it; replays add to it).
-const RECONCILE_EVERY: Duration = Duration::from_secs(5);
 
 /// One event handed to the handler.
 #[derive(Debug, Clone, PartialEq)]
@@ -149,14 +145,12 @@ where
 {
     let slots = Arc::new(Semaphore::new(shared.config.concurrency));
     let mut tasks = JoinSet::new();
-    let mut reconciled = tokio::time::Instant::now();
+    let mut sampled: Option<tokio::time::Instant> = None;
     while !stop.requested.load(Ordering::SeqCst) {
         while tasks.try_join_next().is_some() {}
-        if reconciled.elapsed() >= RECONCILE_EVERY {
-            if let Ok(n) = shared.store.unprocessed().await {
-                shared.backlog.reconcile(n);
-            }
-            reconciled = tokio::time::Instant::now();
+        if sampled.is_none_or(|at| at.elapsed() >= shared.config.depth_sample_interval) {
+            sample_depth(&shared).await;
+            sampled = Some(tokio::time::Instant::now());
         }
         let Ok(first) = Arc::clone(&slots).acquire_owned().await else {
             break;
@@ -187,6 +181,27 @@ where
     while tasks.join_next().await.is_some() {}
 }
 
+/// Reads the depth of the store: corrects the back-pressure count (other
+/// processes may share the store; replays add to it) and sets the gauges.
+async fn sample_depth<S: InboxStore>(shared: &Shared<S>) {
+    match shared.store.depth().await {
+        Ok(depth) => {
+            shared.backlog.reconcile(depth.unprocessed);
+            let now = shared.config.clock.now_millis();
+            let age_ms = depth
+                .oldest_received_at_ms
+                .map_or(0, |at| now.saturating_sub(at).max(0));
+            // Counts and ages far below 2^52: the conversions are exact.
+            #[allow(clippy::cast_precision_loss)]
+            {
+                metrics::gauge!(metric_names::DEPTH).set(depth.unprocessed as f64);
+                metrics::gauge!(metric_names::OLDEST_AGE_SECONDS).set(age_ms as f64 / 1000.0);
+            }
+        }
+        Err(err) => tracing::warn!("inbox: reading the depth of the store failed: {err}"),
+    }
+}
+
 /// Claims up to `limit` due events; none when the store fails (logged).
 async fn claim<S: InboxStore>(shared: &Shared<S>, limit: usize) -> Vec<InboxEntry> {
     let now = shared.config.clock.now_millis();
@@ -204,8 +219,9 @@ async fn claim<S: InboxStore>(shared: &Shared<S>, limit: usize) -> Vec<InboxEntr
     }
 }
 
-/// Waits for a new event, the poll interval, or a stop.
-async fn idle<S>(shared: &Shared<S>, stop: &Stop) {
+/// Waits for a new event (stored here, or as the store tells), the poll
+/// interval, or a stop.
+async fn idle<S: InboxStore>(shared: &Shared<S>, stop: &Stop) {
     let wake = shared.wake.notified();
     let stopped = stop.notify.notified();
     if stop.requested.load(Ordering::SeqCst) {
@@ -214,7 +230,7 @@ async fn idle<S>(shared: &Shared<S>, stop: &Stop) {
     tokio::select! {
         () = wake => {}
         () = stopped => {}
-        () = tokio::time::sleep(shared.config.poll_interval) => {}
+        () = shared.store.wait_for_work(shared.config.poll_interval) => {}
     }
 }
 
@@ -264,6 +280,7 @@ where
             "skipped: stale, a later event of its ordering key was processed already".into(),
         )
     } else {
+        record_handler_start(shared, &entry);
         let outcome = call_handler(handler, &entry).await;
         settle_for(
             shared,
@@ -284,6 +301,7 @@ where
                     shared.wake.notify_one();
                 }
             }
+            count_settled(&settle);
         }
         Ok(false) => tracing::warn!(
             id = %entry.id,
@@ -295,6 +313,33 @@ where
             "inbox: recording the attempt failed; the event is processed again once its lease expires: {err}"
         ),
     }
+}
+
+/// Records the receipt-to-handler-start time of a first attempt (a replay
+/// or a retry is due later on purpose: it is not recorded).
+fn record_handler_start<S>(shared: &Shared<S>, entry: &InboxEntry) {
+    let first = entry.attempts == 1 && entry.next_attempt_at_ms == Some(entry.received_at_ms);
+    if first {
+        let waited_ms = shared
+            .config
+            .clock
+            .now_millis()
+            .saturating_sub(entry.received_at_ms)
+            .max(0);
+        // Far below 2^52 ms: exact.
+        #[allow(clippy::cast_precision_loss)]
+        metrics::histogram!(metric_names::HANDLER_START_SECONDS).record(waited_ms as f64 / 1000.0);
+    }
+}
+
+/// Counts a recorded attempt by where it left the event.
+fn count_settled(settle: &Settle) {
+    let name = match settle {
+        Settle::Done | Settle::Skipped(_) => metric_names::PROCESSED,
+        Settle::RetryAt { .. } => metric_names::FAILED,
+        Settle::DeadLetter(_) => metric_names::DEAD_LETTERED,
+    };
+    metrics::counter!(name).increment(1);
 }
 
 /// The settle of an attempt that came to `step`.

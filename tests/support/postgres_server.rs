@@ -86,6 +86,11 @@ impl PostgresServer {
         }
     }
 
+    /// The process id of the server (the postmaster).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The port the server listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port

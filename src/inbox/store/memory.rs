@@ -4,8 +4,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{
-    InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, Insert, NewInboxEvent,
-    ReplaySelection, Settle,
+    InboxDepth, InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, Insert,
+    NewInboxEvent, ReplaySelection, Settle,
 };
 
 /// Inbox events in memory. Cheap to clone (shared state). For tests: use
@@ -131,6 +131,19 @@ impl InboxStore for MemoryInboxStore {
             .filter(|e| e.status == InboxStatus::Pending)
             .count();
         Ok(u64::try_from(n).unwrap_or(u64::MAX))
+    }
+
+    async fn depth(&self) -> Result<InboxDepth, InboxStoreError> {
+        let state = self.lock()?;
+        let pending = state
+            .events
+            .values()
+            .filter(|e| e.status == InboxStatus::Pending);
+        let (n, oldest) = pending.fold((0u64, None::<i64>), |(n, oldest), e| {
+            let at = oldest.map_or(e.received_at_ms, |o| o.min(e.received_at_ms));
+            (n + 1, Some(at))
+        });
+        Ok(InboxDepth::new(n, oldest))
     }
 
     async fn event(&self, id: &str) -> Result<Option<InboxEntry>, InboxStoreError> {

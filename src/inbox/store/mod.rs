@@ -45,6 +45,8 @@ use std::future::Future;
 
 use bytes::Bytes;
 
+use crate::scheme::SchemeName;
+
 pub use memory::MemoryInboxStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -58,8 +60,9 @@ pub struct NewInboxEvent {
     /// The authenticated id ([`Verified::id`](crate::Verified::id)): unique
     /// in the store.
     pub id: String,
-    /// The scheme that verified it (`native`, `standard`, ...).
-    pub scheme: String,
+    /// The scheme that verified it; stored as its name
+    /// ([`SchemeName::as_str`]).
+    pub scheme: SchemeName,
     /// The signed timestamp, unix seconds, when the scheme carries one.
     pub signed_at: Option<i64>,
     /// The event type read from the body (`event` or `type` field), if any.
@@ -74,11 +77,13 @@ pub struct NewInboxEvent {
 }
 
 impl NewInboxEvent {
-    /// An event with this id and body, received at `received_at_ms`.
+    /// An event with this id and body, received at `received_at_ms`,
+    /// verified by the [`native`](SchemeName::Native) scheme (set
+    /// [`scheme`](Self::scheme) for another).
     pub fn new(id: impl Into<String>, body: impl Into<Bytes>, received_at_ms: i64) -> Self {
         Self {
             id: id.into(),
-            scheme: String::new(),
+            scheme: SchemeName::Native,
             signed_at: None,
             event_type: None,
             ordering_key: None,
@@ -92,7 +97,7 @@ impl NewInboxEvent {
         InboxEntry {
             seq,
             id: self.id.clone(),
-            scheme: self.scheme.clone(),
+            scheme: self.scheme,
             signed_at: self.signed_at,
             event_type: self.event_type.clone(),
             ordering_key: self.ordering_key.clone(),
@@ -159,8 +164,9 @@ pub struct InboxEntry {
     pub seq: i64,
     /// The authenticated id.
     pub id: String,
-    /// The scheme that verified it.
-    pub scheme: String,
+    /// The scheme that verified it. A stored name this version does not
+    /// know is a store error when the row is read.
+    pub scheme: SchemeName,
     /// The signed timestamp, unix seconds.
     pub signed_at: Option<i64>,
     /// The event type read from the body.
@@ -246,6 +252,28 @@ pub(crate) struct Settled<'a> {
     pub(crate) next_attempt_at_ms: Option<i64>,
     pub(crate) last_error: Option<&'a str>,
     pub(crate) finished_at_ms: Option<i64>,
+}
+
+/// How deep the inbox is: from [`InboxStore::depth`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InboxDepth {
+    /// Events pending (waiting or being processed).
+    pub unprocessed: u64,
+    /// When the longest-waiting of them was received, unix ms; `None` when
+    /// none is pending.
+    pub oldest_received_at_ms: Option<i64>,
+}
+
+impl InboxDepth {
+    /// A depth of `unprocessed` events, the oldest received at
+    /// `oldest_received_at_ms`.
+    pub fn new(unprocessed: u64, oldest_received_at_ms: Option<i64>) -> Self {
+        Self {
+            unprocessed,
+            oldest_received_at_ms,
+        }
+    }
 }
 
 /// Which dead letters to replay.
@@ -396,6 +424,11 @@ pub trait InboxStore: Clone + Send + Sync + 'static {
     /// How many events are pending (waiting or being processed).
     fn unprocessed(&self) -> impl Future<Output = Result<u64, InboxStoreError>> + Send;
 
+    /// How many events are pending and when the oldest of them was
+    /// received: one cheap query, which the workers sample for the depth
+    /// and age gauges.
+    fn depth(&self) -> impl Future<Output = Result<InboxDepth, InboxStoreError>> + Send;
+
     /// The event with this id.
     fn event(
         &self,
@@ -407,4 +440,14 @@ pub trait InboxStore: Clone + Send + Sync + 'static {
         &self,
         query: &InboxQuery,
     ) -> impl Future<Output = Result<Vec<InboxEntry>, InboxStoreError>> + Send;
+
+    /// Waits up to `max` for a sign that events may be waiting for a claim:
+    /// what an idle worker does between polls. Returning early only costs a
+    /// claim that finds nothing. The default sleeps `max` (the inbox wakes
+    /// its own workers on each event it stores); a store shared by several
+    /// receivers returns as soon as any of them stores or replays an event
+    /// (`PgInboxStore`: `LISTEN/NOTIFY`).
+    fn wait_for_work(&self, max: std::time::Duration) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep(max)
+    }
 }

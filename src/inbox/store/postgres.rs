@@ -21,25 +21,39 @@
 //!   use, so receivers starting together do not race; a database migrated by
 //!   a newer version of this crate is refused.
 //!
-//! Idle workers find new events at their poll interval (the inbox has no
-//! wake-up hook for stores): an event stored by another receiver is picked
-//! up within one poll interval.
+//! - **Wake-up**: an insert or a replay sends `NOTIFY` on the
+//!   `webhook_guard_inbox` channel in its own statement, and a store built
+//!   with [`connect`](PgInboxStore::connect) or
+//!   [`with_listener`](PgInboxStore::with_listener) keeps one `LISTEN`
+//!   connection (the sender's `PgStore` machinery), so idle workers on every
+//!   receiver wake as soon as an event is stored anywhere, whatever their
+//!   poll interval. Without a listener they find it within one poll
+//!   interval.
 
+use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::Row;
+use tokio_postgres::Socket;
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
 use super::{
-    InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, Insert, NewInboxEvent,
-    ReplaySelection, Settle,
+    InboxDepth, InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, Insert,
+    NewInboxEvent, ReplaySelection, Settle,
 };
+use crate::postgres::listen::{self, Listener};
 use crate::postgres::{DEFAULT_POOL_SIZE, PgSetupError, error_chain, migrate, pool_from_url};
+use crate::scheme::SchemeName;
 
 /// The schema migrations of the `inbox` component, version `i + 1` at `i`.
 const MIGRATIONS: &[&str] = &[include_str!(
     "../../../migrations/postgres/inbox/0001_init.sql"
 )];
+
+/// The `NOTIFY` channel of inserts and replays.
+const CHANNEL: &str = "webhook_guard_inbox";
 
 /// The columns [`entry_from_row`] reads, in its order.
 const COLUMNS: &str = "seq, id, scheme, signed_at, event_type, ordering_key, body, \
@@ -76,12 +90,15 @@ pub struct PgInboxStore {
     pool: Pool,
     /// This instance's name on the leases it takes.
     owner: Arc<str>,
+    /// Wakes idle workers when an event is stored or replayed anywhere.
+    listener: Option<Arc<Listener>>,
 }
 
 impl std::fmt::Debug for PgInboxStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgInboxStore")
             .field("owner", &self.owner)
+            .field("listening", &self.listener.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -89,11 +106,12 @@ impl std::fmt::Debug for PgInboxStore {
 impl PgInboxStore {
     /// Connects to the database at `url` (`postgres://user:password@host/db`
     /// or the key-value form `host=/run/postgresql user=app dbname=app`)
-    /// with a pool of 16 connections, and migrates the schema.
+    /// with a pool of 16 connections and one `LISTEN` connection, and
+    /// migrates the schema.
     ///
     /// This connects **without TLS**: for a server off the machine or the
     /// private network, build a pool with your TLS connector and use
-    /// [`from_pool`](Self::from_pool).
+    /// [`from_pool`](Self::from_pool) and [`with_listener`](Self::with_listener).
     ///
     /// # Errors
     ///
@@ -102,11 +120,18 @@ impl PgInboxStore {
     /// schema newer than this build knows.
     pub async fn connect(url: &str) -> Result<Self, InboxStoreError> {
         let pool = pool_from_url(url, DEFAULT_POOL_SIZE).map_err(setup_err)?;
-        Self::from_pool(pool).await
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| InboxStoreError::new(format!("the PostgreSQL URL is not valid: {e}")))?;
+        Self::from_pool(pool)
+            .await?
+            .with_listener(config, tokio_postgres::NoTls)
+            .await
     }
 
     /// A store over `pool` (a `deadpool-postgres` 0.14 pool, built with the
-    /// TLS connector you need); migrates the schema.
+    /// TLS connector you need); migrates the schema. Without
+    /// [`with_listener`](Self::with_listener) idle workers find new events
+    /// at their poll interval.
     ///
     /// # Errors
     ///
@@ -118,7 +143,32 @@ impl PgInboxStore {
         Ok(Self {
             pool,
             owner: Arc::from(format!("{:032x}", fastrand::u128(..))),
+            listener: None,
         })
+    }
+
+    /// Keeps a `LISTEN` connection to the database described by `config`
+    /// (the pool's own settings) through `tls`, so that idle workers wake
+    /// as soon as an event is stored or replayed by any receiver. Returns
+    /// once the server listens; reconnects by itself after a loss.
+    ///
+    /// # Errors
+    ///
+    /// An [`InboxStoreError`] when the connection or the `LISTEN` fails.
+    pub async fn with_listener<T>(
+        mut self,
+        config: tokio_postgres::Config,
+        tls: T,
+    ) -> Result<Self, InboxStoreError>
+    where
+        T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
+        T::Stream: Sync + Send,
+        T::TlsConnect: Sync + Send,
+        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
+    {
+        let listener = listen::listen(config, tls, CHANNEL).await.map_err(pg_err)?;
+        self.listener = Some(Arc::new(listener));
+        Ok(self)
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, InboxStoreError> {
@@ -132,12 +182,16 @@ fn entry_from_row(row: &Row) -> Result<InboxEntry, InboxStoreError> {
     let status = InboxStatus::parse(&status).ok_or_else(|| {
         InboxStoreError::new(format!("unknown inbox status `{status}` in the database"))
     })?;
+    let scheme: String = row.try_get("scheme").map_err(pg_err)?;
+    let scheme: SchemeName = scheme
+        .parse()
+        .map_err(|e| InboxStoreError::new(format!("a stored scheme name is not known: {e}")))?;
     let attempts: i32 = row.try_get("attempts").map_err(pg_err)?;
     let body: Vec<u8> = row.try_get("body").map_err(pg_err)?;
     Ok(InboxEntry {
         seq: row.try_get("seq").map_err(pg_err)?,
         id: row.try_get("id").map_err(pg_err)?,
-        scheme: row.try_get("scheme").map_err(pg_err)?,
+        scheme,
         signed_at: row.try_get("signed_at").map_err(pg_err)?,
         event_type: row.try_get("event_type").map_err(pg_err)?,
         ordering_key: row.try_get("ordering_key").map_err(pg_err)?,
@@ -287,29 +341,32 @@ impl InboxStore for PgInboxStore {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
-                "INSERT INTO inbox_events (id, scheme, signed_at, event_type, ordering_key, \
-                 body, received_at_ms, status, next_attempt_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $7) ON CONFLICT (id) DO NOTHING",
+                "WITH stored AS (INSERT INTO inbox_events (id, scheme, signed_at, event_type, \
+                 ordering_key, body, received_at_ms, status, next_attempt_at_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $7) ON CONFLICT (id) DO NOTHING \
+                 RETURNING 1) SELECT pg_notify($8, '') FROM stored",
             )
             .await
             .map_err(pg_err)?;
         let e = event;
-        let changed = client
-            .execute(
+        // One row (and one `NOTIFY`, sent on commit) when stored.
+        let stored = client
+            .query(
                 &stmt,
                 &[
                     &e.id,
-                    &e.scheme,
+                    &e.scheme.as_str(),
                     &e.signed_at,
                     &e.event_type,
                     &e.ordering_key,
                     &&e.body[..],
                     &e.received_at_ms,
+                    &CHANNEL,
                 ],
             )
             .await
             .map_err(pg_err)?;
-        Ok(if changed == 0 {
+        Ok(if stored.is_empty() {
             Insert::Duplicate
         } else {
             Insert::Stored
@@ -349,7 +406,24 @@ impl InboxStore for PgInboxStore {
         selection: &ReplaySelection,
         now_ms: i64,
     ) -> Result<u64, InboxStoreError> {
-        replay_rows(&self.client().await?, selection, now_ms).await
+        let client = self.client().await?;
+        let n = replay_rows(&client, selection, now_ms).await?;
+        if n > 0 {
+            // After the replay committed: a lost `NOTIFY` only delays the
+            // workers to their next poll.
+            client
+                .execute("SELECT pg_notify($1, '')", &[&CHANNEL])
+                .await
+                .map_err(pg_err)?;
+        }
+        Ok(n)
+    }
+
+    async fn wait_for_work(&self, max: Duration) {
+        match &self.listener {
+            Some(listener) => listener.wait(max).await,
+            None => tokio::time::sleep(max).await,
+        }
     }
 
     async fn unprocessed(&self) -> Result<u64, InboxStoreError> {
@@ -364,6 +438,21 @@ impl InboxStore for PgInboxStore {
             .map_err(pg_err)?;
         let n: i64 = row.try_get(0).map_err(pg_err)?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn depth(&self) -> Result<InboxDepth, InboxStoreError> {
+        let row = self
+            .client()
+            .await?
+            .query_one(
+                "SELECT count(*), min(received_at_ms) FROM inbox_events WHERE status = 'pending'",
+                &[],
+            )
+            .await
+            .map_err(pg_err)?;
+        let n: i64 = row.try_get(0).map_err(pg_err)?;
+        let oldest: Option<i64> = row.try_get(1).map_err(pg_err)?;
+        Ok(InboxDepth::new(u64::try_from(n).unwrap_or(0), oldest))
     }
 
     async fn event(&self, id: &str) -> Result<Option<InboxEntry>, InboxStoreError> {

@@ -11,10 +11,11 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, Insert, NewInboxEvent,
-    ReplaySelection, Settle,
+    InboxDepth, InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, Insert,
+    NewInboxEvent, ReplaySelection, Settle,
 };
 use crate::durable::sqlite_engine::{Engine, EngineError, configure, db_err};
+use crate::scheme::SchemeName;
 
 const SCHEMA_VERSION: i64 = 1;
 
@@ -144,6 +145,10 @@ fn migrate(conn: &mut Connection) -> Result<(), EngineError> {
     tx.commit().map_err(db_err)
 }
 
+/// The count and the oldest receipt of the pending events.
+const DEPTH: &str =
+    "SELECT count(*), min(received_at_ms) FROM inbox_events WHERE status = 'pending'";
+
 fn entry_of(row: &Row<'_>) -> rusqlite::Result<InboxEntry> {
     let status: String = row.get(8)?;
     let status = InboxStatus::parse(&status).ok_or_else(|| {
@@ -153,11 +158,19 @@ fn entry_of(row: &Row<'_>) -> rusqlite::Result<InboxEntry> {
             format!("unknown inbox status `{status}`").into(),
         )
     })?;
+    let scheme: String = row.get(2)?;
+    let scheme: SchemeName = scheme.parse().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(
+            2,
+            rusqlite::types::Type::Text,
+            format!("a stored scheme name is not known: {e}").into(),
+        )
+    })?;
     let body: Vec<u8> = row.get(6)?;
     Ok(InboxEntry {
         seq: row.get(0)?,
         id: row.get(1)?,
-        scheme: row.get(2)?,
+        scheme,
         signed_at: row.get(3)?,
         event_type: row.get(4)?,
         ordering_key: row.get(5)?,
@@ -183,7 +196,7 @@ fn insert_row(conn: &Connection, e: &NewInboxEvent) -> Result<Insert, EngineErro
         .and_then(|mut s| {
             s.execute(params![
                 e.id,
-                e.scheme,
+                e.scheme.as_str(),
                 e.signed_at,
                 e.event_type,
                 e.ordering_key,
@@ -203,7 +216,7 @@ fn insert_row(conn: &Connection, e: &NewInboxEvent) -> Result<Insert, EngineErro
 /// event with an ordering key only when no other pending event of its key is
 /// in flight or comes earlier in `(signed_at, seq)` order (an absent
 /// `signed_at` first).
-const CLAIMABLE: &str = "SELECT e.seq FROM inbox_events e WHERE e.status = 'pending' \
+const CLAIMABLE: &str = "SELECT e.seq FROM inbox_events e INDEXED BY inbox_events_due WHERE e.status = 'pending' \
      AND e.next_attempt_at_ms <= ?1 AND (e.lease_until_ms IS NULL OR e.lease_until_ms <= ?1) \
      AND (e.ordering_key IS NULL OR NOT EXISTS ( \
        SELECT 1 FROM inbox_events o WHERE o.ordering_key = e.ordering_key \
@@ -380,6 +393,21 @@ impl InboxStore for SqliteInboxStore {
             .await
     }
 
+    async fn depth(&self) -> Result<InboxDepth, InboxStoreError> {
+        self.engine
+            .call(|conn: &Connection| {
+                conn.prepare_cached(DEPTH)
+                    .and_then(|mut s| {
+                        s.query_row([], |r| {
+                            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+                        })
+                    })
+                    .map(|(n, oldest)| InboxDepth::new(u64::try_from(n).unwrap_or(0), oldest))
+                    .map_err(|e| InboxStoreError::from(db_err(e)))
+            })
+            .await
+    }
+
     async fn event(&self, id: &str) -> Result<Option<InboxEntry>, InboxStoreError> {
         let id = id.to_owned();
         self.engine
@@ -397,5 +425,33 @@ impl InboxStore for SqliteInboxStore {
         self.engine
             .call(move |conn: &Connection| query_rows(conn, &query).map_err(InboxStoreError::from))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A claim walks the due index from its head: with a sort or the status
+    /// index instead, each claim costs time linear in the pending events
+    /// (a backlog of 10,000 made processing 20 times slower).
+    #[test]
+    fn claims_walk_the_due_index_without_sorting() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let sql = format!(
+            "EXPLAIN QUERY PLAN UPDATE inbox_events SET lease_until_ms = ?3 \
+             WHERE seq IN ({CLAIMABLE})"
+        );
+        let plan: Vec<String> = conn
+            .prepare(&sql)
+            .unwrap()
+            .query_map(params![0_i64, 1_i64, 0_i64], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("USING INDEX inbox_events_due"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
     }
 }

@@ -32,7 +32,6 @@
 //! base64, sealed first when a [`SecretSeal`] is set.
 
 mod fleet;
-mod listen;
 mod outbox;
 mod queue;
 mod rows;
@@ -45,11 +44,11 @@ use deadpool_postgres::Pool;
 use tokio_postgres::Socket;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
-use self::listen::Listener;
 use super::seal::{SecretSeal, encode_secrets};
 use super::{
     CircuitChange, DeliveryStore, FleetPolicy, NewDelivery, NextStep, QueueStats, not_stored,
 };
+use crate::postgres::listen::{self, Listener};
 use crate::postgres::{DEFAULT_POOL_SIZE, PgSetupError, migrate, pool_from_url};
 use crate::sender::delivery::{
     Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, OutgoingEvent, Page,
@@ -184,7 +183,8 @@ impl PgStore {
         T::TlsConnect: Sync + Send,
         <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
     {
-        self.listener = Some(Arc::new(listen::listen(config, tls).await?));
+        let listener = listen::listen(config, tls, CHANNEL).await.map_err(pg_err)?;
+        self.listener = Some(Arc::new(listener));
         Ok(self)
     }
 
@@ -406,9 +406,7 @@ impl DeliveryStore for PgStore {
 
     async fn wait_for_work(&self, max: Duration) {
         match &self.listener {
-            Some(listener) => {
-                let _ = tokio::time::timeout(max, listener.wake.notified()).await;
-            }
+            Some(listener) => listener.wait(max).await,
             None => tokio::time::sleep(max).await,
         }
     }

@@ -1,7 +1,8 @@
-//! The `LISTEN` connection that wakes an idle node: one connection of its
+//! The `LISTEN` connection that wakes an idle worker: one connection of its
 //! own (a pooled one cannot hand notifications over), kept open by a task
-//! that reconnects after a loss and wakes the node then too, so that what
-//! was published meanwhile is claimed at once.
+//! that reconnects after a loss and wakes the worker then too, so that what
+//! was stored meanwhile is claimed at once. Used by the sender's `PgStore`
+//! and the inbox's `PgInboxStore`, each on its own channel.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,16 +12,13 @@ use tokio::task::JoinHandle;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{AsyncMessage, Client, Socket};
 
-use super::{CHANNEL, pg_err};
-use crate::sender::error::DeliveryStoreError;
-
 /// How long the listener waits before connecting again after a loss.
 const RECONNECT: Duration = Duration::from_secs(1);
 
 /// A running `LISTEN`; stops (and closes its connection) when dropped.
-pub(super) struct Listener {
+pub(crate) struct Listener {
     /// Holds one permit per burst of notifications until a worker waits.
-    pub(super) wake: Arc<Notify>,
+    pub(crate) wake: Arc<Notify>,
     task: JoinHandle<()>,
 }
 
@@ -30,12 +28,22 @@ impl Drop for Listener {
     }
 }
 
-/// Connects, `LISTEN`s, and returns once the server has confirmed it: a
-/// notification committed after this returns wakes the node.
-pub(super) async fn listen<T>(
+impl Listener {
+    /// Waits up to `max` for a notification (one that came while nobody
+    /// waited counts too).
+    pub(crate) async fn wait(&self, max: Duration) {
+        let _ = tokio::time::timeout(max, self.wake.notified()).await;
+    }
+}
+
+/// Connects, `LISTEN`s on `channel`, and returns once the server has
+/// confirmed it: a notification committed after this returns wakes the
+/// worker.
+pub(crate) async fn listen<T>(
     config: tokio_postgres::Config,
     tls: T,
-) -> Result<Listener, DeliveryStoreError>
+    channel: &'static str,
+) -> Result<Listener, tokio_postgres::Error>
 where
     T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
     T::Stream: Sync + Send,
@@ -43,8 +51,14 @@ where
     <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
 {
     let wake = Arc::new(Notify::new());
-    let first = subscribe(&config, tls.clone(), &wake).await?;
-    let task = tokio::spawn(keep_listening(config, tls, first, Arc::clone(&wake)));
+    let first = subscribe(&config, tls.clone(), channel, &wake).await?;
+    let task = tokio::spawn(keep_listening(
+        config,
+        tls,
+        channel,
+        first,
+        Arc::clone(&wake),
+    ));
     Ok(Listener { wake, task })
 }
 
@@ -58,15 +72,16 @@ struct Subscription {
 async fn subscribe<T>(
     config: &tokio_postgres::Config,
     tls: T,
+    channel: &str,
     wake: &Arc<Notify>,
-) -> Result<Subscription, DeliveryStoreError>
+) -> Result<Subscription, tokio_postgres::Error>
 where
     T: MakeTlsConnect<Socket> + Send + 'static,
     T::Stream: Sync + Send,
     T::TlsConnect: Send,
     <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
 {
-    let (client, mut connection) = config.connect(tls).await.map_err(pg_err)?;
+    let (client, mut connection) = config.connect(tls).await?;
     let wake = Arc::clone(wake);
     let reader = tokio::spawn(async move {
         loop {
@@ -81,10 +96,7 @@ where
             }
         }
     });
-    client
-        .batch_execute(&format!("LISTEN {CHANNEL}"))
-        .await
-        .map_err(pg_err)?;
+    client.batch_execute(&format!("LISTEN {channel}")).await?;
     Ok(Subscription {
         _client: client,
         reader,
@@ -92,10 +104,11 @@ where
 }
 
 /// Waits for the connection to end, then connects again (every
-/// [`RECONNECT`]) and wakes the node, which claims what it missed.
+/// [`RECONNECT`]) and wakes the worker, which claims what it missed.
 async fn keep_listening<T>(
     config: tokio_postgres::Config,
     tls: T,
+    channel: &'static str,
     mut current: Subscription,
     wake: Arc<Notify>,
 ) where
@@ -109,7 +122,7 @@ async fn keep_listening<T>(
         wake.notify_one();
         current = loop {
             tokio::time::sleep(RECONNECT).await;
-            match subscribe(&config, tls.clone(), &wake).await {
+            match subscribe(&config, tls.clone(), channel, &wake).await {
                 Ok(next) => break next,
                 Err(e) => tracing::warn!(error = %e, "cannot LISTEN on PostgreSQL; retrying"),
             }
