@@ -131,8 +131,8 @@ pub use self::service::InboxService;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use self::store::PgInboxStore;
 pub use self::store::{
-    InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, MemoryInboxStore,
-    ReplaySelection, SqliteInboxStore,
+    InboxCounts, InboxEntry, InboxQuery, InboxState, InboxStatus, InboxStore, InboxStoreError,
+    MemoryInboxStore, ReplaySelection, SqliteInboxStore,
 };
 pub use self::worker::{InboxEvent, InboxWorkers};
 pub use crate::durable::retry::RetryPolicy;
@@ -216,6 +216,20 @@ impl<S: InboxStore> Inbox<S> {
         self.shared.store.events(query).await
     }
 
+    /// How many events are in each [`InboxState`] now.
+    ///
+    /// # Errors
+    ///
+    /// The store's error.
+    pub async fn counts(&self) -> Result<InboxCounts, InboxStoreError> {
+        self.shared.store.counts(self.now_millis()).await
+    }
+
+    /// Now, on the inbox's clock, unix ms.
+    pub(crate) fn now_millis(&self) -> i64 {
+        self.shared.config.clock.now_millis()
+    }
+
     /// The newest `limit` dead letters.
     ///
     /// # Errors
@@ -233,8 +247,11 @@ impl<S: InboxStore> Inbox<S> {
     ///
     /// The store's error.
     pub async fn replay(&self, selection: &ReplaySelection) -> Result<u64, InboxStoreError> {
-        let now = self.shared.config.clock.now_millis();
-        let n = self.shared.store.replay(selection, now).await?;
+        let n = self
+            .shared
+            .store
+            .replay(selection, self.now_millis())
+            .await?;
         self.shared.backlog.added(n);
         self.shared.wake.notify_waiters();
         Ok(n)

@@ -36,6 +36,7 @@
 //! [`claim_due`]: InboxStore::claim_due
 //! [`settle`]: InboxStore::settle
 
+mod counts;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -45,6 +46,7 @@ use std::future::Future;
 
 use bytes::Bytes;
 
+pub use counts::{InboxCounts, InboxState};
 pub use memory::MemoryInboxStore;
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
@@ -407,4 +409,27 @@ pub trait InboxStore: Clone + Send + Sync + 'static {
         &self,
         query: &InboxQuery,
     ) -> impl Future<Output = Result<Vec<InboxEntry>, InboxStoreError>> + Send;
+
+    /// How many events are in each [`InboxState`] at `now_ms`. The default
+    /// reads the whole history through [`events`](Self::events), a page at
+    /// a time; a store that can count in one query should.
+    fn counts(
+        &self,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<InboxCounts, InboxStoreError>> + Send {
+        async move {
+            let mut counts = InboxCounts::default();
+            let mut query = InboxQuery::new(None, 1_000);
+            loop {
+                let page = self.events(&query).await?;
+                for e in &page {
+                    counts.add(e.state_at(now_ms));
+                }
+                match page.last() {
+                    Some(last) if page.len() == query.limit => query.before_seq = Some(last.seq),
+                    _ => return Ok(counts),
+                }
+            }
+        }
+    }
 }
