@@ -56,8 +56,8 @@
       return el("tr", { "data-id": e.id, "data-state": e.state }, [
         el("td", { className: "nowrap", text: when(e.receivedAtMs) }),
         el("td", {}, [el("code", { text: e.eventType || "" })]),
-        el("td", { className: "url", text: e.id }),
-        el("td", {}, [stateBadge(e.state)]),
+        el("td", { className: "nowrap" }, [el("code", { text: e.id })]),
+        el("td", { className: "nowrap" }, [stateBadge(e.state)]),
         el("td", { text: String(e.attempts) }),
         el("td", { className: "nowrap", text: next }),
         el("td", { className: "err", text: (e.lastError || "").slice(0, 300) }),
