@@ -77,7 +77,7 @@
 //! | `sender` | no | `sender`: sign, deliver, retry, dead-letter and replay outgoing webhooks (in-memory store) |
 //! | `sqlite` | no | the sender's durable SQLite store (implies `sender`) |
 //! | `inbox` | no | `inbox`: `InboxLayer`, workers, retries, dead letters, back-pressure; SQLite (bundled) and memory stores; does not need `sender` |
-//! | `console` | no | `sender::console`: the operator console, a JSON API and web page for destinations, delivery history and the DLQ (implies `sender`) |
+//! | `console` | no | `sender::console`: the operator console, a JSON API and web page for destinations, delivery history and the DLQ, and with `inbox` an inbox view (implies `sender`) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[macro_use]

@@ -106,6 +106,15 @@
 //! ([`unavailable_retry_after`](InboxBuilder::unavailable_retry_after)); the
 //! insert is one transaction, so nothing is stored half-way.
 //!
+//! ## Watching it
+//!
+//! [`Inbox::counts`] says how many events are in each [`InboxState`]
+//! (received, processing, failed and waiting for a retry, done, dead);
+//! [`Inbox::events`], [`Inbox::dead_letters`] and [`Inbox::replay`] list
+//! and replay them. The operator console (features `console` and `inbox`)
+//! shows all of it in an inbox view, with
+//! `Console::inbox`.
+//!
 //! ## Stores
 //!
 //! [`SqliteInboxStore`] (bundled SQLite, WAL, group commit, on the sender's
