@@ -32,6 +32,12 @@
 //! | `WEBHOOK_ALLOW` | with `WEBHOOK_EVENTS=0`: addresses/CIDRs the SSRF guard lets through, comma separated | `127.0.0.1` |
 //! | `WEBHOOK_METRICS_ADDR` | serve `GET /metrics` (Prometheus text format) on this address, for example `127.0.0.1:9464` | unset |
 //!
+//! Built with `--features console,sqlite,inbox`, the demo receives too:
+//! `/ok` verifies each delivery and stores it in an inbox (SQLite, in a
+//! temporary directory) whose handler refuses `kpi.alert` events, and the
+//! console shows that inbox in its inbox view, dead letters to replay
+//! included.
+//!
 //! With `WEBHOOK_DATABASE_URL`, the console shows and operates the queue of
 //! the whole fleet: start it with `WEBHOOK_EVENTS=0` beside the nodes of
 //! `examples/sender.rs` to watch them deliver and replay their dead
@@ -44,7 +50,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use webhook_guard::Event;
 use webhook_guard::sender::console::Console;
 use webhook_guard::sender::{
@@ -56,6 +62,12 @@ mod metrics_endpoint;
 #[path = "node_store/mod.rs"]
 mod node_store;
 use node_store::NodeStore;
+#[cfg(feature = "inbox")]
+#[path = "demo_inbox/mod.rs"]
+mod demo_inbox;
+
+/// The demo destinations' signing secret.
+const DEMO_SECRET: &str = "console-demo-secret-0123456789";
 
 #[derive(Clone, Default)]
 struct Receiver {
@@ -148,9 +160,14 @@ async fn run<S: DeliveryStore>(store: S, demo: Demo) -> Result<(), Box<dyn std::
         .retry(RetryPolicy::new([Duration::from_secs(2)]));
     let sender = node_store::with_lease(builder)?.build()?;
     let workers = sender.start();
+    let ok_route = post(ok);
+    #[cfg(feature = "inbox")]
+    let inbox = demo_inbox::DemoInbox::start().await?;
+    #[cfg(feature = "inbox")]
+    let ok_route = inbox.receive(ok_route, DEMO_SECRET)?;
     let receiver_url = match demo.events {
         Some(0) => None,
-        limit => Some(start_demo(&sender, limit).await?),
+        limit => Some(start_demo(&sender, limit, ok_route).await?),
     };
 
     // The console, behind a bearer token: the given one, or a fresh one.
@@ -161,7 +178,10 @@ async fn run<S: DeliveryStore>(store: S, demo: Demo) -> Result<(), Box<dyn std::
             "generated for this run; set CONSOLE_TOKEN to choose one",
         ),
     };
-    let console = Console::new(sender).refresh_seconds(3).bearer_token(&token);
+    let console = Console::new(sender).refresh_seconds(3);
+    #[cfg(feature = "inbox")]
+    let console = console.inbox(inbox.inbox.clone());
+    let console = console.bearer_token(&token);
     let app = Router::new().nest("/webhooks", console.router());
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", demo.port)).await?;
     let console_url = format!("http://{}/webhooks", listener.local_addr()?);
@@ -184,19 +204,22 @@ async fn run<S: DeliveryStore>(store: S, demo: Demo) -> Result<(), Box<dyn std::
         }
     }
     workers.shutdown().await;
+    #[cfg(feature = "inbox")]
+    inbox.workers.shutdown().await;
     Ok(())
 }
 
-/// Starts the local receiver, registers its three endpoints and publishes
-/// `limit` events (without limit when `None`), one every 4 s. Returns the
-/// receiver's URL.
+/// Starts the local receiver (`/ok` served by `ok_route`), registers its
+/// three endpoints and publishes `limit` events (without limit when
+/// `None`), one every 4 s. Returns the receiver's URL.
 async fn start_demo<S: DeliveryStore>(
     sender: &Sender<S>,
     limit: Option<usize>,
+    ok_route: MethodRouter<Receiver>,
 ) -> Result<String, Box<dyn std::error::Error>> {
     let receiver = Receiver::default();
     let receiver_app = Router::new()
-        .route("/ok", post(ok))
+        .route("/ok", ok_route)
         .route("/flaky", post(flaky))
         .route("/down", post(down))
         .route("/heal", get(heal))
@@ -211,11 +234,7 @@ async fn start_demo<S: DeliveryStore>(
     ] {
         sender
             .add_destination(
-                NewDestination::new(
-                    format!("{receiver_url}/{path}"),
-                    "console-demo-secret-0123456789",
-                )
-                .events(events),
+                NewDestination::new(format!("{receiver_url}/{path}"), DEMO_SECRET).events(events),
             )
             .await?;
     }

@@ -22,7 +22,7 @@ use webhook_guard::sender::{
 };
 use webhook_guard::{Scheme, SecretSet, Verified, VerifyLayer};
 
-use console_support::{HOSTILE_BODY, serve, setup};
+use console_support::{HOSTILE_BODY, raw, serve, setup};
 
 /// The console with no authentication of its own, as the tests call it.
 fn open_console(sender: Sender<MemoryStore>) -> Router {
@@ -1203,30 +1203,6 @@ async fn patch_changes_the_event_filter_for_the_next_publish() {
     assert_eq!(st, StatusCode::NOT_FOUND, "{p}");
     assert!(p["detail"].as_str().unwrap().contains("dst_missing"));
     s.handle.shutdown().await;
-}
-
-/// Sends `method url` with exactly these extra headers and an empty body.
-async fn raw(
-    method: reqwest::Method,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (StatusCode, String, Value) {
-    let mut req = reqwest::Client::new().request(method, url);
-    for (name, value) in headers {
-        req = req.header(*name, *value);
-    }
-    let res = req.body(body.to_owned()).send().await.unwrap();
-    let status = StatusCode::from_u16(res.status().as_u16()).unwrap();
-    let ct = res
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let bytes = res.bytes().await.unwrap();
-    let v = serde_json::from_slice(&bytes)
-        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
-    (status, ct, v)
 }
 
 /// A started console with one dead letter (a test event the flaky

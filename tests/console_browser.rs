@@ -8,6 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod console_support;
+#[cfg(feature = "inbox")]
+mod support;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -191,7 +193,15 @@ async fn register(c: &Client, url: &str, events: &[&str]) {
 async fn assert_nothing_injected(c: &Client) {
     assert!(c.get_alert_text().await.is_err(), "an alert is open");
     assert_eq!(text(c, "window.__injected").await, "undefined");
-    assert_eq!(text(c, "document.scripts.length").await, "1");
+    assert_eq!(
+        text(
+            c,
+            "[...document.scripts].map(s => new URL(s.src).pathname.split('/assets/')[1]).join()"
+        )
+        .await,
+        "console.js,inbox.js",
+        "the console's own scripts only, none inline"
+    );
     assert_eq!(
         text(c, "document.querySelectorAll('main img').length").await,
         "0"
@@ -756,5 +766,154 @@ async fn a_page_on_another_origin_cannot_change_anything() {
         "nothing was sent again"
     );
     c.close().await.unwrap();
+    s.handle.shutdown().await;
+}
+
+/// The inbox view: its counts equal the API's, and a dead letter replayed
+/// from the page is processed.
+#[cfg(feature = "inbox")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_sees_the_inbox_and_replays_its_dead_letters() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use webhook_guard::inbox::{Inbox, InboxEvent, RetryPolicy, SqliteInboxStore};
+
+    let s = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteInboxStore::open(dir.path().join("inbox.db")).unwrap();
+    let inbox = Inbox::builder(store)
+        .retry(RetryPolicy::none())
+        .poll_interval(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let healed = Arc::new(AtomicBool::new(false));
+    let h = Arc::clone(&healed);
+    let workers = inbox.start(move |e: InboxEvent<Value>| {
+        let healed = h.load(Ordering::SeqCst);
+        async move {
+            if e.id.starts_with("fail_") && !healed {
+                return Err(format!("<b>refused</b> {}", e.id));
+            }
+            Ok(())
+        }
+    });
+    let receiver = support::serve(
+        Router::new()
+            .route("/webhooks", axum::routing::post(|| async {}))
+            .layer(inbox.layer())
+            .layer(support::verify_layer()),
+    )
+    .await;
+    for id in ["ok_1", "ok_2", "ok_3", "fail_1", "fail_2"] {
+        let answer = support::deliver(&support::client(), receiver, "/webhooks", id)
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    let base = serve(
+        Router::new().nest(
+            "/console",
+            console::Console::new(s.sender.clone())
+                .inbox(inbox.clone())
+                .allow_unauthenticated()
+                .router(),
+        ),
+    )
+    .await;
+    let (_driver, c) = open_page(&format!("{base}/console")).await;
+    let count = |state: &str| format!("document.getElementById('inbox-count-{state}').textContent");
+    wait_until(
+        &c,
+        &format!(
+            "!document.getElementById('inbox').hidden && {} === '3' && {} === '2'",
+            count("done"),
+            count("dead_lettered")
+        ),
+        "the inbox view with its counts",
+    )
+    .await;
+    let api = reqwest::get(format!("{base}/console/api/inbox/counts"))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let api: Value = serde_json::from_slice(&api).unwrap();
+    for (state, key) in [
+        ("received", "received"),
+        ("processing", "processing"),
+        ("retrying", "retrying"),
+        ("done", "done"),
+        ("dead_lettered", "deadLettered"),
+    ] {
+        assert_eq!(
+            text(&c, &count(state)).await,
+            api[key].to_string(),
+            "{state}"
+        );
+    }
+    screenshot(&c, "07-inbox", "#inbox-title").await;
+
+    // Only the dead letters, their error shown as text.
+    click(
+        &c,
+        "//div[@id='inbox-counts']/button[@data-state='dead_lettered']",
+    )
+    .await;
+    wait_until(
+        &c,
+        "document.querySelectorAll('#inbox-events tbody tr').length === 2 && document.querySelectorAll('#inbox-events tbody tr[data-state=dead_lettered]').length === 2",
+        "the dead letters only",
+    )
+    .await;
+    let error = text(
+        &c,
+        "document.querySelector('#inbox-events tr[data-id=fail_1] td.err').textContent",
+    )
+    .await;
+    assert!(error.ends_with("<b>refused</b> fail_1"), "{error}");
+    screenshot(&c, "08-inbox-dead-letters", "#inbox-title").await;
+
+    // Replay one, confirmed; then the rest.
+    healed.store(true, Ordering::SeqCst);
+    click(
+        &c,
+        "//table[@id='inbox-events']//tr[@data-id='fail_1']//button[normalize-space()='Replay']",
+    )
+    .await;
+    c.accept_alert().await.unwrap();
+    wait_until(
+        &c,
+        &format!(
+            "{} === '4' && {} === '1'",
+            count("done"),
+            count("dead_lettered")
+        ),
+        "one dead letter replayed and processed",
+    )
+    .await;
+    click(&c, "//button[@id='inbox-replay-all']").await;
+    c.accept_alert().await.unwrap();
+    wait_until(
+        &c,
+        &format!(
+            "{} === '5' && {} === '0'",
+            count("done"),
+            count("dead_lettered")
+        ),
+        "every dead letter replayed and processed",
+    )
+    .await;
+    wait_until(
+        &c,
+        "!document.getElementById('inbox-empty').hidden",
+        "an empty dead letter list",
+    )
+    .await;
+    screenshot(&c, "09-inbox-replayed", "#inbox-title").await;
+    assert_nothing_injected(&c).await;
+    c.close().await.unwrap();
+    workers.shutdown().await;
     s.handle.shutdown().await;
 }

@@ -1,6 +1,7 @@
 //! `examples/console.rs` run as a process: it prints a fresh token that its
 //! console requires, the console shows deliveries, its `/down` endpoint
-//! fills the dead letter queue, and replaying after `/heal` delivers.
+//! fills the dead letter queue, and replaying after `/heal` delivers; with
+//! `inbox`, the console shows what `/ok` received in its inbox view.
 #![cfg(all(feature = "console", feature = "sqlite"))]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -146,4 +147,18 @@ async fn the_console_example_tells_the_whole_story() {
         |v| v["delivery"]["status"] == "delivered",
     )
     .await;
+
+    // Built with `inbox` too (as this test builds it), `/ok` stores what it
+    // receives in an inbox that the console shows; its handler refuses
+    // `kpi.alert`, which ends as a dead letter.
+    #[cfg(feature = "inbox")]
+    {
+        let counts = format!("{console}/api/inbox/counts");
+        wait_for(&client, &counts, "inbox events done and dead", |v| {
+            v["done"].as_u64() >= Some(1) && v["deadLettered"].as_u64() >= Some(1)
+        })
+        .await;
+        let dead = get(&client, &format!("{console}/api/inbox/dead-letters")).await;
+        assert_eq!(dead["items"][0]["eventType"], "kpi.alert", "{dead}");
+    }
 }

@@ -114,6 +114,15 @@
 //! deliveries refused by back-pressure (counters), and the time from
 //! receipt to the handler's start (a histogram).
 //!
+//! ## Watching it
+//!
+//! [`Inbox::counts`] says how many events are in each [`InboxState`]
+//! (received, processing, failed and waiting for a retry, done, dead);
+//! [`Inbox::events`], [`Inbox::dead_letters`] and [`Inbox::replay`] list
+//! and replay them. The operator console (features `console` and `inbox`)
+//! shows all of it in an inbox view, with
+//! `Console::inbox`.
+//!
 //! ## Stores
 //!
 //! [`SqliteInboxStore`] (bundled SQLite, WAL, group commit, on the sender's
@@ -140,8 +149,8 @@ pub use self::service::InboxService;
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use self::store::PgInboxStore;
 pub use self::store::{
-    InboxDepth, InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, MemoryInboxStore,
-    ReplaySelection, SqliteInboxStore,
+    InboxCounts, InboxDepth, InboxEntry, InboxQuery, InboxState, InboxStatus, InboxStore,
+    InboxStoreError, MemoryInboxStore, ReplaySelection, SqliteInboxStore,
 };
 pub use self::worker::{InboxEvent, InboxWorkers};
 pub use crate::durable::retry::RetryPolicy;
@@ -225,6 +234,20 @@ impl<S: InboxStore> Inbox<S> {
         self.shared.store.events(query).await
     }
 
+    /// How many events are in each [`InboxState`] now.
+    ///
+    /// # Errors
+    ///
+    /// The store's error.
+    pub async fn counts(&self) -> Result<InboxCounts, InboxStoreError> {
+        self.shared.store.counts(self.now_millis()).await
+    }
+
+    /// Now, on the inbox's clock, unix ms.
+    pub(crate) fn now_millis(&self) -> i64 {
+        self.shared.config.clock.now_millis()
+    }
+
     /// The newest `limit` dead letters.
     ///
     /// # Errors
@@ -242,8 +265,11 @@ impl<S: InboxStore> Inbox<S> {
     ///
     /// The store's error.
     pub async fn replay(&self, selection: &ReplaySelection) -> Result<u64, InboxStoreError> {
-        let now = self.shared.config.clock.now_millis();
-        let n = self.shared.store.replay(selection, now).await?;
+        let n = self
+            .shared
+            .store
+            .replay(selection, self.now_millis())
+            .await?;
         self.shared.backlog.added(n);
         self.shared.wake.notify_waiters();
         Ok(n)

@@ -10,6 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
+use serde_json::Value;
 use webhook_guard::sender::{AddressPolicy, MemoryStore, RetryPolicy, Sender, SenderHandle};
 
 /// The body the failing endpoint answers with: markup that must never run.
@@ -81,4 +82,30 @@ pub(crate) async fn setup() -> Setup {
         receiver,
         receiver_url,
     }
+}
+
+/// Sends `method url` with exactly these extra headers and `body`;
+/// returns the status, the content type and the body as JSON (or as a
+/// JSON string when it is not JSON).
+pub(crate) async fn raw(
+    method: reqwest::Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, String, Value) {
+    let mut req = reqwest::Client::new().request(method, url);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let res = req.body(body.to_owned()).send().await.unwrap();
+    let status = StatusCode::from_u16(res.status().as_u16()).unwrap();
+    let ct = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = res.bytes().await.unwrap();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, ct, v)
 }

@@ -36,6 +36,7 @@
 //! [`claim_due`]: InboxStore::claim_due
 //! [`settle`]: InboxStore::settle
 
+mod counts;
 mod memory;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -46,6 +47,7 @@ use std::future::Future;
 use bytes::Bytes;
 
 use crate::scheme::SchemeName;
+pub use counts::{InboxCounts, InboxState};
 
 pub use memory::MemoryInboxStore;
 #[cfg(feature = "postgres")]
@@ -449,5 +451,28 @@ pub trait InboxStore: Clone + Send + Sync + 'static {
     /// (`PgInboxStore`: `LISTEN/NOTIFY`).
     fn wait_for_work(&self, max: std::time::Duration) -> impl Future<Output = ()> + Send {
         tokio::time::sleep(max)
+    }
+
+    /// How many events are in each [`InboxState`] at `now_ms`. The default
+    /// reads the whole history through [`events`](Self::events), a page at
+    /// a time; a store that can count in one query should.
+    fn counts(
+        &self,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<InboxCounts, InboxStoreError>> + Send {
+        async move {
+            let mut counts = InboxCounts::default();
+            let mut query = InboxQuery::new(None, 1_000);
+            loop {
+                let page = self.events(&query).await?;
+                for e in &page {
+                    counts.add(e.state_at(now_ms));
+                }
+                match page.last() {
+                    Some(last) if page.len() == query.limit => query.before_seq = Some(last.seq),
+                    _ => return Ok(counts),
+                }
+            }
+        }
     }
 }

@@ -11,8 +11,8 @@ use std::path::Path;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::{
-    InboxDepth, InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, Insert,
-    NewInboxEvent, ReplaySelection, Settle,
+    InboxCounts, InboxDepth, InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError,
+    Insert, NewInboxEvent, ReplaySelection, Settle,
 };
 use crate::durable::sqlite_engine::{Engine, EngineError, configure, db_err};
 use crate::scheme::SchemeName;
@@ -313,6 +313,29 @@ fn replay_rows(
     Ok(u64::try_from(changed).unwrap_or(u64::MAX))
 }
 
+/// Counts by [`InboxState`] in one pass: a pending event with a live lease
+/// is processing, one attempted before is retrying, any other received.
+fn count_rows(conn: &Connection, now_ms: i64) -> Result<InboxCounts, EngineError> {
+    const SQL: &str = "SELECT \
+           coalesce(sum(status = 'pending' AND lease_until_ms > ?1), 0), \
+           coalesce(sum(status = 'pending' AND coalesce(lease_until_ms <= ?1, 1) AND attempts > 0), 0), \
+           coalesce(sum(status = 'pending' AND coalesce(lease_until_ms <= ?1, 1) AND attempts = 0), 0), \
+           coalesce(sum(status = 'done'), 0), \
+           coalesce(sum(status = 'dead_lettered'), 0) \
+         FROM inbox_events";
+    let n = |r: &Row<'_>, i: usize| r.get::<_, i64>(i).map(|n| u64::try_from(n).unwrap_or(0));
+    conn.query_row(SQL, [now_ms], |r| {
+        Ok(InboxCounts {
+            processing: n(r, 0)?,
+            retrying: n(r, 1)?,
+            received: n(r, 2)?,
+            done: n(r, 3)?,
+            dead_lettered: n(r, 4)?,
+        })
+    })
+    .map_err(db_err)
+}
+
 fn query_rows(conn: &Connection, q: &InboxQuery) -> Result<Vec<InboxEntry>, EngineError> {
     let sql = format!(
         "SELECT {COLUMNS} FROM inbox_events WHERE (?1 IS NULL OR status = ?1) \
@@ -424,6 +447,12 @@ impl InboxStore for SqliteInboxStore {
         let query = query.clone();
         self.engine
             .call(move |conn: &Connection| query_rows(conn, &query).map_err(InboxStoreError::from))
+            .await
+    }
+
+    async fn counts(&self, now_ms: i64) -> Result<InboxCounts, InboxStoreError> {
+        self.engine
+            .call(move |conn: &Connection| count_rows(conn, now_ms).map_err(InboxStoreError::from))
             .await
     }
 }

@@ -20,6 +20,7 @@
 //! | `GET /api/dead-letters` | the dead letter queue (same paging) |
 //! | `POST /api/dead-letters/{id}/replay` | replay one dead letter |
 //! | `POST /api/dead-letters/replay-all` | replay every dead letter |
+//! | `/api/inbox/...` | the [inbox](#the-inbox), when one is attached |
 //!
 //! `scheme` is a wire format's name as [`Scheme::from_name`] reads it
 //! ([`SCHEME_NAMES`]: `native`, the default, `native-body-only`,
@@ -47,6 +48,39 @@
 //! operation the current state does not allow (a test event to a disabled
 //! destination, a resend of a pending delivery) gets `409`,
 //! `…#wrong-state`.
+//!
+//! # The inbox
+//!
+//! A service that also receives webhooks into an
+//! [`Inbox`](crate::inbox::Inbox) (feature `inbox`) can show it in the same
+//! console with [`Console::inbox`]: the page gains an inbox view (counts by
+//! state, the events of one state, replay of dead letters) and the API
+//! these routes, behind the same host, cross-site, content-type and
+//! authentication checks as every other route. The inbox's store type need
+//! not be the sender's.
+//!
+//! | method and path | what |
+//! |---|---|
+//! | `GET /api/inbox/counts` | `{received, processing, retrying, done, deadLettered}`: how many events are in each [`InboxState`](crate::inbox::InboxState) |
+//! | `GET /api/inbox/events?state=&limit=&beforeSeq=` | events, newest first, of one state (`received`, `processing`, `retrying`, `done`, `dead_lettered`) or all, paged like the deliveries (`nextCursor` → `beforeSeq`) |
+//! | `GET /api/inbox/events/{id}` | one event: state, attempts, last error, timestamps, body length |
+//! | `GET /api/inbox/dead-letters?limit=&beforeSeq=` | the inbox's dead letters (same paging) |
+//! | `POST /api/inbox/dead-letters/{id}/replay` | replay one dead letter (`409`, `…#wrong-state`, for an event that is not one) |
+//! | `POST /api/inbox/dead-letters/replay-all` | replay every dead letter |
+//! | `POST /api/inbox/dead-letters/replay-between` | `{sinceMs, untilMs}`: replay those dead-lettered in `[sinceMs, untilMs)` |
+//!
+//! Replays answer `202` with `{replayed: n}`. An id the inbox does not hold
+//! gets `404`, `…#not-found`. As with deliveries, no answer contains an
+//! event's body (only its length). A page of one of the states that split
+//! `pending` (`received`, `processing`, `retrying`) reads at most 10,000
+//! pending events; when it stops there it carries a `nextCursor` to read
+//! on from. Without an inbox, every `/api/inbox/` route answers `404` and
+//! the page shows no inbox view.
+//!
+//! [`Console::inbox`] has an example.
+//!
+//! A console shows a sender always: the console is built around one, and
+//! an inbox-only service without a sender has no console yet.
 //!
 //! # Authentication
 //!
@@ -176,6 +210,8 @@
 
 mod auth;
 mod guard;
+#[cfg(feature = "inbox")]
+mod inbox;
 mod page;
 mod problems;
 
@@ -186,7 +222,7 @@ use axum::Router;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{OriginalUri, Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use http::{StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 
@@ -214,6 +250,8 @@ pub struct Console<S, A> {
     auth: A,
     refresh_seconds: u32,
     allowed_hosts: AllowedHosts,
+    #[cfg(feature = "inbox")]
+    inbox: Option<inbox::SharedInbox>,
 }
 
 impl<S, A: std::fmt::Debug> std::fmt::Debug for Console<S, A> {
@@ -223,7 +261,18 @@ impl<S, A: std::fmt::Debug> std::fmt::Debug for Console<S, A> {
             .field("auth", &self.auth)
             .field("refresh_seconds", &self.refresh_seconds)
             .field("allowed_hosts", &self.allowed_hosts)
+            .field("inbox", &self.has_inbox())
             .finish_non_exhaustive()
+    }
+}
+
+impl<S, A> Console<S, A> {
+    /// Whether an inbox is attached.
+    fn has_inbox(&self) -> bool {
+        #[cfg(feature = "inbox")]
+        return self.inbox.is_some();
+        #[cfg(not(feature = "inbox"))]
+        false
     }
 }
 
@@ -288,6 +337,8 @@ impl<S: DeliveryStore> Console<S, AuthNotChosen> {
             auth: AuthNotChosen,
             refresh_seconds: 5,
             allowed_hosts: AllowedHosts::loopback(),
+            #[cfg(feature = "inbox")]
+            inbox: None,
         }
     }
 
@@ -329,6 +380,8 @@ impl<S: DeliveryStore> Console<S, AuthNotChosen> {
             auth: AuthChosen(auth),
             refresh_seconds: self.refresh_seconds,
             allowed_hosts: self.allowed_hosts,
+            #[cfg(feature = "inbox")]
+            inbox: self.inbox,
         }
     }
 }
@@ -374,12 +427,52 @@ impl<S: DeliveryStore, A> Console<S, A> {
         Ok(self)
     }
 
+    /// Attaches `inbox`: the page gains an inbox view, and the API the
+    /// [`/api/inbox/` routes](self#the-inbox), behind the same host,
+    /// cross-site and authentication checks as the rest. The inbox's store
+    /// type need not be the sender's.
+    ///
+    /// ```
+    /// use webhook_guard::inbox::{Inbox, MemoryInboxStore};
+    /// use webhook_guard::sender::{MemoryStore, Sender, console::Console};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let sender = Sender::builder(MemoryStore::new()).build()?;
+    /// // `SqliteInboxStore::open("inbox.db")?` in production.
+    /// let inbox = Inbox::builder(MemoryInboxStore::new()).build().await?;
+    /// let app: axum::Router = Console::new(sender)
+    ///     .inbox(inbox)
+    ///     .bearer_token("console-token")
+    ///     .router();
+    /// # let _ = app; Ok(()) }
+    /// ```
+    #[cfg(feature = "inbox")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "inbox")))]
+    pub fn inbox<I: crate::inbox::InboxStore>(mut self, inbox: crate::inbox::Inbox<I>) -> Self {
+        self.inbox = Some(Arc::new(inbox));
+        self
+    }
+
+    /// The `/api/inbox/` routes: over the attached inbox, or answering that
+    /// there is none.
+    fn inbox_routes(&mut self) -> Router {
+        #[cfg(feature = "inbox")]
+        if let Some(attached) = self.inbox.take() {
+            return inbox::routes(attached);
+        }
+        Router::new()
+            .route("/api/inbox", any(no_inbox))
+            .route("/api/inbox/{*rest}", any(no_inbox))
+    }
+
     /// Builds the router: the page and the API behind the host and
     /// cross-site checks and the chosen authentication.
-    pub fn router(self) -> Router
+    pub fn router(mut self) -> Router
     where
         A: ChosenAuth,
     {
+        let inbox_api = self.inbox_routes();
         let AuthChosen(auth) = self.auth.into_chosen();
         let state = Arc::new(ConsoleState {
             sender: self.sender,
@@ -387,15 +480,17 @@ impl<S: DeliveryStore, A> Console<S, A> {
             refresh_seconds: self.refresh_seconds,
             token_required: matches!(auth, ConsoleAuth::Bearer(_)),
         });
+        let api = api_routes(&state).merge(inbox_api);
         let (api, app_layer) = match auth {
-            ConsoleAuth::Bearer(layer) => (api_routes(&state).layer(layer), None),
-            ConsoleAuth::AppLayer(wrap) => (api_routes(&state), Some(wrap)),
-            ConsoleAuth::Unauthenticated => (api_routes(&state), None),
+            ConsoleAuth::Bearer(layer) => (api.layer(layer), None),
+            ConsoleAuth::AppLayer(wrap) => (api, Some(wrap)),
+            ConsoleAuth::Unauthenticated => (api, None),
         };
         let app = Router::new()
             .route("/", get(show_page::<S>))
             .route("/assets/console.js", get(page::script))
             .route("/assets/console.css", get(page::style))
+            .route("/assets/inbox.js", get(page::inbox_script))
             .with_state(state)
             .merge(api);
         let app = match app_layer {
@@ -488,6 +583,14 @@ impl From<SenderError> for ApiError {
         };
         Self::new(kind, e.to_string())
     }
+}
+
+/// Any `/api/inbox/` request to a console without an inbox.
+async fn no_inbox() -> ApiError {
+    ApiError::new(
+        ProblemKind::NotFound,
+        "this console has no inbox attached (`Console::inbox`, features `console` and `inbox`)",
+    )
 }
 
 fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {

@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, header};
 
 const SCRIPT: &str = include_str!("assets/console.js");
+const INBOX_SCRIPT: &str = include_str!("assets/inbox.js");
 const STYLE: &str = include_str!("assets/console.css");
 const TEMPLATE: &str = include_str!("assets/console.html");
 
@@ -90,6 +91,15 @@ pub(super) fn render(
 
 pub(super) async fn script() -> Response {
     with_headers(SCRIPT.into_response(), "text/javascript; charset=utf-8")
+}
+
+/// The inbox view's script; it shows the view only when the API answers
+/// that an inbox is attached.
+pub(super) async fn inbox_script() -> Response {
+    with_headers(
+        INBOX_SCRIPT.into_response(),
+        "text/javascript; charset=utf-8",
+    )
 }
 
 pub(super) async fn style() -> Response {

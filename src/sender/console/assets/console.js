@@ -186,11 +186,17 @@
         actions,
       ]);
     });
+    showPage(tbody, rows, page, append, "history-more", "history-empty");
+    state.historyCursor = page.nextCursor;
+  }
+
+  // Puts a page's rows in `tbody`, after the rows shown or instead of
+  // them, and shows the "older" button and the empty note as they fit.
+  function showPage(tbody, rows, page, append, moreId, emptyId) {
     if (append) tbody.append(...rows);
     else tbody.replaceChildren(...rows);
-    state.historyCursor = page.nextCursor;
-    $("history-more").hidden = page.nextCursor === null || page.nextCursor === undefined;
-    $("history-empty").hidden = tbody.children.length > 0;
+    $(moreId).hidden = page.nextCursor === null || page.nextCursor === undefined;
+    $(emptyId).hidden = tbody.children.length > 0;
   }
 
   function renderDlq(page) {
@@ -334,6 +340,9 @@
       return "Replay all: " + summary.replayed.length + " replayed, " + summary.skipped.length + " skipped.";
     })
   );
+
+  // For the other views' scripts (inbox.js): the same requests and markup.
+  window.webhookConsole = { api, el, when, badge, button, say, showPage, refreshMs };
 
   if (body.dataset.tokenRequired === "true" && !token()) $("token-panel").hidden = false;
   refresh();
