@@ -51,3 +51,37 @@ fn the_alerts_page_quotes_the_rules_file() {
         assert!(rules.contains(&quoted), "not in the rules file: {quoted}");
     }
 }
+
+/// Every metric the rules and the page name is one the crate records.
+#[test]
+fn the_rules_name_metrics_the_crate_records() {
+    use webhook_guard::{idempotency, inbox, sender, verify};
+    let known = [
+        verify::metric_names::REQUESTS,
+        verify::metric_names::KEY_LAST_USED,
+        idempotency::metric_names::REQUESTS,
+        sender::metric_names::QUEUE_OLDEST_DUE_SECONDS,
+        sender::metric_names::DEAD_LETTERED,
+        inbox::metric_names::DEAD_LETTERED,
+    ];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in [
+        "docs/alerts.md",
+        "docs/alerts/webhook-guard.rules.yml",
+        "docs/alerts/webhook-guard.rules.test.yml",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("webhook_guard_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            assert!(
+                known.contains(&name.as_str()),
+                "{file} names `{name}`, which nothing records"
+            );
+            rest = &rest[at + name.len()..];
+        }
+    }
+}

@@ -11,8 +11,8 @@ mod postgres_server;
 use webhook_guard::SchemeName;
 use webhook_guard::inbox::store::{Insert, NewInboxEvent, Settle};
 use webhook_guard::inbox::{
-    InboxDepth, InboxQuery, InboxStatus, InboxStore, MemoryInboxStore, ReplaySelection,
-    SqliteInboxStore,
+    InboxCounts, InboxDepth, InboxQuery, InboxStatus, InboxStore, MemoryInboxStore,
+    ReplaySelection, SqliteInboxStore,
 };
 
 fn event(id: &str, at: i64) -> NewInboxEvent {
@@ -84,6 +84,43 @@ contract!(insert_stores_once_and_keeps_the_body_exactly, |store| {
     assert_eq!(stored.attempts, 0);
     assert_eq!(store.unprocessed().await.unwrap(), 1);
     assert!(store.event("evt_2").await.unwrap().is_none());
+});
+
+contract!(counts_each_state_as_the_entries_say, |store| {
+    for (i, id) in ["a", "b", "c", "d", "e", "f"].into_iter().enumerate() {
+        store.insert(&event(id, 1_000 + i as i64)).await.unwrap();
+    }
+    // Four claimed until 10_000: one done, one dead, one failed (retry at
+    // 5_000), one still held; two never claimed.
+    let claimed = store.claim_due(2_000, 4, 10_000).await.unwrap();
+    let ids: Vec<String> = claimed.iter().map(|e| e.id.clone()).collect();
+    assert_eq!(ids.len(), 4);
+    let retry = Settle::RetryAt {
+        at_ms: 5_000,
+        error: "busy".into(),
+    };
+    let dead = Settle::DeadLetter("no".into());
+    for (id, how) in ids.iter().zip([&Settle::Done, &dead, &retry]) {
+        assert!(store.settle(id, 10_000, how, 2_100).await.unwrap());
+    }
+    let expect = |received, processing, retrying| {
+        let mut c = InboxCounts::default();
+        c.received = received;
+        c.processing = processing;
+        c.retrying = retrying;
+        c.done = 1;
+        c.dead_lettered = 1;
+        c
+    };
+    assert_eq!(store.counts(3_000).await.unwrap(), expect(2, 1, 1));
+    // Once the held lease has expired, that event waits for a retry too.
+    assert_eq!(store.counts(20_000).await.unwrap(), expect(2, 0, 2));
+    // The same as classifying each entry.
+    let mut by_entry = InboxCounts::default();
+    for e in store.events(&InboxQuery::new(None, 100)).await.unwrap() {
+        by_entry.add(e.state_at(20_000));
+    }
+    assert_eq!(by_entry, expect(2, 0, 2));
 });
 
 contract!(

@@ -40,8 +40,8 @@ use tokio_postgres::Socket;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
 use super::{
-    InboxDepth, InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError, Insert,
-    NewInboxEvent, ReplaySelection, Settle,
+    InboxCounts, InboxDepth, InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError,
+    Insert, NewInboxEvent, ReplaySelection, Settle,
 };
 use crate::postgres::listen::{self, Listener};
 use crate::postgres::{DEFAULT_POOL_SIZE, PgSetupError, error_chain, migrate, pool_from_url};
@@ -453,6 +453,35 @@ impl InboxStore for PgInboxStore {
         let n: i64 = row.try_get(0).map_err(pg_err)?;
         let oldest: Option<i64> = row.try_get(1).map_err(pg_err)?;
         Ok(InboxDepth::new(u64::try_from(n).unwrap_or(0), oldest))
+    }
+
+    async fn counts(&self, now_ms: i64) -> Result<InboxCounts, InboxStoreError> {
+        const SQL: &str = "SELECT \
+               count(*) FILTER (WHERE status = 'pending' AND lease_until_ms > $1), \
+               count(*) FILTER (WHERE status = 'pending' \
+                 AND coalesce(lease_until_ms <= $1, true) AND attempts > 0), \
+               count(*) FILTER (WHERE status = 'pending' \
+                 AND coalesce(lease_until_ms <= $1, true) AND attempts = 0), \
+               count(*) FILTER (WHERE status = 'done'), \
+               count(*) FILTER (WHERE status = 'dead_lettered') \
+             FROM inbox_events";
+        let row = self
+            .client()
+            .await?
+            .query_one(SQL, &[&now_ms])
+            .await
+            .map_err(pg_err)?;
+        let n = |i: usize| -> Result<u64, InboxStoreError> {
+            let n: i64 = row.try_get(i).map_err(pg_err)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        };
+        Ok(InboxCounts {
+            processing: n(0)?,
+            retrying: n(1)?,
+            received: n(2)?,
+            done: n(3)?,
+            dead_lettered: n(4)?,
+        })
     }
 
     async fn event(&self, id: &str) -> Result<Option<InboxEntry>, InboxStoreError> {
