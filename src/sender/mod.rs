@@ -73,6 +73,7 @@ pub mod console;
 mod delivery;
 mod destination;
 mod error;
+mod health;
 mod history;
 mod outbox;
 mod publish;
@@ -91,6 +92,9 @@ pub use delivery::{
 };
 pub use destination::{Destination, EventFilter, NewDestination};
 pub use error::{DeliveryStoreError, SenderError};
+pub use health::{
+    DestinationHealth, HealthSlot, LastError, QueueHealth, RESPONSE_TIME_BOUNDS_MS, WindowHealth,
+};
 pub use history::{DeliveryHistory, ReplaySkipReason, ReplaySummary, SkippedReplay};
 pub use outbox::PreparedPublish;
 pub use publish::TEST_EVENT_TYPE;

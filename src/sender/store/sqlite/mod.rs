@@ -14,6 +14,7 @@
 //! keeps signing with exactly those bytes; rotate its secret to switch it to
 //! the decoded key.
 
+mod health;
 mod outbox;
 mod rows;
 
@@ -28,8 +29,9 @@ use crate::durable::sqlite_engine::{Engine, EngineError};
 use crate::sender::delivery::{Delivery, DeliveryAttempt, DeliveryQuery, OutgoingEvent, Page};
 use crate::sender::destination::Destination;
 use crate::sender::error::{DeliveryStoreError, SenderError};
+use crate::sender::health::DestinationHealth;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// A SQLite error as a store error.
 pub(super) fn db_err(e: rusqlite::Error) -> DeliveryStoreError {
@@ -60,6 +62,11 @@ const MIGRATION_1: &str = include_str!("../schema/1.sql");
 /// entry behind but its row's. Runs with foreign keys off, so the tables
 /// can be rebuilt under their old names.
 const MIGRATION_2: &str = include_str!("../schema/2.sql");
+
+/// Version 3: the health rollup (per destination and minute, see
+/// `crate::sender::health`) and the last error of each destination, filled
+/// from the history already stored; an index for each destination's queue.
+const MIGRATION_3: &str = include_str!("../schema/3.sql");
 
 /// Delivery state in one SQLite file. Cheap to clone (shared connection).
 ///
@@ -193,6 +200,9 @@ fn migrate(conn: &mut Connection) -> Result<(), DeliveryStoreError> {
                 "migrating to schema version 2 left a broken reference in `{table}`"
             )));
         }
+    }
+    if version < 3 {
+        tx.execute_batch(MIGRATION_3).map_err(db_err)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(db_err)?;
@@ -337,6 +347,15 @@ impl DeliveryStore for SqliteStore {
         let id = delivery_id.to_owned();
         self.engine
             .call(move |conn: &Connection| rows::load_attempts(conn, &id))
+            .await
+    }
+
+    async fn destination_health(
+        &self,
+        now_ms: i64,
+    ) -> Result<Vec<DestinationHealth>, DeliveryStoreError> {
+        self.engine
+            .call(move |conn: &Connection| health::read(conn, now_ms))
             .await
     }
 }
