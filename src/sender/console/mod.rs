@@ -20,6 +20,7 @@
 //! | `GET /api/dead-letters` | the dead letter queue (same paging) |
 //! | `POST /api/dead-letters/{id}/replay` | replay one dead letter |
 //! | `POST /api/dead-letters/replay-all` | replay every dead letter |
+//! | `GET /api/health` | per destination: attempts, successes, p50/p99 response time over the last hour and day, 24 hourly slots, the last error, the queue ([`Sender::destination_health`](crate::sender::Sender::destination_health)) |
 //!
 //! `scheme` is a wire format's name as [`Scheme::from_name`] reads it
 //! ([`SCHEME_NAMES`]: `native`, the default, `native-body-only`,
@@ -176,6 +177,7 @@
 
 mod auth;
 mod guard;
+mod health;
 mod page;
 mod problems;
 
@@ -396,6 +398,7 @@ impl<S: DeliveryStore, A> Console<S, A> {
             .route("/", get(show_page::<S>))
             .route("/assets/console.js", get(page::script))
             .route("/assets/console.css", get(page::style))
+            .route("/assets/health.js", get(health::script))
             .with_state(state)
             .merge(api);
         let app = match app_layer {
@@ -426,6 +429,7 @@ fn api_routes<S: DeliveryStore>(state: &Arc<ConsoleState<S>>) -> Router {
             "/api/destinations/{id}/rotate-secret",
             post(rotate_secret::<S>),
         )
+        .route("/api/health", get(health::get_health::<S>))
         .route("/api/deliveries", get(list_deliveries::<S>))
         .route("/api/deliveries/{id}", get(get_delivery::<S>))
         .route("/api/deliveries/{id}/resend", post(resend_delivery::<S>))
