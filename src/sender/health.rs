@@ -101,6 +101,25 @@ impl AttemptCounts {
         self.buckets[bucket_of(attempt.duration_ms)] += 1;
     }
 
+    /// Counts from a rollup row's sums: attempts, successes, the slowest,
+    /// then one per bucket (`NULL`s and negatives read as 0).
+    pub(crate) fn from_columns(columns: &[Option<i64>]) -> Self {
+        let n = |i: usize| {
+            let v = columns.get(i).copied().flatten();
+            v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0)
+        };
+        let mut c = Self {
+            attempts: n(0),
+            successes: n(1),
+            max_ms: n(2),
+            buckets: [0; BUCKETS],
+        };
+        for (i, b) in c.buckets.iter_mut().enumerate() {
+            *b = n(3 + i);
+        }
+        c
+    }
+
     /// Adds another row's counts.
     pub(crate) fn merge(&mut self, other: &Self) {
         self.attempts += other.attempts;

@@ -122,20 +122,10 @@ async fn read_slots(
 
 /// Counts from columns 2.. of a slot row.
 fn counts(r: &Row) -> Result<AttemptCounts, tokio_postgres::Error> {
-    let n = |i: usize| -> Result<u64, tokio_postgres::Error> {
-        let v: Option<i64> = r.try_get(i)?;
-        Ok(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
-    };
-    let mut c = AttemptCounts {
-        attempts: n(2)?,
-        successes: n(3)?,
-        max_ms: n(4)?,
-        buckets: [0; BUCKETS],
-    };
-    for (i, b) in c.buckets.iter_mut().enumerate() {
-        *b = n(5 + i)?;
-    }
-    Ok(c)
+    let columns = (2..5 + BUCKETS)
+        .map(|i| r.try_get(i))
+        .collect::<Result<Vec<Option<i64>>, _>>()?;
+    Ok(AttemptCounts::from_columns(&columns))
 }
 
 /// Pending deliveries per destination: all, due, the oldest due time.

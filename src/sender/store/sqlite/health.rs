@@ -115,20 +115,10 @@ fn read_slots(
 
 /// Counts from columns 2.. of a slot row.
 fn counts(r: &Row<'_>) -> rusqlite::Result<AttemptCounts> {
-    let n = |i: usize| -> rusqlite::Result<u64> {
-        let v: Option<i64> = r.get(i)?;
-        Ok(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0))
-    };
-    let mut c = AttemptCounts {
-        attempts: n(2)?,
-        successes: n(3)?,
-        max_ms: n(4)?,
-        buckets: [0; BUCKETS],
-    };
-    for (i, b) in c.buckets.iter_mut().enumerate() {
-        *b = n(5 + i)?;
-    }
-    Ok(c)
+    let columns = (2..5 + BUCKETS)
+        .map(|i| r.get(i))
+        .collect::<rusqlite::Result<Vec<Option<i64>>>>()?;
+    Ok(AttemptCounts::from_columns(&columns))
 }
 
 /// Pending deliveries per destination: all, due, the oldest due time.
