@@ -345,7 +345,19 @@ pub(crate) fn assemble(
 
 impl<S: DeliveryStore> Sender<S> {
     /// The health of every destination, in registration order, at the
-    /// sender's clock's now (see the [module docs](self)).
+    /// sender's clock's now: attempts, successes and p50/p99 response time
+    /// over the last hour and the last 24 hours (whole minutes, this one
+    /// included), the day in 24 hourly slots, the last error and the queue.
+    ///
+    /// Stores keep a rollup beside the attempts, written in the same
+    /// transaction as each one: per destination and minute, the attempts,
+    /// the successes, the slowest response and a histogram of response
+    /// times in [`RESPONSE_TIME_BOUNDS_MS`] buckets. The answer is read
+    /// from at most 1,440 such rows per destination however long the
+    /// history, survives restarts, and is the same on every sender node
+    /// sharing a PostgreSQL store. A percentile is the upper bound of the
+    /// bucket holding its rank (nearest rank), or the slowest response when
+    /// that is smaller: as fine as the buckets (about 1.5x apart).
     ///
     /// # Errors
     ///
