@@ -122,7 +122,7 @@ async fn load_postgres(url: &str, now: i64) {
         .await
         .unwrap();
     tokio::spawn(conn);
-    let series = format!("generate_series(0, {}) AS s(i)", DELIVERIES - 1);
+    let series = format!("generate_series(0::bigint, {}) AS s(i)", DELIVERIES - 1);
     let rollup = include_str!("../migrations/postgres/sender/0003_health_rollup.sql");
     let sql = format!(
         "BEGIN; {} {} COMMIT; ANALYZE;",
@@ -182,6 +182,11 @@ fn health(c: &mut Criterion) {
         eprintln!("{name}: GET /api/health answers {bytes} bytes");
         group.bench_function(name, |b| {
             b.iter(|| rt.block_on(get_health(&client, url)));
+        });
+        // For scale on a loaded machine: the plain destination list.
+        let list = url.replace("/api/health", "/api/destinations");
+        group.bench_function(format!("{name}_destinations_list"), |b| {
+            b.iter(|| rt.block_on(get_health(&client, &list)));
         });
     }
     group.finish();
