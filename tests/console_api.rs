@@ -1533,3 +1533,48 @@ async fn the_apps_own_auth_layer_guards_page_and_api_after_the_host_check() {
             .contains(r#"data-token-required="false""#)
     );
 }
+
+/// The health API and its script sit behind the same checks as the rest:
+/// the token for the API, the host check for both; the script is served
+/// like the console's own, without a token.
+#[tokio::test]
+async fn health_api_needs_the_token_and_a_console_host() {
+    let app = Console::new(loopback_sender())
+        .bearer_token("tok-123")
+        .router();
+    let req = |uri: &str, host: &str, auth: Option<&str>| {
+        let mut r = Request::get(uri).header("host", host);
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let status = |r: Request<Body>| {
+        let app = app.clone();
+        async move { app.oneshot(r).await.unwrap().status() }
+    };
+    let denied = status(req("/api/health", "localhost", None)).await;
+    assert_eq!(denied, StatusCode::UNAUTHORIZED);
+    let rebound = status(req("/api/health", "evil.example", Some("Bearer tok-123"))).await;
+    assert_eq!(rebound, StatusCode::MISDIRECTED_REQUEST);
+    let ok = app
+        .clone()
+        .oneshot(req("/api/health", "localhost", Some("Bearer tok-123")))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    let body = ok.into_body().collect().await.unwrap().to_bytes();
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(json["nowMs"].is_i64(), "{json}");
+    assert_eq!(json["destinations"], serde_json::json!([]));
+    let script = app
+        .clone()
+        .oneshot(req("/assets/health.js", "localhost", None))
+        .await
+        .unwrap();
+    assert_eq!(script.status(), StatusCode::OK);
+    assert_eq!(
+        script.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+}

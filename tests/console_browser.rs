@@ -199,7 +199,7 @@ async fn assert_nothing_injected(c: &Client) {
             "[...document.scripts].map(s => new URL(s.src).pathname.split('/assets/')[1]).join()"
         )
         .await,
-        "console.js,inbox.js",
+        "console.js,inbox.js,health.js",
         "the console's own scripts only, none inline"
     );
     assert_eq!(
@@ -915,5 +915,153 @@ async fn operator_sees_the_inbox_and_replays_its_dead_letters() {
     assert_nothing_injected(&c).await;
     c.close().await.unwrap();
     workers.shutdown().await;
+    s.handle.shutdown().await;
+}
+
+/// What the health view shows for each destination, read back from the
+/// page: its numbers (as text), and its charts' bars and points.
+const RENDERED_HEALTH: &str = r#"
+const rows = [...document.querySelectorAll('#health tbody tr')];
+return rows.map((tr) => {
+  const fields = (sel) => Object.fromEntries(
+    [...tr.querySelectorAll(sel + ' [data-field]')].map((n) => [n.dataset.field, n.textContent]));
+  const okBar = tr.querySelector('svg.bars g.slot:last-child rect.ok');
+  return {
+    id: tr.dataset.destinationId,
+    lastHour: fields('td[data-window=lastHour]'),
+    lastDay: fields('td[data-window=lastDay]'),
+    queue: fields('td[data-queue]'),
+    error: (tr.querySelector('td.err [data-field=message]') || {}).textContent || null,
+    slots: [...tr.querySelectorAll('svg.bars g.slot')].map((g) =>
+      [Number(g.dataset.attempts), Number(g.dataset.successes)]),
+    points: [...tr.querySelectorAll('svg.spark circle.point')].map((p) => Number(p.dataset.p50)),
+    linePoints: tr.querySelector('svg.spark polyline').getAttribute('points').split(' ')
+      .filter((p) => p !== '').length,
+    okBarHeight: Number(okBar.getAttribute('height')),
+    okFill: getComputedStyle(okBar).fill,
+  };
+});
+"#;
+
+/// The page's text for a number of the API: the number, or "–" for null.
+fn shown(v: &Value) -> Value {
+    match v {
+        Value::Null => json!("–"),
+        v => json!(v.to_string()),
+    }
+}
+
+/// The figures of one window of the API, as the page should show them.
+fn shown_window(w: &Value) -> Value {
+    json!({
+        "attempts": shown(&w["attempts"]),
+        "successes": shown(&w["successes"]),
+        "p50Ms": shown(&w["p50Ms"]),
+        "p99Ms": shown(&w["p99Ms"]),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_view_draws_the_apis_figures_and_charts() {
+    let s = setup().await;
+    let add = |path: &str| {
+        webhook_guard::sender::NewDestination::new(
+            format!("{}{path}", s.receiver_url),
+            "health-destination-key-0123456789",
+        )
+    };
+    let ok = s.sender.add_destination(add("/ok")).await.unwrap();
+    let flaky = s.sender.add_destination(add("/flaky")).await.unwrap();
+    // Three deliveries that succeed, two that fail (500, no retries).
+    for _ in 0..3 {
+        s.sender.send_test_event(&ok.id).await.unwrap();
+    }
+    for _ in 0..2 {
+        s.sender.send_test_event(&flaky.id).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = s.sender.destination_health().await.unwrap();
+        if h[0].last_hour.attempts == 3 && h[1].last_hour.attempts == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the attempts did not finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let base = serve(
+        Router::new().nest(
+            "/console",
+            console::Console::new(s.sender.clone())
+                .allow_unauthenticated()
+                .router(),
+        ),
+    )
+    .await;
+    let api = reqwest::get(format!("{base}/console/api/health"))
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 200);
+    let api: Value = serde_json::from_slice(&api.bytes().await.unwrap()).unwrap();
+    let (_driver, c) = open_page(&format!("{base}/console")).await;
+    wait_until(
+        &c,
+        "document.querySelectorAll('#health tbody tr').length === 2",
+        "the health rows",
+    )
+    .await;
+    let rendered = c.execute(RENDERED_HEALTH, vec![]).await.unwrap();
+    let api_rows = api["destinations"].as_array().unwrap();
+    let rows = rendered.as_array().unwrap();
+    assert_eq!(rows.len(), api_rows.len());
+    for (row, d) in rows.iter().zip(api_rows) {
+        assert_eq!(row["id"], d["destinationId"]);
+        assert_eq!(row["lastHour"], shown_window(&d["lastHour"]), "{row}");
+        assert_eq!(row["lastDay"], shown_window(&d["lastDay"]), "{row}");
+        let queue =
+            json!({"pending": shown(&d["queue"]["pending"]), "due": shown(&d["queue"]["due"])});
+        assert_eq!(row["queue"], queue);
+        assert_eq!(row["error"], d["lastError"]["message"]);
+        // One bar per hourly slot, with the slot's counts; one point of the
+        // latency line per slot that had attempts, at its median.
+        let slots = d["hourly"].as_array().unwrap();
+        let counts: Vec<Value> = slots
+            .iter()
+            .map(|s| json!([s["attempts"], s["successes"]]))
+            .collect();
+        assert_eq!(row["slots"], json!(counts));
+        let medians: Vec<&Value> = slots
+            .iter()
+            .map(|s| &s["p50Ms"])
+            .filter(|v| !v.is_null())
+            .collect();
+        assert_eq!(row["points"], json!(medians));
+        assert_eq!(row["linePoints"], json!(medians.len()));
+    }
+    let (ok_row, flaky_row) = (&rows[0], &rows[1]);
+    assert_eq!(ok_row["lastHour"]["attempts"], "3");
+    assert_eq!(ok_row["lastHour"]["successes"], "3");
+    assert_eq!(ok_row["slots"].as_array().unwrap().len(), 24);
+    assert_eq!(ok_row["points"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        ok_row["okBarHeight"],
+        json!(36),
+        "the busiest slot fills the chart"
+    );
+    assert_eq!(
+        ok_row["okFill"], "rgb(19, 122, 59)",
+        "the stylesheet colours the bars"
+    );
+    assert_eq!(ok_row["error"], Value::Null);
+    assert_eq!(flaky_row["lastHour"]["successes"], "0");
+    assert_eq!(flaky_row["okBarHeight"], json!(0));
+    assert!(
+        flaky_row["error"].as_str().unwrap().contains("500"),
+        "{flaky_row}"
+    );
+    assert_nothing_injected(&c).await;
+    screenshot(&c, "07-health", "#health-title").await;
+
+    c.close().await.unwrap();
     s.handle.shutdown().await;
 }

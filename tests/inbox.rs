@@ -139,14 +139,15 @@ async fn stored_and_answered_before_the_handler_runs() {
         .await
         .expect("the handler never ran");
     wait_for(&inbox, "evt_first", InboxStatus::Done).await;
-    let seen = seen.lock().unwrap();
-    assert_eq!(seen.len(), 1);
-    let (id, attempt, signed_at, event_type, event) = &seen[0];
-    assert_eq!((id.as_str(), *attempt), ("evt_first", 1));
-    assert!(signed_at.is_some_and(|t| (t - now()).abs() < 60));
-    assert_eq!(event_type.as_deref(), Some("ingestion.completed"));
-    assert_eq!(event.event_type(), "ingestion.completed");
-    drop(seen);
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        let (id, attempt, signed_at, event_type, event) = &seen[0];
+        assert_eq!((id.as_str(), *attempt), ("evt_first", 1));
+        assert!(signed_at.is_some_and(|t| (t - now()).abs() < 60));
+        assert_eq!(event_type.as_deref(), Some("ingestion.completed"));
+        assert_eq!(event.event_type(), "ingestion.completed");
+    }
     // The worker lowers its count just after the store says done.
     let deadline = Instant::now() + Duration::from_secs(20);
     while inbox.unprocessed() != 0 {

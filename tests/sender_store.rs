@@ -11,9 +11,9 @@ use axum::routing::post;
 use webhook_guard::Clock as _;
 use webhook_guard::SystemClock;
 use webhook_guard::sender::{
-    AddressPolicy, DeliveryAttempt, DeliveryQuery, DeliveryStatus, DeliveryStore, ErrorClass,
-    ManualClock, MemoryStore, NewDelivery, NewDestination, NextStep, OutgoingEvent, QueueStats,
-    RetryPolicy, Sender, SenderError, SqliteStore,
+    AddressPolicy, DeliveryAttempt, DeliveryQuery, DeliveryStatus, DeliveryStore,
+    DestinationHealth, ErrorClass, ManualClock, MemoryStore, NewDelivery, NewDestination, NextStep,
+    OutgoingEvent, QueueStats, RetryPolicy, Sender, SenderError, SqliteStore,
 };
 
 #[cfg(feature = "postgres")]
@@ -313,6 +313,157 @@ async fn contract<S: DeliveryStore + Clone>(store: S) {
     );
 }
 
+const HOUR: i64 = 3_600_000;
+/// 30 s into an hour: the health window ends with this minute.
+const NOW: i64 = 500 * HOUR + 30_000;
+
+/// Stores an event for `destination` and one delivery of it, leased, and
+/// records one attempt of it that started at `at` and took `duration_ms`:
+/// a 2xx, or a failure with `code` and `error`.
+async fn attempt_once<S: DeliveryStore>(
+    store: &S,
+    destination: &str,
+    at: i64,
+    duration_ms: u64,
+    failure: Option<(Option<u16>, &str)>,
+    next: NextStep,
+) {
+    let e = OutgoingEvent::new("kpi.alert", &at).unwrap();
+    let mut d = NewDelivery::new(e.id(), destination, at);
+    d.lease_until_ms = Some(at + 10_000);
+    store.enqueue(&e, at, &[d.clone()]).await.unwrap();
+    let mut a = DeliveryAttempt::new(&d.id, 1, at);
+    a.duration_ms = duration_ms;
+    match failure {
+        None => a.status_code = Some(200),
+        Some((code, error)) => {
+            a.status_code = code;
+            a.error_class = Some(if code.is_some() {
+                ErrorClass::Status
+            } else {
+                ErrorClass::Connect
+            });
+            a.error = Some(error.to_owned());
+        }
+    }
+    store.record_attempt(&a, at + 10_000, &next).await.unwrap();
+}
+
+/// Pending deliveries of `destination` due at each of `due`.
+async fn queue_up<S: DeliveryStore>(store: &S, destination: &str, due: &[i64]) {
+    for &at in due {
+        let e = OutgoingEvent::new("kpi.alert", &at).unwrap();
+        let mut d = NewDelivery::new(e.id(), destination, NOW - HOUR);
+        d.next_attempt_at_ms = at;
+        store.enqueue(&e, NOW - HOUR, &[d]).await.unwrap();
+    }
+}
+
+/// Success counts, percentiles, hourly slots, the last error and the queue
+/// of each destination, from the history, as every store must give them.
+async fn health_contract<S: DeliveryStore + Clone>(store: S) {
+    let store = add_destination(store, "dst_a").await;
+    let store = add_destination(store, "dst_b").await;
+    let store = add_destination(store, "dst_c").await;
+    let long = "é".repeat(300);
+    let a = |at, ms, failure, next| attempt_once(&store, "dst_a", at, ms, failure, next);
+    // The last hour: 4 ms, 40 ms, 90 ms (a 503), 4 ms 59 minutes ago.
+    a(NOW - 1_000, 4, None, NextStep::Delivered).await;
+    a(NOW - 2_000, 40, None, NextStep::Delivered).await;
+    let retry = NextStep::RetryAt(NOW + 60_000);
+    a(NOW - 3_000, 90, Some((Some(503), long.as_str())), retry).await;
+    a(NOW - 30_000 - 59 * 60_000, 4, None, NextStep::Delivered).await;
+    // Earlier today: 700 ms 23 hours ago; a refused connection (2 s) five
+    // hours ago, recorded last but older than the 503. Yesterday: ignored.
+    a(NOW - 23 * HOUR, 700, None, NextStep::Delivered).await;
+    let gone = NextStep::DeadLetter("gave up".into());
+    a(
+        NOW - 5 * HOUR,
+        2_000,
+        Some((None, "connection refused")),
+        gone,
+    )
+    .await;
+    a(NOW - 25 * HOUR, 1, None, NextStep::Delivered).await;
+    queue_up(
+        &store,
+        "dst_b",
+        &[NOW - 10_000, NOW + 60_000, NOW - 5_000, NOW],
+    )
+    .await;
+
+    let health = store.destination_health(NOW).await.unwrap();
+    let ids: Vec<&str> = health.iter().map(|h| h.destination_id.as_str()).collect();
+    assert_eq!(ids, ["dst_a", "dst_b", "dst_c"], "registration order");
+    let [a, b, c]: [DestinationHealth; 3] = health.try_into().unwrap();
+
+    let hour = (a.last_hour.attempts, a.last_hour.successes);
+    assert_eq!(hour, (4, 3));
+    assert_eq!(
+        (a.last_hour.p50_ms, a.last_hour.p99_ms),
+        (Some(5), Some(90))
+    );
+    assert_eq!((a.last_day.attempts, a.last_day.successes), (6, 4));
+    assert_eq!(
+        (a.last_day.p50_ms, a.last_day.p99_ms),
+        (Some(50), Some(2_000))
+    );
+    assert_eq!(a.hourly.len(), 24);
+    let window_start = NOW - 30_000 + 60_000 - 24 * HOUR;
+    assert_eq!(a.hourly[0].start_ms, window_start);
+    let busy: Vec<(usize, u64, u64, Option<u64>)> = a
+        .hourly
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.attempts > 0)
+        .map(|(i, s)| (i, s.attempts, s.successes, s.p50_ms))
+        .collect();
+    assert_eq!(
+        busy,
+        [
+            (0, 1, 1, Some(700)),
+            (18, 1, 0, Some(2_000)),
+            (23, 4, 3, Some(5))
+        ]
+    );
+    let error = a.last_error.unwrap();
+    assert_eq!((error.at_ms, error.status_code), (NOW - 3_000, Some(503)));
+    assert_eq!(error.message, "é".repeat(200), "cut to 200 characters");
+    assert_eq!(
+        (a.queue.pending, a.queue.due, a.queue.oldest_due_at_ms),
+        (1, 0, None)
+    );
+
+    assert_eq!(b.last_day.attempts, 0);
+    assert_eq!(b.last_error, None);
+    let queue = (b.queue.pending, b.queue.due, b.queue.oldest_due_at_ms);
+    assert_eq!(queue, (4, 3, Some(NOW - 10_000)));
+
+    assert_eq!(
+        (c.last_hour.attempts, c.last_hour.p50_ms, c.last_day.p99_ms),
+        (0, None, None)
+    );
+    assert!(
+        c.hourly
+            .iter()
+            .all(|s| s.attempts == 0 && s.p50_ms.is_none())
+    );
+    assert_eq!((c.queue.pending, &c.last_error), (0, &None));
+    let json = serde_json::to_value(&c).unwrap();
+    assert_eq!(json["lastHour"]["p50Ms"], serde_json::Value::Null, "{json}");
+}
+
+#[tokio::test]
+async fn memory_store_meets_the_health_contract() {
+    health_contract(MemoryStore::new()).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_meets_the_health_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    health_contract(SqliteStore::open(dir.path().join("h.db")).unwrap()).await;
+}
+
 #[tokio::test]
 async fn memory_store_meets_the_contract() {
     contract(MemoryStore::new()).await;
@@ -555,7 +706,7 @@ async fn sqlite_schema_1_is_migrated_with_everything_in_it() {
     }
 
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(rusqlite_version(&path).0, 3);
+    assert_eq!(rusqlite_version(&path).0, 4);
     let d = store.destination("dst_a").await.unwrap().unwrap();
     assert_eq!(d.secrets[0].expose_bytes(), b"s");
     let all = store.deliveries(&DeliveryQuery::new()).await.unwrap();
@@ -580,6 +731,16 @@ async fn sqlite_schema_1_is_migrated_with_everything_in_it() {
             .collect::<Vec<_>>(),
         [(1, Some(500)), (2, Some(200))]
     );
+
+    // The health rollup is filled from the migrated history.
+    let health = store.destination_health(1_000).await.unwrap();
+    let hour = &health[0].last_hour;
+    assert_eq!((hour.attempts, hour.successes), (4, 1));
+    assert_eq!((hour.p50_ms, hour.p99_ms), (Some(1), Some(5)));
+    let error = health[0].last_error.clone().unwrap();
+    assert_eq!((error.at_ms, error.status_code), (40, Some(500)));
+    assert_eq!(error.message, "the endpoint answered 500");
+    assert_eq!((health[0].queue.pending, health[0].queue.due), (1, 0));
 
     // The pending one is claimed when due, and its next attempt appends to
     // the migrated history.
@@ -703,7 +864,7 @@ mod postgres {
     use zeroize::Zeroizing;
 
     use super::support::postgres_server::PostgresServer;
-    use super::{add_destination, contract, queue_figures};
+    use super::{add_destination, contract, health_contract, queue_figures};
 
     #[tokio::test]
     async fn postgres_store_meets_the_contract() {
@@ -712,6 +873,13 @@ mod postgres {
         contract(PgStore::connect(&url).await.unwrap()).await;
         let url = pg.create_database("queue");
         queue_figures(PgStore::connect(&url).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_store_meets_the_health_contract() {
+        let pg = PostgresServer::start();
+        let url = pg.create_database("health");
+        health_contract(PgStore::connect(&url).await.unwrap()).await;
     }
 
     #[tokio::test]
@@ -729,7 +897,7 @@ mod postgres {
                 "race",
                 "SELECT version FROM webhook_guard_schema WHERE component = 'sender'"
             ),
-            "3"
+            "4"
         );
         // One schema, shared: what one node stores, another reads.
         let a = add_destination(a, "dst_a").await;

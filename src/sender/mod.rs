@@ -81,6 +81,7 @@ pub mod console;
 mod delivery;
 mod destination;
 mod error;
+mod health;
 mod history;
 pub mod operational;
 mod outbox;
@@ -101,6 +102,9 @@ pub use delivery::{
 };
 pub use destination::{Destination, EventFilter, NewDestination};
 pub use error::{DeliveryStoreError, SenderError};
+pub use health::{
+    DestinationHealth, HealthSlot, LastError, QueueHealth, RESPONSE_TIME_BOUNDS_MS, WindowHealth,
+};
 pub use history::{DeliveryHistory, ReplaySkipReason, ReplaySummary, SkippedReplay};
 pub use operational::OperationalEvent;
 pub use outbox::PreparedPublish;

@@ -21,6 +21,7 @@
 //! | `POST /api/dead-letters/{id}/replay` | replay one dead letter |
 //! | `POST /api/dead-letters/replay-all` | replay every dead letter |
 //! | `/api/inbox/...` | the [inbox](#the-inbox), when one is attached |
+//! | `GET /api/health` | per destination: attempts, successes, p50/p99 response time over the last hour and day, 24 hourly slots, the last error, the queue ([`Sender::destination_health`](crate::sender::Sender::destination_health)) |
 //!
 //! `scheme` is a wire format's name as [`Scheme::from_name`] reads it
 //! ([`SCHEME_NAMES`]: `native`, the default, `native-body-only`,
@@ -210,6 +211,7 @@
 
 mod auth;
 mod guard;
+mod health;
 #[cfg(feature = "inbox")]
 mod inbox;
 mod page;
@@ -491,6 +493,7 @@ impl<S: DeliveryStore, A> Console<S, A> {
             .route("/assets/console.js", get(page::script))
             .route("/assets/console.css", get(page::style))
             .route("/assets/inbox.js", get(page::inbox_script))
+            .route("/assets/health.js", get(health::script))
             .with_state(state)
             .merge(api);
         let app = match app_layer {
@@ -521,6 +524,7 @@ fn api_routes<S: DeliveryStore>(state: &Arc<ConsoleState<S>>) -> Router {
             "/api/destinations/{id}/rotate-secret",
             post(rotate_secret::<S>),
         )
+        .route("/api/health", get(health::get_health::<S>))
         .route("/api/deliveries", get(list_deliveries::<S>))
         .route("/api/deliveries/{id}", get(get_delivery::<S>))
         .route("/api/deliveries/{id}/resend", post(resend_delivery::<S>))

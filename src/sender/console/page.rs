@@ -1,5 +1,5 @@
 //! The console's web page: server-rendered HTML, one stylesheet and one
-//! script, all embedded in the crate (no CDN, no build step).
+//! script (and the health view's), all embedded in the crate (no CDN, no build step).
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, header};
@@ -31,7 +31,7 @@ pub(super) fn escape(text: &str) -> String {
     out
 }
 
-fn with_headers(mut res: Response, content_type: &'static str) -> Response {
+pub(super) fn with_headers(mut res: Response, content_type: &'static str) -> Response {
     let h = res.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(

@@ -13,6 +13,9 @@ use crate::sender::delivery::{
 };
 use crate::sender::destination::Destination;
 use crate::sender::error::{DeliveryStoreError, SenderError};
+use crate::sender::health::{
+    DestinationHealth, HealthParts, HealthWindow, LastError, QueueHealth, minute_of,
+};
 
 #[derive(Default)]
 struct State {
@@ -329,5 +332,58 @@ impl DeliveryStore for MemoryStore {
             .get(delivery_id)
             .cloned()
             .unwrap_or_default())
+    }
+
+    async fn destination_health(
+        &self,
+        now_ms: i64,
+    ) -> Result<Vec<DestinationHealth>, DeliveryStoreError> {
+        let s = self.lock();
+        let window = HealthWindow::at(now_ms);
+        let mut parts: HashMap<&str, HealthParts> = s
+            .destinations
+            .iter()
+            .map(|d| (d.id.as_str(), HealthParts::default()))
+            .collect();
+        for d in s.deliveries.values() {
+            let Some(p) = parts.get_mut(d.destination_id.as_str()) else {
+                continue;
+            };
+            count_queue(&mut p.queue, d, now_ms);
+            for a in s.attempts.get(&d.id).into_iter().flatten() {
+                count_attempt(p, a, window);
+            }
+        }
+        Ok(s.destinations
+            .iter()
+            .map(|d| {
+                let p = parts.remove(d.id.as_str()).unwrap_or_default();
+                p.finish(d.id.clone(), window)
+            })
+            .collect())
+    }
+}
+
+/// Counts `d` in its destination's queue when it is pending.
+fn count_queue(q: &mut QueueHealth, d: &Delivery, now_ms: i64) {
+    if d.status != DeliveryStatus::Pending {
+        return;
+    }
+    q.pending += 1;
+    if let Some(at) = d.next_attempt_at_ms.filter(|&at| at <= now_ms) {
+        q.due += 1;
+        q.oldest_due_at_ms = Some(q.oldest_due_at_ms.map_or(at, |o| o.min(at)));
+    }
+}
+
+/// Counts an attempt in its slot and keeps it when it is the latest error.
+fn count_attempt(p: &mut HealthParts, a: &DeliveryAttempt, window: HealthWindow) {
+    if let Some(slot) = window.slot_of(minute_of(a.started_at_ms)) {
+        p.slots[slot].add(a);
+    }
+    if let Some(e) = LastError::of(a) {
+        if p.last_error.as_ref().is_none_or(|l| e.at_ms >= l.at_ms) {
+            p.last_error = Some(e);
+        }
     }
 }

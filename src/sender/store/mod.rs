@@ -47,6 +47,7 @@ use super::delivery::{
 };
 use super::destination::Destination;
 use super::error::{DeliveryStoreError, SenderError};
+use super::health::DestinationHealth;
 
 /// A delivery to create: for an event already stored (or stored in the same
 /// call by [`DeliveryStore::enqueue`]).
@@ -453,6 +454,17 @@ pub trait DeliveryStore: Send + Sync + 'static {
         &self,
         delivery_id: &str,
     ) -> impl Future<Output = Result<Vec<DeliveryAttempt>, DeliveryStoreError>> + Send;
+
+    /// The health of every destination at `now_ms`, in registration order:
+    /// attempts, successes and response-time percentiles over the last hour
+    /// and day, 24 hourly slots, the last error and the queue (see
+    /// [`DestinationHealth`]). Stores read it from a per-minute rollup
+    /// that [`record_attempt`](Self::record_attempt) keeps, so it costs
+    /// the same however long the history.
+    fn destination_health(
+        &self,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<Vec<DestinationHealth>, DeliveryStoreError>> + Send;
 
     /// Waits up to `max` for a sign that deliveries may be waiting for a
     /// claim: what an idle worker does between polls. Returning early only

@@ -32,6 +32,7 @@
 //! base64, sealed first when a [`SecretSeal`] is set.
 
 mod fleet;
+mod health;
 mod outbox;
 mod queue;
 mod rows;
@@ -55,12 +56,14 @@ use crate::sender::delivery::{
 };
 use crate::sender::destination::Destination;
 use crate::sender::error::{DeliveryStoreError, SenderError};
+use crate::sender::health::DestinationHealth;
 
 /// The schema migrations of the sender's tables, version `i + 1` at `i`.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../../migrations/postgres/sender/0001_init.sql"),
     include_str!("../../../../migrations/postgres/sender/0002_fleet_circuit.sql"),
     include_str!("../../../../migrations/postgres/sender/0003_traceparent.sql"),
+    include_str!("../../../../migrations/postgres/sender/0004_health_rollup.sql"),
 ];
 
 /// The notification channel that wakes idle sender nodes.
@@ -384,6 +387,13 @@ impl DeliveryStore for PgStore {
         delivery_id: &str,
     ) -> Result<Vec<DeliveryAttempt>, DeliveryStoreError> {
         rows::load_attempts(&self.client().await?, delivery_id).await
+    }
+
+    async fn destination_health(
+        &self,
+        now_ms: i64,
+    ) -> Result<Vec<DestinationHealth>, DeliveryStoreError> {
+        health::read(&self.client().await?, now_ms).await
     }
 
     fn coordinates_fleet(&self) -> bool {

@@ -154,21 +154,21 @@ pub(super) async fn record_attempt(
     lease_until_ms: i64,
     next: &NextStep,
 ) -> Result<(), DeliveryStoreError> {
-    let stmt = client
-        .prepare_cached(
-            "WITH attempt AS ( \
-                 INSERT INTO sender_attempts (delivery_id, attempt, started_at_ms, duration_ms, \
-                 status_code, error_class, error, response_body) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)) \
-             UPDATE sender_deliveries SET status = $9, attempts = GREATEST(attempts, $2), \
+    let sql = format!(
+        "WITH attempt AS ( \
+             INSERT INTO sender_attempts (delivery_id, attempt, started_at_ms, duration_ms, \
+             status_code, error_class, error, response_body) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)), {} \
+         UPDATE sender_deliveries SET status = $9, attempts = GREATEST(attempts, $2), \
              next_attempt_at_ms = $10, lease_until_ms = NULL, lease_owner = NULL, \
              updated_at_ms = $11, delivered_at_ms = COALESCE($12, delivered_at_ms), \
              dead_lettered_at_ms = COALESCE($13, dead_lettered_at_ms), last_error = $14 \
-             WHERE id = $1 AND status = 'pending' AND lease_until_ms = $15 AND lease_owner = $16",
-        )
-        .await
-        .map_err(pg_err)?;
+         WHERE id = $1 AND status = 'pending' AND lease_until_ms = $15 AND lease_owner = $16",
+        super::health::record_ctes()
+    );
+    let stmt = client.prepare_cached(&sql).await.map_err(pg_err)?;
     let outcome = next.outcome(a);
+    let (minute, ok, bucket, message) = super::health::record_params(a);
     let attempt = i32::try_from(a.attempt).unwrap_or(i32::MAX);
     let duration = i64::try_from(a.duration_ms).unwrap_or(i64::MAX);
     let code = a.status_code.map(i32::from);
@@ -193,6 +193,10 @@ pub(super) async fn record_attempt(
                 &outcome.last_error,
                 &lease_until_ms,
                 &owner,
+                &minute,
+                &ok,
+                &bucket,
+                &message,
             ],
         )
         .await

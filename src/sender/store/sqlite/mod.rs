@@ -14,6 +14,7 @@
 //! keeps signing with exactly those bytes; rotate its secret to switch it to
 //! the decoded key.
 
+mod health;
 mod outbox;
 mod rows;
 
@@ -28,8 +29,9 @@ use crate::durable::sqlite_engine::{Engine, EngineError};
 use crate::sender::delivery::{Delivery, DeliveryAttempt, DeliveryQuery, OutgoingEvent, Page};
 use crate::sender::destination::Destination;
 use crate::sender::error::{DeliveryStoreError, SenderError};
+use crate::sender::health::DestinationHealth;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// A SQLite error as a store error.
 pub(super) fn db_err(e: rusqlite::Error) -> DeliveryStoreError {
@@ -63,6 +65,11 @@ const MIGRATION_2: &str = include_str!("../schema/2.sql");
 
 /// Version 3: the event's `traceparent`.
 const MIGRATION_3: &str = include_str!("../schema/3.sql");
+
+/// Version 4: the health rollup (per destination and minute, see
+/// `crate::sender::health`) and the last error of each destination, filled
+/// from the history already stored; an index for each destination's queue.
+const MIGRATION_4: &str = include_str!("../schema/4.sql");
 
 /// Delivery state in one SQLite file. Cheap to clone (shared connection).
 ///
@@ -199,6 +206,9 @@ fn migrate(conn: &mut Connection) -> Result<(), DeliveryStoreError> {
     }
     if version < 3 {
         tx.execute_batch(MIGRATION_3).map_err(db_err)?;
+    }
+    if version < 4 {
+        tx.execute_batch(MIGRATION_4).map_err(db_err)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(db_err)?;
@@ -361,6 +371,15 @@ impl DeliveryStore for SqliteStore {
         let id = delivery_id.to_owned();
         self.engine
             .call(move |conn: &Connection| rows::load_attempts(conn, &id))
+            .await
+    }
+
+    async fn destination_health(
+        &self,
+        now_ms: i64,
+    ) -> Result<Vec<DestinationHealth>, DeliveryStoreError> {
+        self.engine
+            .call(move |conn: &Connection| health::read(conn, now_ms))
             .await
     }
 }

@@ -385,6 +385,7 @@ pub(super) fn record_attempt(
     next: &NextStep,
 ) -> Result<(), DeliveryStoreError> {
     insert_attempt(conn, a)?;
+    super::health::record(conn, a)?;
     let outcome = next.outcome(a);
     conn.prepare_cached(
         "UPDATE deliveries SET status = ?2, attempts = MAX(attempts, ?3), \

@@ -1,0 +1,99 @@
+-- Schema version 4: the health rollup. One row per destination and
+-- minute with its attempts, successes, slowest response and a histogram of
+-- response times: b0..b25 count the attempts up to each bound of
+-- RESPONSE_TIME_BOUNDS_MS (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150,
+-- 200, 300, 500, 700, 1000, 1500, 2000, 3000, 5000, 7000, 10000, 15000 ms),
+-- b25 the slower ones. Written with each attempt; filled here from the
+-- history already stored.
+CREATE TABLE attempt_minutes (
+    destination_id TEXT NOT NULL,
+    minute_ms      INTEGER NOT NULL,
+    attempts       INTEGER NOT NULL,
+    successes      INTEGER NOT NULL,
+    max_ms         INTEGER NOT NULL,
+    b0  INTEGER NOT NULL DEFAULT 0,
+    b1  INTEGER NOT NULL DEFAULT 0,
+    b2  INTEGER NOT NULL DEFAULT 0,
+    b3  INTEGER NOT NULL DEFAULT 0,
+    b4  INTEGER NOT NULL DEFAULT 0,
+    b5  INTEGER NOT NULL DEFAULT 0,
+    b6  INTEGER NOT NULL DEFAULT 0,
+    b7  INTEGER NOT NULL DEFAULT 0,
+    b8  INTEGER NOT NULL DEFAULT 0,
+    b9  INTEGER NOT NULL DEFAULT 0,
+    b10 INTEGER NOT NULL DEFAULT 0,
+    b11 INTEGER NOT NULL DEFAULT 0,
+    b12 INTEGER NOT NULL DEFAULT 0,
+    b13 INTEGER NOT NULL DEFAULT 0,
+    b14 INTEGER NOT NULL DEFAULT 0,
+    b15 INTEGER NOT NULL DEFAULT 0,
+    b16 INTEGER NOT NULL DEFAULT 0,
+    b17 INTEGER NOT NULL DEFAULT 0,
+    b18 INTEGER NOT NULL DEFAULT 0,
+    b19 INTEGER NOT NULL DEFAULT 0,
+    b20 INTEGER NOT NULL DEFAULT 0,
+    b21 INTEGER NOT NULL DEFAULT 0,
+    b22 INTEGER NOT NULL DEFAULT 0,
+    b23 INTEGER NOT NULL DEFAULT 0,
+    b24 INTEGER NOT NULL DEFAULT 0,
+    b25 INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (destination_id, minute_ms)
+) WITHOUT ROWID;
+-- The latest failed attempt of each destination.
+CREATE TABLE destination_errors (
+    destination_id TEXT PRIMARY KEY,
+    at_ms          INTEGER NOT NULL,
+    status_code    INTEGER,
+    message        TEXT NOT NULL
+) WITHOUT ROWID;
+-- Each destination's queue, read without touching finished deliveries.
+CREATE INDEX deliveries_pending_destination ON deliveries(destination_id, next_attempt_at_ms)
+    WHERE status = 'pending';
+
+INSERT INTO attempt_minutes (destination_id, minute_ms, attempts, successes, max_ms,
+    b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15, b16, b17, b18, b19, b20, b21, b22, b23, b24, b25)
+SELECT destination_id, minute_ms, COUNT(*), SUM(ok), MAX(duration_ms),
+    SUM(b = 0), SUM(b = 1), SUM(b = 2), SUM(b = 3), SUM(b = 4), SUM(b = 5), SUM(b = 6), SUM(b = 7), SUM(b = 8), SUM(b = 9), SUM(b = 10), SUM(b = 11), SUM(b = 12), SUM(b = 13), SUM(b = 14), SUM(b = 15), SUM(b = 16), SUM(b = 17), SUM(b = 18), SUM(b = 19), SUM(b = 20), SUM(b = 21), SUM(b = 22), SUM(b = 23), SUM(b = 24), SUM(b = 25)
+FROM (
+    SELECT d.destination_id, (a.started_at_ms / 60000) * 60000 AS minute_ms,
+        a.error_class IS NULL AS ok, a.duration_ms,
+        CASE
+            WHEN a.duration_ms <= 1 THEN 0
+            WHEN a.duration_ms <= 2 THEN 1
+            WHEN a.duration_ms <= 3 THEN 2
+            WHEN a.duration_ms <= 5 THEN 3
+            WHEN a.duration_ms <= 7 THEN 4
+            WHEN a.duration_ms <= 10 THEN 5
+            WHEN a.duration_ms <= 15 THEN 6
+            WHEN a.duration_ms <= 20 THEN 7
+            WHEN a.duration_ms <= 30 THEN 8
+            WHEN a.duration_ms <= 50 THEN 9
+            WHEN a.duration_ms <= 70 THEN 10
+            WHEN a.duration_ms <= 100 THEN 11
+            WHEN a.duration_ms <= 150 THEN 12
+            WHEN a.duration_ms <= 200 THEN 13
+            WHEN a.duration_ms <= 300 THEN 14
+            WHEN a.duration_ms <= 500 THEN 15
+            WHEN a.duration_ms <= 700 THEN 16
+            WHEN a.duration_ms <= 1000 THEN 17
+            WHEN a.duration_ms <= 1500 THEN 18
+            WHEN a.duration_ms <= 2000 THEN 19
+            WHEN a.duration_ms <= 3000 THEN 20
+            WHEN a.duration_ms <= 5000 THEN 21
+            WHEN a.duration_ms <= 7000 THEN 22
+            WHEN a.duration_ms <= 10000 THEN 23
+            WHEN a.duration_ms <= 15000 THEN 24
+            ELSE 25 END AS b
+    FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+)
+GROUP BY destination_id, minute_ms;
+
+INSERT INTO destination_errors (destination_id, at_ms, status_code, message)
+SELECT destination_id, started_at_ms, status_code, message FROM (
+    SELECT d.destination_id, a.started_at_ms, a.status_code,
+        substr(COALESCE(a.error, a.error_class), 1, 200) AS message,
+        ROW_NUMBER() OVER (PARTITION BY d.destination_id ORDER BY a.started_at_ms DESC) AS r
+    FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
+    WHERE a.error_class IS NOT NULL
+)
+WHERE r = 1;
