@@ -503,7 +503,7 @@ async fn sqlite_schema_is_versioned_and_data_survives_reopening() {
     );
     drop(reopened);
     let conn = rusqlite_version(&path);
-    assert_eq!(conn, (3, "wal".to_owned()));
+    assert_eq!(conn, (4, "wal".to_owned()));
 }
 
 fn rusqlite_version(path: &std::path::Path) -> (i64, String) {
