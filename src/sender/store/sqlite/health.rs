@@ -7,7 +7,7 @@ use super::db_err;
 use crate::sender::delivery::DeliveryAttempt;
 use crate::sender::error::DeliveryStoreError;
 use crate::sender::health::{
-    AttemptCounts, BUCKETS, DestinationHealth, HealthWindow, LastError, QueueHealth, SLOT_MS,
+    AttemptCounts, BUCKETS, DestinationHealth, HealthWindow, LastError, QueueHealth, SLOTS,
     assemble, bucket_columns, bucket_of, minute_of,
 };
 
@@ -64,7 +64,7 @@ pub(super) fn read(
         .map_err(db_err)?
         .collect::<Result<Vec<String>, _>>()
         .map_err(db_err)?;
-    let slots = read_slots(conn, window)?;
+    let slots = read_slots(conn, &ids, window)?;
     let errors = conn
         .prepare_cached(
             "SELECT destination_id, at_ms, status_code, message FROM destination_errors",
@@ -85,39 +85,44 @@ pub(super) fn read(
     Ok(assemble(ids, slots, errors, queues, window))
 }
 
-/// The window's rollup rows summed per destination and hourly slot; one
-/// primary-key range per destination, however long the history.
+/// The window's rollup rows of each destination of `ids`, added up per
+/// hourly slot here rather than by a `GROUP BY` (which sorted every row of
+/// the day): one primary-key range per destination, however long the
+/// history, at most 1,440 rows each.
 fn read_slots(
     conn: &Connection,
+    ids: &[String],
     window: HealthWindow,
 ) -> Result<Vec<(String, usize, AttemptCounts)>, DeliveryStoreError> {
     let sql = format!(
-        "SELECT m.destination_id, (m.minute_ms - ?1) / {SLOT_MS}, SUM(m.attempts), \
-         SUM(m.successes), MAX(m.max_ms), {} \
-         FROM destinations d JOIN attempt_minutes m ON m.destination_id = d.id \
-         AND m.minute_ms >= ?1 AND m.minute_ms < ?2 GROUP BY 1, 2",
-        bucket_columns(|i| format!("SUM(m.b{i})")),
+        "SELECT minute_ms, attempts, successes, max_ms, {} FROM attempt_minutes \
+         WHERE destination_id = ?1 AND minute_ms >= ?2 AND minute_ms < ?3",
+        bucket_columns(|i| format!("b{i}")),
     );
-    conn.prepare_cached(&sql)
-        .map_err(db_err)?
-        .query_map(params![window.start_ms, window.end_ms], |r| {
-            let slot: i64 = r.get(1)?;
-            Ok((
-                r.get(0)?,
-                usize::try_from(slot).unwrap_or(usize::MAX),
-                counts(r)?,
-            ))
-        })
-        .map_err(db_err)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(db_err)
+    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
+    let mut slots = Vec::new();
+    for id in ids {
+        let mut day = [AttemptCounts::default(); SLOTS];
+        let mut rows = stmt
+            .query(params![id, window.start_ms, window.end_ms])
+            .map_err(db_err)?;
+        while let Some(r) = rows.next().map_err(db_err)? {
+            let minute: i64 = r.get(0).map_err(db_err)?;
+            if let Some(slot) = window.slot_of(minute).and_then(|s| day.get_mut(s)) {
+                slot.merge(&counts(r).map_err(db_err)?);
+            }
+        }
+        slots.extend(day.into_iter().enumerate().map(|(i, c)| (id.clone(), i, c)));
+    }
+    Ok(slots)
 }
 
-/// Counts from columns 2.. of a slot row.
+/// Counts from columns 1.. of a rollup row.
 fn counts(r: &Row<'_>) -> rusqlite::Result<AttemptCounts> {
-    let columns = (2..5 + BUCKETS)
-        .map(|i| r.get(i))
-        .collect::<rusqlite::Result<Vec<Option<i64>>>>()?;
+    let mut columns = [None; 3 + BUCKETS];
+    for (i, c) in columns.iter_mut().enumerate() {
+        *c = Some(r.get::<_, i64>(i + 1)?);
+    }
     Ok(AttemptCounts::from_columns(&columns))
 }
 
