@@ -1,8 +1,13 @@
 //! Load test over real HTTP on loopback: the same axum server and handler
-//! in three modes, measured one after the other in one run.
+//! in four modes, measured one after the other in one run.
 //!
 //! - `plain`: no verification, no deduplication;
-//! - `verify`: `VerifyLayer` (native scheme);
+//! - `verify`: `VerifyLayer` (native scheme), no metrics recorder installed,
+//!   so its metrics go to the facade's no-op recorder;
+//! - `verify+metrics`: the same stack as `verify`, with a real Prometheus
+//!   recorder (`metrics-exporter-prometheus`) installed on the server's
+//!   threads only (thread-local, so the other modes in this process record
+//!   nothing); `verify+metrics/verify` is what the metrics cost;
 //! - `verify+dedup`: `VerifyLayer` + `IdempotencyLayer` over a `MokaStore`.
 //!
 //! Every request carries a distinct, validly signed event id (the client
@@ -17,17 +22,20 @@
 //!
 //! Settings (environment): `LOAD_SECS` per mode and round (default 3),
 //! `LOAD_ROUNDS` (default 2), `LOAD_CONNS` concurrent connections (default
-//! 32). `LOAD_SERVE=plain|verify|dedup` instead serves that mode on
+//! 32). `LOAD_SERVE=plain|verify|metrics|dedup` instead serves that mode on
 //! `LOAD_PORT` (default 8088) until killed, and `LOAD_PRINT_HEADERS=1` prints
 //! the headers of one signed request, for an external tool such as wrk.
 //! `LOAD_WORK=empty|json` runs one handler only and
-//! `LOAD_ONLY=plain|verify|verify+dedup` one mode only (for profiling).
+//! `LOAD_ONLY=plain|verify|verify+metrics|verify+dedup` one mode only (for
+//! profiling).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use axum::Router;
 use axum::routing::post;
 use bytes::Bytes;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use webhook_guard::idempotency::{IdempotencyLayer, MokaStore};
+use webhook_guard::verify::metric_names::REQUESTS;
 use webhook_guard::{FixedClock, Message, Scheme, VerifyLayer};
 
 #[path = "support/load_client.rs"]
@@ -42,14 +50,19 @@ use load_client::{
 enum Mode {
     Plain,
     Verify,
+    VerifyMetrics,
     Dedup,
 }
 
 impl Mode {
+    /// Every mode, in the order measured (and reported).
+    const ALL: [Mode; 4] = [Mode::Plain, Mode::Verify, Mode::VerifyMetrics, Mode::Dedup];
+
     fn name(self) -> &'static str {
         match self {
             Mode::Plain => "plain",
             Mode::Verify => "verify",
+            Mode::VerifyMetrics => "verify+metrics",
             Mode::Dedup => "verify+dedup",
         }
     }
@@ -91,16 +104,50 @@ fn router(mode: Mode, work: Work) -> Router {
     let verify = VerifyLayer::new(secrets()).clock(FixedClock::at(NOW));
     match mode {
         Mode::Plain => app,
-        Mode::Verify => app.layer(verify),
+        Mode::Verify | Mode::VerifyMetrics => app.layer(verify),
         Mode::Dedup => app
             .layer(IdempotencyLayer::new(MokaStore::new(4_000_000)))
             .layer(verify),
     }
 }
 
+/// The server's runtime: one worker thread; in `verify+metrics` mode with a
+/// fresh Prometheus recorder installed as the thread-local recorder of every
+/// thread the runtime starts (and of no other thread), and its handle.
+fn server_runtime(mode: Mode) -> (tokio::runtime::Runtime, Option<PrometheusHandle>) {
+    if mode != Mode::VerifyMetrics {
+        return (one_worker(), None);
+    }
+    // Leaked (one per measurement) so the threads can hold it until they end.
+    let recorder: &'static _ = Box::leak(Box::new(PrometheusBuilder::new().build_recorder()));
+    let handle = recorder.handle();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .on_thread_start(move || std::mem::forget(metrics::set_default_local_recorder(recorder)))
+        .build()
+        .unwrap();
+    (runtime, Some(handle))
+}
+
+/// Panics unless the recorder counted the accepted requests (else the
+/// `verify+metrics` figures would measure nothing).
+fn check_recorded(handle: &PrometheusHandle, processed: u64) {
+    let text = handle.render();
+    let counted: u64 = text
+        .lines()
+        .filter(|l| l.starts_with(REQUESTS) && l.contains(r#"outcome="accepted""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(
+        counted >= processed,
+        "the recorder counted {counted} accepted requests of {processed}:\n{text}"
+    );
+}
+
 /// Requests per second, server CPU microseconds per request, and the tally.
 fn measure(mode: Mode, work: Work, round: u64, secs: u64, conns: u64) -> (f64, f64, Tally) {
-    let server = one_worker();
+    let (server, recorded) = server_runtime(mode);
     let addr = server.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -126,6 +173,9 @@ fn measure(mode: Mode, work: Work, round: u64, secs: u64, conns: u64) -> (f64, f
     let cpu = server_cpu() - cpu_before;
     client.shutdown_background();
     server.shutdown_background();
+    if let Some(handle) = recorded {
+        check_recorded(&handle, tally.processed);
+    }
     let processed = tally.processed.max(1) as f64;
     (processed / elapsed, cpu * 1e6 / processed, tally)
 }
@@ -162,8 +212,14 @@ fn main() {
         let mode = match mode.as_str() {
             "plain" => Mode::Plain,
             "verify" => Mode::Verify,
+            "metrics" => {
+                PrometheusBuilder::new()
+                    .install_recorder()
+                    .expect("install the Prometheus recorder");
+                Mode::VerifyMetrics
+            }
             "dedup" => Mode::Dedup,
-            other => panic!("LOAD_SERVE must be plain, verify or dedup, not {other:?}"),
+            other => panic!("LOAD_SERVE must be plain, verify, metrics or dedup, not {other:?}"),
         };
         serve_forever(mode);
         return;
@@ -180,70 +236,63 @@ fn main() {
         _ => vec![Work::Empty, Work::ParseJson],
     };
     for work in works {
-        let mut sums = [0.0f64; 3];
-        let mut cpu_sums = [0.0f64; 3];
+        let mut sums = [0.0f64; 4];
+        let mut cpu_sums = [0.0f64; 4];
         for round in 0..rounds {
-            let mut rps = [0.0f64; 3];
-            for (i, mode) in [Mode::Plain, Mode::Verify, Mode::Dedup]
-                .into_iter()
-                .enumerate()
-            {
+            let mut rps = [0.0f64; 4];
+            for (i, mode) in Mode::ALL.into_iter().enumerate() {
                 if std::env::var("LOAD_ONLY").is_ok_and(|only| only != mode.name()) {
                     continue;
                 }
                 let (r, cpu, tally) = measure(mode, work, round, secs, conns);
-                assert_eq!(
-                    tally.other,
-                    0,
-                    "{}: unexpected answers: {tally:?}",
-                    mode.name()
-                );
-                assert_eq!(
-                    tally.errors,
-                    0,
-                    "{}: connection errors: {tally:?}",
-                    mode.name()
-                );
+                let name = mode.name();
+                assert_eq!(tally.other, 0, "{name}: unexpected answers: {tally:?}");
+                assert_eq!(tally.errors, 0, "{name}: connection errors: {tally:?}");
                 rps[i] = r;
                 sums[i] += r;
                 cpu_sums[i] += cpu;
                 println!(
-                    "{}, round {round}, {:>12}: {r:>9.0} req/s ({} requests), server CPU {cpu:.2} us/request",
+                    "{}, round {round}, {name:>14}: {r:>9.0} req/s ({} requests), server CPU {cpu:.2} us/request",
                     work.name(),
-                    mode.name(),
                     tally.processed
                 );
             }
-            println!(
-                "{}, round {round}: verify/plain {:.3}, verify+dedup/plain {:.3}, verify+dedup/verify {:.3}",
-                work.name(),
-                rps[1] / rps[0],
-                rps[2] / rps[0],
-                rps[2] / rps[1]
-            );
+            println!("{}, round {round}: {}", work.name(), ratios(&rps));
         }
-        println!(
-            "{}, mean of {rounds} round(s): plain {:.0}, verify {:.0}, verify+dedup {:.0} req/s; \
-             verify/plain {:.3}, verify+dedup/plain {:.3}, verify+dedup/verify {:.3}",
-            work.name(),
-            sums[0] / rounds as f64,
-            sums[1] / rounds as f64,
-            sums[2] / rounds as f64,
-            sums[1] / sums[0],
-            sums[2] / sums[0],
-            sums[2] / sums[1]
-        );
         let r = rounds as f64;
+        let means = |sums: &[f64; 4], unit: &str| {
+            let parts: Vec<String> = Mode::ALL
+                .iter()
+                .zip(sums)
+                .map(|(mode, sum)| format!("{} {:.2}{unit}", mode.name(), sum / r))
+                .collect();
+            parts.join(", ")
+        };
         println!(
-            "{}, mean server CPU per request: plain {:.2} us, verify {:.2} us, verify+dedup {:.2} us; \
-             capacity (1/CPU) verify/plain {:.3}, verify+dedup/plain {:.3}, verify+dedup/verify {:.3}",
+            "{}, mean of {rounds} round(s): {}; {}",
             work.name(),
-            cpu_sums[0] / r,
-            cpu_sums[1] / r,
-            cpu_sums[2] / r,
-            cpu_sums[0] / cpu_sums[1],
-            cpu_sums[0] / cpu_sums[2],
-            cpu_sums[1] / cpu_sums[2]
+            means(&sums, " req/s"),
+            ratios(&sums)
+        );
+        // Capacity is the inverse of CPU per request.
+        let capacity = cpu_sums.map(|cpu| 1.0 / cpu);
+        println!(
+            "{}, mean server CPU per request: {}; capacity (1/CPU) {}",
+            work.name(),
+            means(&cpu_sums, " us"),
+            ratios(&capacity)
         );
     }
+}
+
+/// The ratios of interest between the modes' figures (higher is faster).
+fn ratios(per_mode: &[f64; 4]) -> String {
+    let [plain, verify, metrics, dedup] = *per_mode;
+    format!(
+        "verify/plain {:.3}, verify+metrics/verify {:.3}, verify+dedup/plain {:.3}, verify+dedup/verify {:.3}",
+        verify / plain,
+        metrics / verify,
+        dedup / plain,
+        dedup / verify
+    )
 }

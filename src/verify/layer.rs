@@ -68,6 +68,12 @@ pub(crate) struct Config {
 /// It records metrics through the [`metrics`](https://docs.rs/metrics)
 /// facade: requests by outcome, the time of each check, and which secret
 /// matched with when it was last used; see [`metric_names`](super::metric_names).
+/// Each metric is registered with the recorder the first time the layer
+/// records it, and its handle is kept, so a request does not look its metrics
+/// up in the recorder; a recorder installed after the layer was applied, or
+/// a different thread-local one, gets its own registration. A recorder that
+/// drops idle metrics (the Prometheus exporter's `idle_timeout`) would drop
+/// a kept handle's series for good, so leave it off for these metrics.
 /// [`diagnose_failures`](Self::diagnose_failures) adds the likely cause of
 /// rejections.
 ///
