@@ -101,6 +101,7 @@ impl AttemptCounts {
         self.buckets[bucket_of(attempt.duration_ms)] += 1;
     }
 
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     /// Counts from a rollup row's sums: attempts, successes, the slowest,
     /// then one per bucket (`NULL`s and negatives read as 0).
     pub(crate) fn from_columns(columns: &[Option<i64>]) -> Self {
@@ -300,12 +301,14 @@ impl HealthParts {
     }
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// The histogram columns `b0, b1, ...` of a rollup row, each written by
 /// `each`, joined with commas: for the stores' SQL.
 pub(crate) fn bucket_columns(each: impl Fn(usize) -> String) -> String {
     (0..BUCKETS).map(each).collect::<Vec<_>>().join(", ")
 }
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Rows a store read, put together: one [`DestinationHealth`] per id of
 /// `ids`, in that order, from hourly `slots` (destination, slot, counts),
 /// `errors` and `queues` by destination.
