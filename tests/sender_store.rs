@@ -385,6 +385,10 @@ async fn health_contract<S: DeliveryStore + Clone>(store: S) {
     )
     .await;
     a(NOW - 25 * HOUR, 1, None, NextStep::Delivered).await;
+    // The day's first minute, before the first hourly slot: counted in the
+    // day, in no slot. The minute before it: not in the day.
+    a(NOW + 30_000 - 24 * HOUR, 7, None, NextStep::Delivered).await;
+    a(NOW - 24 * HOUR, 1, None, NextStep::Delivered).await;
     queue_up(
         &store,
         "dst_b",
@@ -403,14 +407,15 @@ async fn health_contract<S: DeliveryStore + Clone>(store: S) {
         (a.last_hour.p50_ms, a.last_hour.p99_ms),
         (Some(5), Some(90))
     );
-    assert_eq!((a.last_day.attempts, a.last_day.successes), (6, 4));
+    assert_eq!((a.last_day.attempts, a.last_day.successes), (7, 5));
     assert_eq!(
         (a.last_day.p50_ms, a.last_day.p99_ms),
         (Some(50), Some(2_000))
     );
+    // 24 clock hours, the last one the hour of NOW.
     assert_eq!(a.hourly.len(), 24);
-    let window_start = NOW - 30_000 + 60_000 - 24 * HOUR;
-    assert_eq!(a.hourly[0].start_ms, window_start);
+    assert_eq!(a.hourly[0].start_ms, NOW - 30_000 - 23 * HOUR);
+    assert_eq!(a.hourly[23].start_ms, NOW - 30_000);
     let busy: Vec<(usize, u64, u64, Option<u64>)> = a
         .hourly
         .iter()
@@ -423,7 +428,8 @@ async fn health_contract<S: DeliveryStore + Clone>(store: S) {
         [
             (0, 1, 1, Some(700)),
             (18, 1, 0, Some(2_000)),
-            (23, 4, 3, Some(5))
+            (22, 1, 1, Some(4)),
+            (23, 3, 2, Some(50))
         ]
     );
     let error = a.last_error.unwrap();
@@ -451,6 +457,46 @@ async fn health_contract<S: DeliveryStore + Clone>(store: S) {
     assert_eq!((c.queue.pending, &c.last_error), (0, &None));
     let json = serde_json::to_value(&c).unwrap();
     assert_eq!(json["lastHour"]["p50Ms"], serde_json::Value::Null, "{json}");
+}
+
+/// Records attempts two days and one day before, and at, the first minute
+/// of an hour (its first attempt) for `dst_a`; the rollup's minute rows
+/// older than two days are then gone, the others kept.
+async fn attempts_across_days<S: DeliveryStore + Clone>(store: S) -> S {
+    let store = add_destination(store, "dst_a").await;
+    for at in [NOW - 49 * HOUR, NOW - 47 * HOUR, NOW - 24 * HOUR, NOW] {
+        attempt_once(&store, "dst_a", at, 3, None, NextStep::Delivered).await;
+    }
+    store
+}
+
+/// The minute rows the pruning must leave: two days back, at most.
+const KEPT_MINUTES: [i64; 3] = [
+    NOW - 30_000 - 47 * HOUR,
+    NOW - 30_000 - 24 * HOUR,
+    NOW - 30_000,
+];
+
+#[tokio::test]
+async fn sqlite_rollup_drops_minute_rows_older_than_two_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prune.db");
+    let store = attempts_across_days(SqliteStore::open(&path).unwrap()).await;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let minutes: Vec<i64> = conn
+        .prepare("SELECT minute_ms FROM attempt_minutes ORDER BY minute_ms")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(minutes, KEPT_MINUTES);
+    let hours: i64 = conn
+        .query_row("SELECT COUNT(*) FROM attempt_hours", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(hours, 4, "hour rows are kept");
+    let day = &store.destination_health(NOW).await.unwrap()[0].last_day;
+    assert_eq!(day.attempts, 1, "the day holds only the attempt of NOW");
 }
 
 #[tokio::test]
@@ -873,6 +919,36 @@ mod postgres {
         contract(PgStore::connect(&url).await.unwrap()).await;
         let url = pg.create_database("queue");
         queue_figures(PgStore::connect(&url).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_rollup_drops_minute_rows_older_than_two_days() {
+        let pg = PostgresServer::start();
+        let url = pg.create_database("prune");
+        let store = super::attempts_across_days(PgStore::connect(&url).await.unwrap()).await;
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let minutes: Vec<i64> = client
+            .query(
+                "SELECT minute_ms FROM sender_attempt_minutes ORDER BY minute_ms",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(minutes, super::KEPT_MINUTES);
+        let hours: i64 = client
+            .query_one("SELECT COUNT(*) FROM sender_attempt_hours", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(hours, 4, "hour rows are kept");
+        let day = &store.destination_health(super::NOW).await.unwrap()[0].last_day;
+        assert_eq!(day.attempts, 1, "the day holds only the attempt of NOW");
     }
 
     #[tokio::test]

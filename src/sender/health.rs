@@ -3,12 +3,13 @@
 //! the queue, and 24 hourly slots for charts ([`Sender::destination_health`]).
 //!
 //! Stores keep a rollup beside the attempts: one row per destination and
-//! minute, written in the same transaction as each attempt, with the
-//! attempt count, the successes, the slowest response and a histogram of
-//! response times in [`RESPONSE_TIME_BOUNDS_MS`] buckets. The health of
-//! every destination is then read from at most 1,440 small rows each,
-//! however long the history, and it is the same on every sender node that
-//! shares the store.
+//! minute and one per destination and clock hour, written in the same
+//! transaction as each attempt, with the attempt count, the successes, the
+//! slowest response and a histogram of response times in
+//! [`RESPONSE_TIME_BOUNDS_MS`] buckets. The health of every destination is
+//! then read from at most 24 hour rows and 118 minute rows each, however
+//! long the history, and it is the same on every sender node that shares
+//! the store. Minute rows older than two days are deleted as hours begin.
 //!
 //! Percentiles come from that histogram: the upper bound of the bucket that
 //! holds the percentile's rank (nearest-rank method), or the slowest
@@ -39,6 +40,9 @@ pub(crate) const MINUTE_MS: i64 = 60_000;
 pub(crate) const SLOT_MS: i64 = 3_600_000;
 /// Hourly slots in the day window.
 pub(crate) const SLOTS: usize = 24;
+/// How long the rollup keeps its minute rows, ms: the health reads none
+/// older than 25 hours; a day more is slack for late writers.
+pub(crate) const MINUTE_ROWS_KEPT_MS: i64 = 2 * SLOTS as i64 * SLOT_MS;
 
 /// Longest last-error message kept, in characters.
 pub(crate) const ERROR_MESSAGE_CHARS: usize = 200;
@@ -53,15 +57,42 @@ pub(crate) fn minute_of(at_ms: i64) -> i64 {
     at_ms.div_euclid(MINUTE_MS) * MINUTE_MS
 }
 
-/// The time range the health covers at `now_ms`: whole minutes, the one
-/// holding `now_ms` last. Slot `i` is `[start + i h, start + (i + 1) h)`;
-/// the last slot is the last hour.
+/// The start of the hour holding `at_ms`.
+pub(crate) fn hour_of(at_ms: i64) -> i64 {
+    at_ms.div_euclid(SLOT_MS) * SLOT_MS
+}
+
+/// The time ranges the health covers at `now_ms`, in whole minutes:
+///
+/// - the day, `[start, end)`: 24 hours ending with `now_ms`'s minute;
+/// - the last hour, `[hour_start, end)`: its last 60 minutes;
+/// - 24 clock-hour slots from `first_hour`, the last one the hour holding
+///   `now_ms` (so far). The day is those slots plus its *edge*,
+///   `[start, first_hour)`: the part of the hour before the first slot.
+///
+/// Stores read the slots from hourly rollup rows and only the last hour
+/// and the edge (at most 118 rows) from minute rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct HealthWindow {
     /// First ms of the day window (inclusive).
     pub(crate) start_ms: i64,
+    /// First ms of the first hourly slot.
+    pub(crate) first_hour_ms: i64,
+    /// First ms of the last hour.
+    pub(crate) hour_start_ms: i64,
     /// End of the window (exclusive): the end of `now_ms`'s minute.
     pub(crate) end_ms: i64,
+}
+
+/// Where a minute's attempts count in a [`HealthWindow`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct MinutePlace {
+    /// The hourly slot holding it.
+    pub(crate) slot: Option<usize>,
+    /// In the day but before the first slot.
+    pub(crate) day_edge: bool,
+    /// In the last hour.
+    pub(crate) last_hour: bool,
 }
 
 impl HealthWindow {
@@ -69,16 +100,32 @@ impl HealthWindow {
         let end_ms = minute_of(now_ms).saturating_add(MINUTE_MS);
         Self {
             start_ms: end_ms.saturating_sub(SLOT_MS * SLOTS as i64),
+            first_hour_ms: hour_of(now_ms).saturating_sub(SLOT_MS * (SLOTS as i64 - 1)),
+            hour_start_ms: end_ms.saturating_sub(SLOT_MS),
             end_ms,
         }
     }
 
-    /// The slot of a minute in the window, if it is in it.
-    pub(crate) fn slot_of(&self, minute_ms: i64) -> Option<usize> {
-        if minute_ms < self.start_ms || minute_ms >= self.end_ms {
+    /// The end of the last hourly slot (exclusive).
+    pub(crate) fn slots_end_ms(&self) -> i64 {
+        self.first_hour_ms.saturating_add(SLOT_MS * SLOTS as i64)
+    }
+
+    /// The hourly slot starting at `hour_ms`, if it is one of the window's.
+    pub(crate) fn slot_of(&self, hour_ms: i64) -> Option<usize> {
+        if hour_ms < self.first_hour_ms || hour_ms >= self.slots_end_ms() {
             return None;
         }
-        usize::try_from((minute_ms - self.start_ms) / SLOT_MS).ok()
+        usize::try_from((hour_ms - self.first_hour_ms) / SLOT_MS).ok()
+    }
+
+    /// Where the attempts of the minute starting at `minute_ms` count.
+    pub(crate) fn place_of(&self, minute_ms: i64) -> MinutePlace {
+        MinutePlace {
+            slot: self.slot_of(hour_of(minute_ms)),
+            day_edge: (self.start_ms..self.first_hour_ms).contains(&minute_ms),
+            last_hour: (self.hour_start_ms..self.end_ms).contains(&minute_ms),
+        }
     }
 }
 
@@ -182,12 +229,12 @@ impl WindowHealth {
     }
 }
 
-/// One hourly slot of the day, for charts.
+/// One clock hour of the day, for charts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct HealthSlot {
-    /// The slot's first ms (unix ms); it lasts an hour.
+    /// The slot's first ms (unix ms, a whole hour); it lasts an hour.
     pub start_ms: i64,
     /// Attempts started in the slot.
     pub attempts: u64,
@@ -255,12 +302,25 @@ pub struct DestinationHealth {
     pub last_hour: WindowHealth,
     /// Attempts in the last 24 hours.
     pub last_day: WindowHealth,
-    /// The day in 24 hourly slots, oldest first; the last is `last_hour`.
+    /// The day in 24 clock-hour slots, oldest first; the last is the
+    /// current hour so far. (`last_day` also holds the minutes of the
+    /// hour before the first slot that are within 24 hours.)
     pub hourly: Vec<HealthSlot>,
     /// The latest failed attempt ever recorded, if any.
     pub last_error: Option<LastError>,
     /// Pending deliveries.
     pub queue: QueueHealth,
+}
+
+/// A part of the health window a store reads counts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WindowPart {
+    /// One hourly slot (from hourly rollup rows).
+    Slot(usize),
+    /// The day before the first slot (from minute rows).
+    DayEdge,
+    /// The last hour (from minute rows).
+    LastHour,
 }
 
 /// What a store gathered for one destination; [`finish`](Self::finish)
@@ -269,13 +329,45 @@ pub struct DestinationHealth {
 pub(crate) struct HealthParts {
     /// Counts per hourly slot of the window.
     pub(crate) slots: [AttemptCounts; SLOTS],
+    /// Counts of the day before the first slot.
+    pub(crate) day_edge: AttemptCounts,
+    /// Counts of the last hour.
+    pub(crate) last_hour: AttemptCounts,
     pub(crate) last_error: Option<LastError>,
     pub(crate) queue: QueueHealth,
 }
 
 impl HealthParts {
+    /// Adds counts to a part of the window.
+    pub(crate) fn count(&mut self, part: WindowPart, counts: &AttemptCounts) {
+        let target = match part {
+            WindowPart::Slot(i) => self.slots.get_mut(i),
+            WindowPart::DayEdge => Some(&mut self.day_edge),
+            WindowPart::LastHour => Some(&mut self.last_hour),
+        };
+        if let Some(target) = target {
+            target.merge(counts);
+        }
+    }
+
+    /// Counts one attempt in every part of `window` it falls in.
+    pub(crate) fn count_attempt(&mut self, attempt: &DeliveryAttempt, window: HealthWindow) {
+        let mut one = AttemptCounts::default();
+        one.add(attempt);
+        let place = window.place_of(minute_of(attempt.started_at_ms));
+        if let Some(slot) = place.slot {
+            self.count(WindowPart::Slot(slot), &one);
+        }
+        if place.day_edge {
+            self.count(WindowPart::DayEdge, &one);
+        }
+        if place.last_hour {
+            self.count(WindowPart::LastHour, &one);
+        }
+    }
+
     pub(crate) fn finish(self, destination_id: String, window: HealthWindow) -> DestinationHealth {
-        let mut day = AttemptCounts::default();
+        let mut day = self.day_edge;
         for slot in &self.slots {
             day.merge(slot);
         }
@@ -284,7 +376,7 @@ impl HealthParts {
             .iter()
             .zip(0_i64..)
             .map(|(counts, i)| HealthSlot {
-                start_ms: window.start_ms + i * SLOT_MS,
+                start_ms: window.first_hour_ms + i * SLOT_MS,
                 attempts: counts.attempts,
                 successes: counts.successes,
                 p50_ms: counts.percentile(500),
@@ -292,7 +384,7 @@ impl HealthParts {
             .collect();
         DestinationHealth {
             destination_id,
-            last_hour: self.slots[SLOTS - 1].window(),
+            last_hour: self.last_hour.window(),
             last_day: day.window(),
             hourly,
             last_error: self.last_error,
@@ -310,11 +402,11 @@ pub(crate) fn bucket_columns(each: impl Fn(usize) -> String) -> String {
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Rows a store read, put together: one [`DestinationHealth`] per id of
-/// `ids`, in that order, from hourly `slots` (destination, slot, counts),
-/// `errors` and `queues` by destination.
+/// `ids`, in that order, from `counts` (destination, part of the window,
+/// counts), `errors` and `queues` by destination.
 pub(crate) fn assemble(
     ids: Vec<String>,
-    slots: Vec<(String, usize, AttemptCounts)>,
+    counts: Vec<(String, WindowPart, AttemptCounts)>,
     errors: Vec<(String, LastError)>,
     queues: Vec<(String, QueueHealth)>,
     window: HealthWindow,
@@ -323,9 +415,9 @@ pub(crate) fn assemble(
         .iter()
         .map(|id| (id.clone(), HealthParts::default()))
         .collect();
-    for (id, slot, counts) in slots {
-        if let Some(target) = parts.get_mut(&id).and_then(|p| p.slots.get_mut(slot)) {
-            target.merge(&counts);
+    for (id, part, c) in counts {
+        if let Some(p) = parts.get_mut(&id) {
+            p.count(part, &c);
         }
     }
     for (id, error) in errors {
@@ -350,13 +442,15 @@ impl<S: DeliveryStore> Sender<S> {
     /// The health of every destination, in registration order, at the
     /// sender's clock's now: attempts, successes and p50/p99 response time
     /// over the last hour and the last 24 hours (whole minutes, this one
-    /// included), the day in 24 hourly slots, the last error and the queue.
+    /// included), the day in 24 clock-hour slots (the last one the current
+    /// hour so far), the last error and the queue.
     ///
     /// Stores keep a rollup beside the attempts, written in the same
-    /// transaction as each one: per destination and minute, the attempts,
-    /// the successes, the slowest response and a histogram of response
-    /// times in [`RESPONSE_TIME_BOUNDS_MS`] buckets. The answer is read
-    /// from at most 1,440 such rows per destination however long the
+    /// transaction as each one: per destination and minute, and per
+    /// destination and hour, the attempts, the successes, the slowest
+    /// response and a histogram of response times in
+    /// [`RESPONSE_TIME_BOUNDS_MS`] buckets. The answer is read from at most
+    /// 24 hour rows and 118 minute rows per destination however long the
     /// history, survives restarts, and is the same on every sender node
     /// sharing a PostgreSQL store. A percentile is the upper bound of the
     /// bucket holding its rank (nearest rank), or the slowest response when
@@ -404,12 +498,29 @@ mod tests {
     }
 
     #[test]
-    fn the_window_ends_with_the_current_minute() {
-        let w = HealthWindow::at(10 * SLOT_MS + 30_000);
-        assert_eq!(w.end_ms, 10 * SLOT_MS + MINUTE_MS);
-        assert_eq!(w.slot_of(10 * SLOT_MS), Some(SLOTS - 1));
-        assert_eq!(w.slot_of(w.end_ms), None);
-        assert_eq!(w.slot_of(w.start_ms), Some(0));
-        assert_eq!(w.slot_of(w.start_ms - 1), None);
+    fn the_window_ends_with_the_current_minute_and_hour() {
+        let now = 30 * SLOT_MS + 20 * MINUTE_MS + 30_000;
+        let w = HealthWindow::at(now);
+        assert_eq!(w.end_ms, 30 * SLOT_MS + 21 * MINUTE_MS);
+        assert_eq!(w.start_ms, w.end_ms - 24 * SLOT_MS);
+        assert_eq!(w.hour_start_ms, w.end_ms - SLOT_MS);
+        assert_eq!(w.first_hour_ms, 7 * SLOT_MS);
+        assert_eq!(w.slot_of(30 * SLOT_MS), Some(SLOTS - 1));
+        assert_eq!(w.slot_of(31 * SLOT_MS), None);
+        assert_eq!(w.slot_of(7 * SLOT_MS), Some(0));
+        assert_eq!(w.slot_of(6 * SLOT_MS), None);
+        // The day's edge: from its start to the first slot.
+        let edge = w.place_of(w.start_ms);
+        assert_eq!(
+            (edge.slot, edge.day_edge, edge.last_hour),
+            (None, true, false)
+        );
+        assert!(!w.place_of(w.start_ms - MINUTE_MS).day_edge);
+        assert!(!w.place_of(w.first_hour_ms).day_edge);
+        // The last hour spans the end of one slot and the start of the next.
+        let p = w.place_of(w.hour_start_ms);
+        assert_eq!((p.slot, p.last_hour), (Some(SLOTS - 2), true));
+        assert!(!w.place_of(w.hour_start_ms - MINUTE_MS).last_hour);
+        assert!(!w.place_of(w.end_ms).last_hour);
     }
 }

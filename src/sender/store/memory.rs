@@ -13,9 +13,7 @@ use crate::sender::delivery::{
 };
 use crate::sender::destination::Destination;
 use crate::sender::error::{DeliveryStoreError, SenderError};
-use crate::sender::health::{
-    DestinationHealth, HealthParts, HealthWindow, LastError, QueueHealth, minute_of,
-};
+use crate::sender::health::{DestinationHealth, HealthParts, HealthWindow, LastError, QueueHealth};
 
 #[derive(Default)]
 struct State {
@@ -376,11 +374,9 @@ fn count_queue(q: &mut QueueHealth, d: &Delivery, now_ms: i64) {
     }
 }
 
-/// Counts an attempt in its slot and keeps it when it is the latest error.
+/// Counts an attempt in the window and keeps it when it is the latest error.
 fn count_attempt(p: &mut HealthParts, a: &DeliveryAttempt, window: HealthWindow) {
-    if let Some(slot) = window.slot_of(minute_of(a.started_at_ms)) {
-        p.slots[slot].add(a);
-    }
+    p.count_attempt(a, window);
     if let Some(e) = LastError::of(a) {
         if p.last_error.as_ref().is_none_or(|l| e.at_ms >= l.at_ms) {
             p.last_error = Some(e);

@@ -168,7 +168,7 @@ pub(super) async fn record_attempt(
     );
     let stmt = client.prepare_cached(&sql).await.map_err(pg_err)?;
     let outcome = next.outcome(a);
-    let (minute, ok, bucket, message) = super::health::record_params(a);
+    let (minute, ok, bucket, message, hour) = super::health::record_params(a);
     let attempt = i32::try_from(a.attempt).unwrap_or(i32::MAX);
     let duration = i64::try_from(a.duration_ms).unwrap_or(i64::MAX);
     let code = a.status_code.map(i32::from);
@@ -197,6 +197,7 @@ pub(super) async fn record_attempt(
                 &ok,
                 &bucket,
                 &message,
+                &hour,
             ],
         )
         .await

@@ -1,10 +1,11 @@
 -- Schema version 4: the health rollup. One row per destination and
--- minute with its attempts, successes, slowest response and a histogram of
--- response times: b0..b25 count the attempts up to each bound of
+-- minute, and one per destination and clock hour, with its attempts,
+-- successes, slowest response and a histogram of response times: b0..b25 count the attempts up to each bound of
 -- RESPONSE_TIME_BOUNDS_MS (1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150,
 -- 200, 300, 500, 700, 1000, 1500, 2000, 3000, 5000, 7000, 10000, 15000 ms),
 -- b25 the slower ones. Written with each attempt; filled here from the
--- history already stored.
+-- history already stored. Minute rows older than two days are deleted as
+-- hours begin: the health reads the last 25 hours of them at most.
 CREATE TABLE attempt_minutes (
     destination_id TEXT NOT NULL,
     minute_ms      INTEGER NOT NULL,
@@ -38,6 +39,41 @@ CREATE TABLE attempt_minutes (
     b24 INTEGER NOT NULL DEFAULT 0,
     b25 INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (destination_id, minute_ms)
+) WITHOUT ROWID;
+-- The same per clock hour: the day's 24 hourly slots in 24 rows.
+CREATE TABLE attempt_hours (
+    destination_id TEXT NOT NULL,
+    hour_ms        INTEGER NOT NULL,
+    attempts       INTEGER NOT NULL,
+    successes      INTEGER NOT NULL,
+    max_ms         INTEGER NOT NULL,
+    b0  INTEGER NOT NULL DEFAULT 0,
+    b1  INTEGER NOT NULL DEFAULT 0,
+    b2  INTEGER NOT NULL DEFAULT 0,
+    b3  INTEGER NOT NULL DEFAULT 0,
+    b4  INTEGER NOT NULL DEFAULT 0,
+    b5  INTEGER NOT NULL DEFAULT 0,
+    b6  INTEGER NOT NULL DEFAULT 0,
+    b7  INTEGER NOT NULL DEFAULT 0,
+    b8  INTEGER NOT NULL DEFAULT 0,
+    b9  INTEGER NOT NULL DEFAULT 0,
+    b10 INTEGER NOT NULL DEFAULT 0,
+    b11 INTEGER NOT NULL DEFAULT 0,
+    b12 INTEGER NOT NULL DEFAULT 0,
+    b13 INTEGER NOT NULL DEFAULT 0,
+    b14 INTEGER NOT NULL DEFAULT 0,
+    b15 INTEGER NOT NULL DEFAULT 0,
+    b16 INTEGER NOT NULL DEFAULT 0,
+    b17 INTEGER NOT NULL DEFAULT 0,
+    b18 INTEGER NOT NULL DEFAULT 0,
+    b19 INTEGER NOT NULL DEFAULT 0,
+    b20 INTEGER NOT NULL DEFAULT 0,
+    b21 INTEGER NOT NULL DEFAULT 0,
+    b22 INTEGER NOT NULL DEFAULT 0,
+    b23 INTEGER NOT NULL DEFAULT 0,
+    b24 INTEGER NOT NULL DEFAULT 0,
+    b25 INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (destination_id, hour_ms)
 ) WITHOUT ROWID;
 -- The latest failed attempt of each destination.
 CREATE TABLE destination_errors (
@@ -87,6 +123,13 @@ FROM (
     FROM attempts a JOIN deliveries d ON d.id = a.delivery_id
 )
 GROUP BY destination_id, minute_ms;
+
+INSERT INTO attempt_hours (destination_id, hour_ms, attempts, successes, max_ms,
+    b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15, b16, b17, b18, b19, b20, b21, b22, b23, b24, b25)
+SELECT destination_id, (minute_ms / 3600000) * 3600000, SUM(attempts), SUM(successes), MAX(max_ms),
+    SUM(b0), SUM(b1), SUM(b2), SUM(b3), SUM(b4), SUM(b5), SUM(b6), SUM(b7), SUM(b8), SUM(b9), SUM(b10), SUM(b11), SUM(b12), SUM(b13), SUM(b14), SUM(b15), SUM(b16), SUM(b17), SUM(b18), SUM(b19), SUM(b20), SUM(b21), SUM(b22), SUM(b23), SUM(b24), SUM(b25)
+FROM attempt_minutes
+GROUP BY destination_id, (minute_ms / 3600000) * 3600000;
 
 INSERT INTO destination_errors (destination_id, at_ms, status_code, message)
 SELECT destination_id, started_at_ms, status_code, message FROM (

@@ -1,40 +1,62 @@
 //! The health rollup in SQLite: written with each attempt, read by
 //! [`destination_health`](crate::sender::DeliveryStore::destination_health).
 
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::db_err;
 use crate::sender::delivery::DeliveryAttempt;
 use crate::sender::error::DeliveryStoreError;
 use crate::sender::health::{
-    AttemptCounts, BUCKETS, DestinationHealth, HealthWindow, LastError, QueueHealth, SLOTS,
-    assemble, bucket_columns, bucket_of, minute_of,
+    AttemptCounts, BUCKETS, DestinationHealth, HealthWindow, LastError, MINUTE_ROWS_KEPT_MS,
+    QueueHealth, WindowPart, assemble, bucket_columns, bucket_of, hour_of, minute_of,
 };
 
-/// Counts `a` in its destination's minute and keeps it as the
-/// destination's last error when it failed (and is not older than it).
-pub(super) fn record(conn: &Connection, a: &DeliveryAttempt) -> Result<(), DeliveryStoreError> {
-    let sql = format!(
-        "INSERT INTO attempt_minutes (destination_id, minute_ms, attempts, successes, max_ms, {}) \
+/// The upsert counting one attempt in a rollup `table` keyed by `period`:
+/// `?1` the delivery, `?2` the period's start, `?3` success, `?4` the
+/// duration, `?5` the bucket. Returns the row's attempts.
+fn rollup_upsert(table: &str, period: &str) -> String {
+    format!(
+        "INSERT INTO {table} (destination_id, {period}, attempts, successes, max_ms, {}) \
          SELECT destination_id, ?2, 1, ?3, ?4, {} FROM deliveries WHERE id = ?1 \
-         ON CONFLICT (destination_id, minute_ms) DO UPDATE SET attempts = attempts + 1, \
-         successes = successes + excluded.successes, max_ms = MAX(max_ms, excluded.max_ms), {}",
+         ON CONFLICT (destination_id, {period}) DO UPDATE SET attempts = attempts + 1, \
+         successes = successes + excluded.successes, max_ms = MAX(max_ms, excluded.max_ms), {} \
+         RETURNING destination_id, attempts",
         bucket_columns(|i| format!("b{i}")),
         bucket_columns(|i| format!("?5 = {i}")),
         bucket_columns(|i| format!("b{i} = b{i} + excluded.b{i}")),
-    );
+    )
+}
+
+/// Counts `a` in its destination's minute and hour, and keeps it as the
+/// destination's last error when it failed (and is not older than it).
+/// The first attempt of an hour deletes the destination's minute rows
+/// older than [`MINUTE_ROWS_KEPT_MS`], which the health no longer reads.
+pub(super) fn record(conn: &Connection, a: &DeliveryAttempt) -> Result<(), DeliveryStoreError> {
     let duration = i64::try_from(a.duration_ms).unwrap_or(i64::MAX);
     let bucket = i64::try_from(bucket_of(a.duration_ms)).unwrap_or(i64::MAX);
-    conn.prepare_cached(&sql)
-        .map_err(db_err)?
-        .execute(params![
-            a.delivery_id,
-            minute_of(a.started_at_ms),
-            a.succeeded(),
-            duration,
-            bucket
-        ])
-        .map_err(db_err)?;
+    let minute = minute_of(a.started_at_ms);
+    for (table, period, start) in [
+        ("attempt_minutes", "minute_ms", minute),
+        ("attempt_hours", "hour_ms", hour_of(a.started_at_ms)),
+    ] {
+        let row: Option<(String, i64)> = conn
+            .prepare_cached(&rollup_upsert(table, period))
+            .map_err(db_err)?
+            .query_row(
+                params![a.delivery_id, start, a.succeeded(), duration, bucket],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db_err)?;
+        if let (Some((destination, 1)), "attempt_hours") = (row, table) {
+            conn.prepare_cached(
+                "DELETE FROM attempt_minutes WHERE destination_id = ?1 AND minute_ms < ?2",
+            )
+            .map_err(db_err)?
+            .execute(params![destination, minute - MINUTE_ROWS_KEPT_MS])
+            .map_err(db_err)?;
+        }
+    }
     let Some(e) = LastError::of(a) else {
         return Ok(());
     };
@@ -85,36 +107,57 @@ pub(super) fn read(
     Ok(assemble(ids, slots, errors, queues, window))
 }
 
-/// The window's rollup rows of each destination of `ids`, added up per
-/// hourly slot here rather than by a `GROUP BY` (which sorted every row of
-/// the day): one primary-key range per destination, however long the
-/// history, at most 1,440 rows each.
+/// The window's rollup rows of each destination of `ids`: its hourly
+/// slots from at most 24 hour rows, its last hour and the day's edge from
+/// at most 118 minute rows, each a primary-key range however long the
+/// history. Rows are added up here rather than by a `GROUP BY`, which
+/// would sort them.
 fn read_slots(
     conn: &Connection,
     ids: &[String],
     window: HealthWindow,
-) -> Result<Vec<(String, usize, AttemptCounts)>, DeliveryStoreError> {
-    let sql = format!(
-        "SELECT minute_ms, attempts, successes, max_ms, {} FROM attempt_minutes \
-         WHERE destination_id = ?1 AND minute_ms >= ?2 AND minute_ms < ?3",
-        bucket_columns(|i| format!("b{i}")),
-    );
-    let mut stmt = conn.prepare_cached(&sql).map_err(db_err)?;
-    let mut slots = Vec::new();
+) -> Result<Vec<(String, WindowPart, AttemptCounts)>, DeliveryStoreError> {
+    let columns = bucket_columns(|i| format!("b{i}"));
+    let mut hours = conn
+        .prepare_cached(&format!(
+            "SELECT hour_ms, attempts, successes, max_ms, {columns} FROM attempt_hours \
+             WHERE destination_id = ?1 AND hour_ms >= ?2 AND hour_ms < ?3"
+        ))
+        .map_err(db_err)?;
+    let mut minutes = conn
+        .prepare_cached(&format!(
+            "SELECT minute_ms, attempts, successes, max_ms, {columns} FROM attempt_minutes \
+             WHERE destination_id = ?1 AND minute_ms >= ?2 AND minute_ms < ?3"
+        ))
+        .map_err(db_err)?;
+    let mut read = Vec::new();
     for id in ids {
-        let mut day = [AttemptCounts::default(); SLOTS];
-        let mut rows = stmt
-            .query(params![id, window.start_ms, window.end_ms])
+        let mut rows = hours
+            .query(params![id, window.first_hour_ms, window.slots_end_ms()])
             .map_err(db_err)?;
         while let Some(r) = rows.next().map_err(db_err)? {
-            let minute: i64 = r.get(0).map_err(db_err)?;
-            if let Some(slot) = window.slot_of(minute).and_then(|s| day.get_mut(s)) {
-                slot.merge(&counts(r).map_err(db_err)?);
+            let hour: i64 = r.get(0).map_err(db_err)?;
+            if let Some(slot) = window.slot_of(hour) {
+                read.push((
+                    id.clone(),
+                    WindowPart::Slot(slot),
+                    counts(r).map_err(db_err)?,
+                ));
             }
         }
-        slots.extend(day.into_iter().enumerate().map(|(i, c)| (id.clone(), i, c)));
+        for (part, from, to) in [
+            (WindowPart::DayEdge, window.start_ms, window.first_hour_ms),
+            (WindowPart::LastHour, window.hour_start_ms, window.end_ms),
+        ] {
+            let mut sum = AttemptCounts::default();
+            let mut rows = minutes.query(params![id, from, to]).map_err(db_err)?;
+            while let Some(r) = rows.next().map_err(db_err)? {
+                sum.merge(&counts(r).map_err(db_err)?);
+            }
+            read.push((id.clone(), part, sum));
+        }
     }
-    Ok(slots)
+    Ok(read)
 }
 
 /// Counts from columns 1.. of a rollup row.
