@@ -15,6 +15,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::store::{InboxEntry, InboxStore, Settle};
 use super::{Inbox, Shared, StalePolicy, metric_names};
+use crate::durable::backoff::{OutageBackoff, pause};
 use crate::durable::retry::RetryPolicy;
 use crate::event::Event;
 
@@ -86,6 +87,16 @@ struct Stop {
     notify: Notify,
 }
 
+impl Stop {
+    /// Waits `wait`, or less if a stop is requested.
+    async fn sleep(&self, wait: Duration) {
+        let stopped = self.notify.notified();
+        if !self.requested.load(Ordering::SeqCst) {
+            pause(wait, stopped).await;
+        }
+    }
+}
+
 impl InboxWorkers {
     /// Stops claiming events and waits for the handlers under way.
     pub async fn shutdown(mut self) {
@@ -134,7 +145,9 @@ impl<S: InboxStore> Inbox<S> {
 }
 
 /// Claims due events while there is room and spawns one task per event,
-/// until stopped; then waits for the tasks.
+/// until stopped; then waits for the tasks. While claims fail (the store is
+/// down), it waits longer after each failure, from 100 ms up to 30 s,
+/// instead of claiming on every poll.
 async fn run_workers<S, E, H, Fut, Err>(shared: Arc<Shared<S>>, handler: Arc<H>, stop: Arc<Stop>)
 where
     S: InboxStore,
@@ -146,6 +159,7 @@ where
     let slots = Arc::new(Semaphore::new(shared.config.concurrency));
     let mut tasks = JoinSet::new();
     let mut sampled: Option<tokio::time::Instant> = None;
+    let mut outage = OutageBackoff::new("inbox: claiming due events");
     while !stop.requested.load(Ordering::SeqCst) {
         while tasks.try_join_next().is_some() {}
         if sampled.is_none_or(|at| at.elapsed() >= shared.config.depth_sample_interval) {
@@ -156,7 +170,14 @@ where
             break;
         };
         let free = slots.available_permits() + 1;
-        let claimed = claim(&shared, free).await;
+        let claimed = match claim(&shared, free, &mut outage).await {
+            Ok(claimed) => claimed,
+            Err(wait) => {
+                drop(first);
+                stop.sleep(wait).await;
+                continue;
+            }
+        };
         if claimed.is_empty() {
             drop(first);
             idle(&shared, &stop).await;
@@ -202,8 +223,13 @@ async fn sample_depth<S: InboxStore>(shared: &Shared<S>) {
     }
 }
 
-/// Claims up to `limit` due events; none when the store fails (logged).
-async fn claim<S: InboxStore>(shared: &Shared<S>, limit: usize) -> Vec<InboxEntry> {
+/// Claims up to `limit` due events. When the store fails: how long to wait
+/// before claiming again, from `outage` (which logs the failure).
+async fn claim<S: InboxStore>(
+    shared: &Shared<S>,
+    limit: usize,
+    outage: &mut OutageBackoff,
+) -> Result<Vec<InboxEntry>, Duration> {
     let now = shared.config.clock.now_millis();
     let lease_ms = i64::try_from(shared.config.lease.as_millis()).unwrap_or(i64::MAX);
     match shared
@@ -211,11 +237,11 @@ async fn claim<S: InboxStore>(shared: &Shared<S>, limit: usize) -> Vec<InboxEntr
         .claim_due(now, limit, now.saturating_add(lease_ms))
         .await
     {
-        Ok(claimed) => claimed,
-        Err(err) => {
-            tracing::error!("inbox: claiming due events failed: {err}");
-            Vec::new()
+        Ok(claimed) => {
+            outage.succeeded();
+            Ok(claimed)
         }
+        Err(err) => Err(outage.failed(&err)),
     }
 }
 

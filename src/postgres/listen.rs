@@ -12,7 +12,10 @@ use tokio::task::JoinHandle;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{AsyncMessage, Client, Socket};
 
-/// How long the listener waits before connecting again after a loss.
+use crate::durable::backoff::OutageBackoff;
+
+/// How long the listener waits before connecting again after a loss; the
+/// wait doubles (up to 30 s) while connecting keeps failing.
 const RECONNECT: Duration = Duration::from_secs(1);
 
 /// A running `LISTEN`; stops (and closes its connection) when dropped.
@@ -103,8 +106,9 @@ where
     })
 }
 
-/// Waits for the connection to end, then connects again (every
-/// [`RECONNECT`]) and wakes the worker, which claims what it missed.
+/// Waits for the connection to end, then connects again (after
+/// [`RECONNECT`], backing off while the server stays down) and wakes the
+/// worker, which claims what it missed.
 async fn keep_listening<T>(
     config: tokio_postgres::Config,
     tls: T,
@@ -117,16 +121,19 @@ async fn keep_listening<T>(
     T::TlsConnect: Sync + Send,
     <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
 {
+    let mut outage = OutageBackoff::starting_at("LISTEN on PostgreSQL", RECONNECT);
     loop {
         let _ = (&mut current.reader).await;
         wake.notify_one();
+        let mut wait = RECONNECT;
         current = loop {
-            tokio::time::sleep(RECONNECT).await;
+            tokio::time::sleep(wait).await;
             match subscribe(&config, tls.clone(), channel, &wake).await {
                 Ok(next) => break next,
-                Err(e) => tracing::warn!(error = %e, "cannot LISTEN on PostgreSQL; retrying"),
+                Err(e) => wait = outage.failed(&e),
             }
         };
+        outage.succeeded();
         wake.notify_one();
     }
 }
