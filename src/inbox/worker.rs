@@ -16,6 +16,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use super::store::{InboxEntry, InboxStore, Settle};
 use super::{Inbox, Shared, StalePolicy, metric_names};
 use crate::durable::backoff::{OutageBackoff, pause};
+use crate::durable::periodic::sample_every;
 use crate::durable::retry::RetryPolicy;
 use crate::event::Event;
 
@@ -88,11 +89,14 @@ struct Stop {
 }
 
 impl Stop {
-    /// Waits `wait`, or less if a stop is requested.
-    async fn sleep(&self, wait: Duration) {
-        let stopped = self.notify.notified();
-        if !self.requested.load(Ordering::SeqCst) {
-            pause(wait, stopped).await;
+    /// Completes once a stop is requested.
+    async fn stopped(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.requested.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
         }
     }
 }
@@ -121,7 +125,9 @@ impl<S: InboxStore> Inbox<S> {
     /// events are processed at once by `handler`, which gets each event's
     /// body deserialized as `E` ([`Event`] or your own type). `Ok` marks the
     /// event done; an `Err` or a panic schedules a retry on the
-    /// [`RetryPolicy`], then the dead letter queue.
+    /// [`RetryPolicy`], then the dead letter queue. Beside them, the depth
+    /// of the store is sampled at once, then every
+    /// [`depth_sample_interval`](super::InboxBuilder::depth_sample_interval).
     ///
     /// Must be called inside a tokio runtime.
     pub fn start<E, H, Fut, Err>(&self, handler: H) -> InboxWorkers
@@ -132,11 +138,17 @@ impl<S: InboxStore> Inbox<S> {
         Err: Display + 'static,
     {
         let stop = Arc::new(Stop::default());
-        let run = tokio::spawn(run_workers(
-            Arc::clone(&self.shared),
-            Arc::new(handler),
-            Arc::clone(&stop),
-        ));
+        let (shared, stopping) = (Arc::clone(&self.shared), Arc::clone(&stop));
+        let run = tokio::spawn(async move {
+            let every = shared.config.depth_sample_interval;
+            let sampler = sample_every(every, stopping.stopped(), || sample_depth(&shared));
+            let workers = run_workers(
+                Arc::clone(&shared),
+                Arc::new(handler),
+                Arc::clone(&stopping),
+            );
+            tokio::join!(workers, sampler);
+        });
         InboxWorkers {
             run: Some(run),
             stop,
@@ -158,14 +170,9 @@ where
 {
     let slots = Arc::new(Semaphore::new(shared.config.concurrency));
     let mut tasks = JoinSet::new();
-    let mut sampled: Option<tokio::time::Instant> = None;
     let mut outage = OutageBackoff::new("inbox: claiming due events");
     while !stop.requested.load(Ordering::SeqCst) {
         while tasks.try_join_next().is_some() {}
-        if sampled.is_none_or(|at| at.elapsed() >= shared.config.depth_sample_interval) {
-            sample_depth(&shared).await;
-            sampled = Some(tokio::time::Instant::now());
-        }
         let Ok(first) = Arc::clone(&slots).acquire_owned().await else {
             break;
         };
@@ -174,7 +181,7 @@ where
             Ok(claimed) => claimed,
             Err(wait) => {
                 drop(first);
-                stop.sleep(wait).await;
+                pause(wait, stop.stopped()).await;
                 continue;
             }
         };
@@ -248,14 +255,9 @@ async fn claim<S: InboxStore>(
 /// Waits for a new event (stored here, or as the store tells), the poll
 /// interval, or a stop.
 async fn idle<S: InboxStore>(shared: &Shared<S>, stop: &Stop) {
-    let wake = shared.wake.notified();
-    let stopped = stop.notify.notified();
-    if stop.requested.load(Ordering::SeqCst) {
-        return;
-    }
     tokio::select! {
-        () = wake => {}
-        () = stopped => {}
+        () = shared.wake.notified() => {}
+        () = stop.stopped() => {}
         () = shared.store.wait_for_work(shared.config.poll_interval) => {}
     }
 }
