@@ -89,14 +89,6 @@ fn jittered(wait: Duration, unit: f64) -> Duration {
     wait.mul_f64(1.0 - 0.2 * unit.clamp(0.0, 1.0))
 }
 
-/// Waits `wait`, or less if `interrupt` finishes first (a stop).
-pub(crate) async fn pause(wait: Duration, interrupt: impl std::future::Future<Output = ()>) {
-    tokio::select! {
-        () = tokio::time::sleep(wait) => {}
-        () = interrupt => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::store::{InboxEntry, InboxStore, Settle};
 use super::{Inbox, Shared, StalePolicy, metric_names};
-use crate::durable::backoff::{OutageBackoff, pause};
+use crate::durable::backoff::OutageBackoff;
 use crate::durable::periodic::sample_every;
 use crate::durable::retry::RetryPolicy;
 use crate::event::Event;
@@ -181,7 +181,10 @@ where
             Ok(claimed) => claimed,
             Err(wait) => {
                 drop(first);
-                pause(wait, stop.stopped()).await;
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = stop.stopped() => {}
+                }
                 continue;
             }
         };
