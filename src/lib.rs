@@ -85,6 +85,7 @@
 #[macro_use]
 mod macros;
 
+mod cached_metric;
 pub mod diagnose;
 #[cfg(any(feature = "sender", feature = "inbox"))]
 mod durable;

@@ -9,6 +9,7 @@ use tower_layer::Layer;
 use super::moka::MokaStore;
 use super::service::Idempotency;
 use super::store::IdempotencyStore;
+use super::telemetry::IdempotencyMetrics;
 use crate::error::ConfigError;
 use crate::verify::Verified;
 
@@ -69,6 +70,7 @@ pub(crate) struct Config {
     pub(crate) in_flight: InFlightPolicy,
     pub(crate) retry_after: Duration,
     pub(crate) fail_mode: FailMode,
+    pub(crate) metrics: Arc<IdempotencyMetrics>,
 }
 
 impl Config {
@@ -153,6 +155,7 @@ impl IdempotencyLayer {
                 in_flight: InFlightPolicy::Reject,
                 retry_after: DEFAULT_RETRY_AFTER,
                 fail_mode: FailMode::Closed,
+                metrics: Arc::new(IdempotencyMetrics::new()),
             }),
         }
     }

@@ -91,7 +91,10 @@
 //!
 //! Each verified request is counted by what the layer did with it (new,
 //! duplicate, in flight, store unavailable) through the
-//! [`metrics`](https://docs.rs/metrics) facade; see [`metric_names`].
+//! [`metrics`](https://docs.rs/metrics) facade; see [`metric_names`]. As
+//! with [`VerifyLayer`](crate::VerifyLayer), the counters' keys are built
+//! with the layer and each is registered with the recorder once, so a
+//! request does not look its counter up in the recorder's registry.
 //!
 //! ## Stores
 //!
@@ -156,6 +159,7 @@ mod postgres;
 mod redis;
 mod service;
 mod store;
+mod telemetry;
 
 pub use crate::problem::{IN_FLIGHT_TYPE, STORE_UNAVAILABLE_TYPE};
 pub use future::ResponseFuture;

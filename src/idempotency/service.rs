@@ -13,9 +13,10 @@ use tower_service::Service;
 use super::DUPLICATE_HEADER;
 use super::future::ResponseFuture;
 use super::layer::{Config, FailMode, IdempotencyLayer, InFlightPolicy};
-use super::metric_names::REQUESTS;
 use super::store::{Begin, IdempotencyStore, LeaseToken};
+use super::telemetry::Outcome;
 use crate::problem::{IN_FLIGHT_TYPE, Problem, STORE_UNAVAILABLE_TYPE, missing_verify_layer};
+use crate::scheme::SchemeName;
 use crate::verify::Verified;
 
 /// The service built by [`IdempotencyLayer`]: calls `S` at most once per
@@ -98,7 +99,7 @@ where
     };
     let id: Arc<str> = verified.id().into();
     let key = config.key(&req, verified);
-    let scheme = verified.scheme().as_str();
+    let scheme = verified.scheme();
 
     let token = match begin(&config, &key, &id, scheme).await {
         Ok(token) => token,
@@ -135,20 +136,18 @@ async fn begin(
     config: &Config,
     key: &str,
     id: &str,
-    scheme: &'static str,
+    scheme: SchemeName,
 ) -> Result<Option<LeaseToken>, Response<Body>> {
-    let count = |outcome: &'static str| {
-        metrics::counter!(REQUESTS, "scheme" => scheme, "outcome" => outcome).increment(1);
-    };
+    let count = |outcome| config.metrics.count(scheme, outcome);
     let started = tokio::time::Instant::now();
     loop {
         match config.store.begin(key, config.lease).await {
             Ok(Begin::New(token)) => {
-                count("new");
+                count(Outcome::New);
                 return Ok(Some(token));
             }
             Ok(Begin::Done) => {
-                count("duplicate");
+                count(Outcome::Duplicate);
                 tracing::info!(duplicate = true, id = %id, "webhook duplicate: already processed, handler not called");
                 return Err(duplicate_response(id));
             }
@@ -159,18 +158,18 @@ async fn begin(
                         continue;
                     }
                 }
-                count("in-flight");
+                count(Outcome::InFlight);
                 tracing::info!(duplicate = true, id = %id, "webhook duplicate: still in flight, answered 409");
                 return Err(in_flight_response(config, id));
             }
             Err(err) => match config.fail_mode {
                 FailMode::Closed => {
-                    count("store-unavailable");
+                    count(Outcome::StoreUnavailable);
                     tracing::error!(id = %id, "idempotency store unavailable, answered 503 (fail-closed): {err}");
                     return Err(store_unavailable_response(config));
                 }
                 FailMode::Open => {
-                    count("unprotected");
+                    count(Outcome::Unprotected);
                     tracing::warn!(id = %id, "idempotency store unavailable, processing without deduplication (fail-open): {err}");
                     return Ok(None);
                 }

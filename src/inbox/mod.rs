@@ -155,6 +155,9 @@ pub use self::store::{
 pub use self::worker::{InboxEvent, InboxWorkers};
 pub use crate::durable::retry::RetryPolicy;
 pub use crate::idempotency::DUPLICATE_HEADER;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use crate::postgres::listen::ListenerTls;
 
 use self::backpressure::Backlog;
 use self::builder::Config;

@@ -15,6 +15,8 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::store::{InboxEntry, InboxStore, Settle};
 use super::{Inbox, Shared, StalePolicy, metric_names};
+use crate::durable::backoff::OutageBackoff;
+use crate::durable::periodic::sample_every;
 use crate::durable::retry::RetryPolicy;
 use crate::event::Event;
 
@@ -86,6 +88,19 @@ struct Stop {
     notify: Notify,
 }
 
+impl Stop {
+    /// Completes once a stop is requested.
+    async fn stopped(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.requested.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 impl InboxWorkers {
     /// Stops claiming events and waits for the handlers under way.
     pub async fn shutdown(mut self) {
@@ -110,7 +125,9 @@ impl<S: InboxStore> Inbox<S> {
     /// events are processed at once by `handler`, which gets each event's
     /// body deserialized as `E` ([`Event`] or your own type). `Ok` marks the
     /// event done; an `Err` or a panic schedules a retry on the
-    /// [`RetryPolicy`], then the dead letter queue.
+    /// [`RetryPolicy`], then the dead letter queue. Beside them, the depth
+    /// of the store is sampled at once, then every
+    /// [`depth_sample_interval`](super::InboxBuilder::depth_sample_interval).
     ///
     /// Must be called inside a tokio runtime.
     pub fn start<E, H, Fut, Err>(&self, handler: H) -> InboxWorkers
@@ -121,11 +138,17 @@ impl<S: InboxStore> Inbox<S> {
         Err: Display + 'static,
     {
         let stop = Arc::new(Stop::default());
-        let run = tokio::spawn(run_workers(
-            Arc::clone(&self.shared),
-            Arc::new(handler),
-            Arc::clone(&stop),
-        ));
+        let (shared, stopping) = (Arc::clone(&self.shared), Arc::clone(&stop));
+        let run = tokio::spawn(async move {
+            let every = shared.config.depth_sample_interval;
+            let sampler = sample_every(every, stopping.stopped(), || sample_depth(&shared));
+            let workers = run_workers(
+                Arc::clone(&shared),
+                Arc::new(handler),
+                Arc::clone(&stopping),
+            );
+            tokio::join!(workers, sampler);
+        });
         InboxWorkers {
             run: Some(run),
             stop,
@@ -134,7 +157,9 @@ impl<S: InboxStore> Inbox<S> {
 }
 
 /// Claims due events while there is room and spawns one task per event,
-/// until stopped; then waits for the tasks.
+/// until stopped; then waits for the tasks. While claims fail (the store is
+/// down), it waits longer after each failure, from 100 ms up to 30 s,
+/// instead of claiming on every poll.
 async fn run_workers<S, E, H, Fut, Err>(shared: Arc<Shared<S>>, handler: Arc<H>, stop: Arc<Stop>)
 where
     S: InboxStore,
@@ -145,18 +170,24 @@ where
 {
     let slots = Arc::new(Semaphore::new(shared.config.concurrency));
     let mut tasks = JoinSet::new();
-    let mut sampled: Option<tokio::time::Instant> = None;
+    let mut outage = OutageBackoff::new("inbox: claiming due events");
     while !stop.requested.load(Ordering::SeqCst) {
         while tasks.try_join_next().is_some() {}
-        if sampled.is_none_or(|at| at.elapsed() >= shared.config.depth_sample_interval) {
-            sample_depth(&shared).await;
-            sampled = Some(tokio::time::Instant::now());
-        }
         let Ok(first) = Arc::clone(&slots).acquire_owned().await else {
             break;
         };
         let free = slots.available_permits() + 1;
-        let claimed = claim(&shared, free).await;
+        let claimed = match claim(&shared, free, &mut outage).await {
+            Ok(claimed) => claimed,
+            Err(wait) => {
+                drop(first);
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = stop.stopped() => {}
+                }
+                continue;
+            }
+        };
         if claimed.is_empty() {
             drop(first);
             idle(&shared, &stop).await;
@@ -202,8 +233,13 @@ async fn sample_depth<S: InboxStore>(shared: &Shared<S>) {
     }
 }
 
-/// Claims up to `limit` due events; none when the store fails (logged).
-async fn claim<S: InboxStore>(shared: &Shared<S>, limit: usize) -> Vec<InboxEntry> {
+/// Claims up to `limit` due events. When the store fails: how long to wait
+/// before claiming again, from `outage` (which logs the failure).
+async fn claim<S: InboxStore>(
+    shared: &Shared<S>,
+    limit: usize,
+    outage: &mut OutageBackoff,
+) -> Result<Vec<InboxEntry>, Duration> {
     let now = shared.config.clock.now_millis();
     let lease_ms = i64::try_from(shared.config.lease.as_millis()).unwrap_or(i64::MAX);
     match shared
@@ -211,25 +247,20 @@ async fn claim<S: InboxStore>(shared: &Shared<S>, limit: usize) -> Vec<InboxEntr
         .claim_due(now, limit, now.saturating_add(lease_ms))
         .await
     {
-        Ok(claimed) => claimed,
-        Err(err) => {
-            tracing::error!("inbox: claiming due events failed: {err}");
-            Vec::new()
+        Ok(claimed) => {
+            outage.succeeded();
+            Ok(claimed)
         }
+        Err(err) => Err(outage.failed(&err)),
     }
 }
 
 /// Waits for a new event (stored here, or as the store tells), the poll
 /// interval, or a stop.
 async fn idle<S: InboxStore>(shared: &Shared<S>, stop: &Stop) {
-    let wake = shared.wake.notified();
-    let stopped = stop.notify.notified();
-    if stop.requested.load(Ordering::SeqCst) {
-        return;
-    }
     tokio::select! {
-        () = wake => {}
-        () = stopped => {}
+        () = shared.wake.notified() => {}
+        () = stop.stopped() => {}
         () = shared.store.wait_for_work(shared.config.poll_interval) => {}
     }
 }

@@ -12,8 +12,43 @@ use tokio::task::JoinHandle;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::{AsyncMessage, Client, Socket};
 
-/// How long the listener waits before connecting again after a loss.
+use crate::durable::backoff::OutageBackoff;
+
+/// How long the listener waits before connecting again after a loss; the
+/// wait doubles (up to 30 s) while connecting keeps failing.
 const RECONNECT: Duration = Duration::from_secs(1);
+
+/// A TLS connector the `LISTEN` connection of `PgStore::with_listener`
+/// (sender) and `PgInboxStore::with_listener` (inbox) can connect through:
+/// a [`MakeTlsConnect`] that can be cloned for each reconnection and moved,
+/// with its connections, to the tasks that keep them.
+///
+/// It only names the bounds those constructors need: every connector that
+/// meets them implements it, such as [`NoTls`](tokio_postgres::NoTls) and
+/// the connectors of `postgres-native-tls` and `tokio-postgres-rustls`.
+pub trait ListenerTls:
+    MakeTlsConnect<
+        Socket,
+        Stream: Send + Sync,
+        TlsConnect: Send + Sync + TlsConnect<Socket, Future: Send>,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> ListenerTls for T where
+    T: MakeTlsConnect<
+            Socket,
+            Stream: Send + Sync,
+            TlsConnect: Send + Sync + TlsConnect<Socket, Future: Send>,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
 
 /// A running `LISTEN`; stops (and closes its connection) when dropped.
 pub(crate) struct Listener {
@@ -39,17 +74,11 @@ impl Listener {
 /// Connects, `LISTEN`s on `channel`, and returns once the server has
 /// confirmed it: a notification committed after this returns wakes the
 /// worker.
-pub(crate) async fn listen<T>(
+pub(crate) async fn listen(
     config: tokio_postgres::Config,
-    tls: T,
+    tls: impl ListenerTls,
     channel: &'static str,
-) -> Result<Listener, tokio_postgres::Error>
-where
-    T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
-    T::Stream: Sync + Send,
-    T::TlsConnect: Sync + Send,
-    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
-{
+) -> Result<Listener, tokio_postgres::Error> {
     let wake = Arc::new(Notify::new());
     let first = subscribe(&config, tls.clone(), channel, &wake).await?;
     let task = tokio::spawn(keep_listening(
@@ -69,18 +98,12 @@ struct Subscription {
     reader: JoinHandle<()>,
 }
 
-async fn subscribe<T>(
+async fn subscribe(
     config: &tokio_postgres::Config,
-    tls: T,
+    tls: impl ListenerTls,
     channel: &str,
     wake: &Arc<Notify>,
-) -> Result<Subscription, tokio_postgres::Error>
-where
-    T: MakeTlsConnect<Socket> + Send + 'static,
-    T::Stream: Sync + Send,
-    T::TlsConnect: Send,
-    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
-{
+) -> Result<Subscription, tokio_postgres::Error> {
     let (client, mut connection) = config.connect(tls).await?;
     let wake = Arc::clone(wake);
     let reader = tokio::spawn(async move {
@@ -103,30 +126,29 @@ where
     })
 }
 
-/// Waits for the connection to end, then connects again (every
-/// [`RECONNECT`]) and wakes the worker, which claims what it missed.
-async fn keep_listening<T>(
+/// Waits for the connection to end, then connects again (after
+/// [`RECONNECT`], backing off while the server stays down) and wakes the
+/// worker, which claims what it missed.
+async fn keep_listening(
     config: tokio_postgres::Config,
-    tls: T,
+    tls: impl ListenerTls,
     channel: &'static str,
     mut current: Subscription,
     wake: Arc<Notify>,
-) where
-    T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
-    T::Stream: Sync + Send,
-    T::TlsConnect: Sync + Send,
-    <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
-{
+) {
+    let mut outage = OutageBackoff::starting_at("LISTEN on PostgreSQL", RECONNECT);
     loop {
         let _ = (&mut current.reader).await;
         wake.notify_one();
+        let mut wait = RECONNECT;
         current = loop {
-            tokio::time::sleep(RECONNECT).await;
+            tokio::time::sleep(wait).await;
             match subscribe(&config, tls.clone(), channel, &wake).await {
                 Ok(next) => break next,
-                Err(e) => tracing::warn!(error = %e, "cannot LISTEN on PostgreSQL; retrying"),
+                Err(e) => wait = outage.failed(&e),
             }
         };
+        outage.succeeded();
         wake.notify_one();
     }
 }

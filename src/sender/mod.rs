@@ -117,6 +117,9 @@ pub use state::{Sender, SenderHandle};
 )]
 pub type StoreError = DeliveryStoreError;
 pub use crate::durable::retry::RetryPolicy;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use crate::postgres::listen::ListenerTls;
 pub use ssrf::{AddressPolicy, ForbiddenAddress};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]

@@ -12,7 +12,7 @@ use super::metric_names;
 use super::operational::OperationalEvent;
 use super::state::Inner;
 use super::store::{CircuitChange, DeliveryStore};
-use super::worker;
+use crate::durable::periodic::sample_every;
 
 /// The `destination` label value of destinations past the cap.
 pub(crate) const OTHER_DESTINATIONS: &str = "other";
@@ -83,8 +83,13 @@ pub(crate) async fn sample_queue<S: DeliveryStore>(
     inner: Arc<Inner<S>>,
     mut stop: watch::Receiver<bool>,
 ) {
+    // Done once stop is set, or the handle is dropped.
+    let stopped = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    let inner = &*inner;
     let every = inner.config.queue_metrics_interval;
-    loop {
+    sample_every(every, stopped, move || async move {
         let now = inner.clock.now_millis();
         match inner.store.queue_stats(now).await {
             Ok(stats) => {
@@ -94,14 +99,8 @@ pub(crate) async fn sample_queue<S: DeliveryStore>(
             }
             Err(e) => tracing::warn!(error = %e, "reading the queue figures failed"),
         }
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            _ = stop.changed() => {}
-        }
-        if worker::stopping(&stop) {
-            return;
-        }
-    }
+    })
+    .await;
 }
 
 #[cfg(test)]

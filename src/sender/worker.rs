@@ -19,6 +19,7 @@ use super::ssrf::{AddressPolicy, DestinationRefused, NOT_PUBLIC, literal_ip, log
 use super::state::Inner;
 use super::store::{CircuitChange, DeliveryStore, NextStep};
 use super::telemetry;
+use crate::durable::backoff::OutageBackoff;
 use crate::durable::retry::{RetryPolicy, parse_retry_after};
 use crate::replay::Clock;
 use crate::scheme::{Message, Scheme};
@@ -157,7 +158,9 @@ fn spawn_delivery<S: DeliveryStore>(
 /// hand over, a resend or a replay, on each poll tick for retries falling
 /// due and leases expiring, and again after a full batch) and only while
 /// fewer than `max_in_flight` deliveries wait: under load it claims whole
-/// batches ahead instead of one delivery per freed slot.
+/// batches ahead instead of one delivery per freed slot. While claims fail
+/// (the store is down), it waits longer after each failure, from 100 ms up
+/// to 30 s, instead of claiming on every tick.
 pub(crate) async fn dispatch<S: DeliveryStore>(
     inner: Arc<Inner<S>>,
     mut stop: watch::Receiver<bool>,
@@ -170,6 +173,9 @@ pub(crate) async fn dispatch<S: DeliveryStore>(
     let mut ready: VecDeque<Delivery> = VecDeque::new();
     let mut want_claim = true;
     let mut next_poll = tokio::time::Instant::now() + poll;
+    // While the store fails, no claim before this (see `OutageBackoff`).
+    let mut claim_after = tokio::time::Instant::now();
+    let mut outage = OutageBackoff::new("claiming due deliveries");
     'run: loop {
         while tasks.try_join_next().is_some() {}
         if stopping(&stop) {
@@ -184,12 +190,20 @@ pub(crate) async fn dispatch<S: DeliveryStore>(
             want_claim = true;
             next_poll = tokio::time::Instant::now() + poll;
         }
-        if want_claim && ready.len() < low_water {
+        if want_claim && ready.len() < low_water && tokio::time::Instant::now() >= claim_after {
             let room = (2 * low_water - ready.len()).min(inner.config.batch_size);
-            let batch = claim(&inner, room).await;
-            // A full batch may have left more behind: claim again.
-            want_claim = !batch.is_empty() && batch.len() == room;
-            ready.extend(batch);
+            match claim(&inner, room, &mut outage).await {
+                Ok(batch) => {
+                    // A full batch may have left more behind: claim again.
+                    want_claim = !batch.is_empty() && batch.len() == room;
+                    ready.extend(batch);
+                }
+                Err(wait) => {
+                    want_claim = false;
+                    claim_after = tokio::time::Instant::now() + wait;
+                    next_poll = next_poll.max(claim_after);
+                }
+            }
             continue;
         }
         tokio::select! {
@@ -230,18 +244,25 @@ fn start_ready<S: DeliveryStore>(
     }
 }
 
-/// Claims up to `room` due deliveries; none when the store fails (the next
-/// tick tries again).
-async fn claim<S: DeliveryStore>(inner: &Inner<S>, room: usize) -> Vec<Delivery> {
+/// Claims up to `room` due deliveries. When the store fails: how long to
+/// wait before claiming again, from `outage` (which logs the failure).
+async fn claim<S: DeliveryStore>(
+    inner: &Inner<S>,
+    room: usize,
+    outage: &mut OutageBackoff,
+) -> Result<Vec<Delivery>, Duration> {
     let now = inner.clock.now_millis();
     let claimed = inner
         .store
         .claim_due(now, room, now.saturating_add(inner.config.lease_ms))
         .await;
-    claimed.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "claiming due deliveries failed; retrying");
-        Vec::new()
-    })
+    match claimed {
+        Ok(batch) => {
+            outage.succeeded();
+            Ok(batch)
+        }
+        Err(e) => Err(outage.failed(&e)),
+    }
 }
 
 /// On stop: hands nothing more over, and releases what was handed over or

@@ -4,81 +4,24 @@
 //! with the recorder once, when first recorded, so a request does not look
 //! its metrics up in the recorder's registry either.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};
+use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata};
 
 use super::Verified;
 use super::metric_names::{DURATION_SECONDS, KEY_LAST_USED, KEY_MATCHES, REQUESTS};
+use crate::cached_metric::{CachedMetric, counter, gauge, histogram};
 use crate::error::VerifyErrorKind;
 use crate::scheme::{Scheme, SignatureAlgorithm};
 use crate::secret::{SecretSet, key_metric_label};
 
-pub(crate) static METADATA: Metadata<'static> =
+static METADATA: Metadata<'static> =
     Metadata::new(module_path!(), Level::INFO, Some(module_path!()));
-
-/// A metric's key and its handle in the recorder that first recorded it.
-///
-/// The handle is kept for that recorder only (told apart by its address):
-/// any other recorder current at a call, such as a thread-local one, gets
-/// the metric registered as usual. A zero-sized recorder, which is what the
-/// facade uses while none is installed, is never kept, so a recorder
-/// installed after the layer was applied is the one whose handle is kept.
-/// The handle is registered when the metric is first recorded, so a series
-/// appears only once something was recorded in it, as without the cache.
-struct Cached<H> {
-    key: Key,
-    handle: OnceLock<(usize, H)>,
-}
-
-impl<H> Cached<H> {
-    fn new(key: Key) -> Self {
-        Self {
-            key,
-            handle: OnceLock::new(),
-        }
-    }
-
-    /// Records into this metric's handle in `recorder` with `record`,
-    /// registering it with `register` unless it is kept.
-    fn record(
-        &self,
-        recorder: &dyn Recorder,
-        register: fn(&dyn Recorder, &Key) -> H,
-        record: impl FnOnce(&H),
-    ) {
-        if std::mem::size_of_val(recorder) == 0 {
-            return record(&register(recorder, &self.key));
-        }
-        let address = (recorder as *const dyn Recorder).cast::<()>() as usize;
-        let (kept_for, handle) = self
-            .handle
-            .get_or_init(|| (address, register(recorder, &self.key)));
-        if *kept_for == address {
-            record(handle);
-        } else {
-            record(&register(recorder, &self.key));
-        }
-    }
-}
-
-fn counter(recorder: &dyn Recorder, key: &Key) -> Counter {
-    recorder.register_counter(key, &METADATA)
-}
-
-fn gauge(recorder: &dyn Recorder, key: &Key) -> Gauge {
-    recorder.register_gauge(key, &METADATA)
-}
-
-fn histogram(recorder: &dyn Recorder, key: &Key) -> Histogram {
-    recorder.register_histogram(key, &METADATA)
-}
 
 /// The metrics of one key (secret or public key).
 struct KeyMetrics {
-    matches: Cached<Counter>,
-    last_used: Cached<Gauge>,
+    matches: CachedMetric<Counter>,
+    last_used: CachedMetric<Gauge>,
 }
 
 impl KeyMetrics {
@@ -91,17 +34,17 @@ impl KeyMetrics {
             ]
         };
         Self {
-            matches: Cached::new(Key::from_parts(KEY_MATCHES, labels())),
-            last_used: Cached::new(Key::from_parts(KEY_LAST_USED, labels())),
+            matches: CachedMetric::new(Key::from_parts(KEY_MATCHES, labels()), &METADATA),
+            last_used: CachedMetric::new(Key::from_parts(KEY_LAST_USED, labels()), &METADATA),
         }
     }
 }
 
 /// Every metric one layer records, built from its configuration only.
 pub(crate) struct VerifyMetrics {
-    accepted: Cached<Counter>,
-    rejected: [Cached<Counter>; VerifyErrorKind::ALL.len()],
-    duration: Cached<Histogram>,
+    accepted: CachedMetric<Counter>,
+    rejected: [CachedMetric<Counter>; VerifyErrorKind::ALL.len()],
+    duration: CachedMetric<Histogram>,
     secrets: Vec<KeyMetrics>,
     public_keys: Vec<KeyMetrics>,
 }
@@ -112,7 +55,7 @@ impl VerifyMetrics {
         let request = |outcome: &'static str, kind: &'static str| {
             let labels = [("scheme", name), ("outcome", outcome), ("kind", kind)];
             let key = Key::from_parts(REQUESTS, labels.map(|(k, v)| Label::new(k, v)).to_vec());
-            Cached::new(key)
+            CachedMetric::new(key, &METADATA)
         };
         let secrets = (0..secrets.len())
             .map(|i| KeyMetrics::new(name, "hmac-sha256", secrets.metric_label(i).into_owned()))
@@ -126,10 +69,10 @@ impl VerifyMetrics {
         Self {
             accepted: request("accepted", "none"),
             rejected: VerifyErrorKind::ALL.map(|kind| request("rejected", kind.as_str())),
-            duration: Cached::new(Key::from_parts(
-                DURATION_SECONDS,
-                vec![Label::new("scheme", name)],
-            )),
+            duration: CachedMetric::new(
+                Key::from_parts(DURATION_SECONDS, vec![Label::new("scheme", name)]),
+                &METADATA,
+            ),
             secrets,
             public_keys,
         }
@@ -158,7 +101,7 @@ impl VerifyMetrics {
     /// Records a rejected request.
     pub(crate) fn rejected(&self, kind: VerifyErrorKind) {
         if let Some(metric) = self.rejected.get(kind.index()) {
-            metrics::with_recorder(|recorder| metric.record(recorder, counter, |c| c.increment(1)));
+            metric.increment(1);
         }
     }
 
@@ -174,54 +117,8 @@ impl VerifyMetrics {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use metrics::{KeyName, SharedString, Unit};
-    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-
     use super::*;
-
-    /// A debugging recorder that counts how often a metric is registered.
-    #[derive(Default)]
-    struct Counting {
-        registered: AtomicUsize,
-        inner: DebuggingRecorder,
-    }
-
-    impl Counting {
-        /// The value of the only counter recorded.
-        fn counted(&self) -> u64 {
-            let values: Vec<u64> = (self.inner.snapshotter().snapshot().into_vec())
-                .into_iter()
-                .filter_map(|(_, _, _, value)| match value {
-                    DebugValue::Counter(n) => Some(n),
-                    _ => None,
-                })
-                .collect();
-            values.iter().sum()
-        }
-    }
-
-    impl Recorder for Counting {
-        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
-
-        fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
-            self.registered.fetch_add(1, Ordering::SeqCst);
-            self.inner.register_counter(key, metadata)
-        }
-
-        fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
-            self.registered.fetch_add(1, Ordering::SeqCst);
-            self.inner.register_gauge(key, metadata)
-        }
-
-        fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
-            self.registered.fetch_add(1, Ordering::SeqCst);
-            self.inner.register_histogram(key, metadata)
-        }
-    }
+    use crate::cached_metric::tests::Counting;
 
     fn layer_metrics() -> VerifyMetrics {
         let secrets = SecretSet::single("telemetry-test-secret-0123456789").expect("secret");
@@ -238,7 +135,7 @@ mod tests {
             }
         });
         assert_eq!(recorder.counted(), 3);
-        assert_eq!(recorder.registered.load(Ordering::SeqCst), 1);
+        assert_eq!(recorder.registrations(), 1);
     }
 
     #[test]
@@ -259,7 +156,7 @@ mod tests {
             metrics.rejected(VerifyErrorKind::InvalidSignature);
         });
         assert_eq!(first.counted(), 3);
-        assert_eq!(first.registered.load(Ordering::SeqCst), 1);
+        assert_eq!(first.registrations(), 1);
         assert_eq!(second.counted(), 1);
     }
 }

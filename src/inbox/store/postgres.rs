@@ -36,14 +36,12 @@ use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::Row;
-use tokio_postgres::Socket;
-use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
 use super::{
     InboxCounts, InboxDepth, InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError,
     Insert, NewInboxEvent, ReplaySelection, Settle,
 };
-use crate::postgres::listen::{self, Listener};
+use crate::postgres::listen::{self, Listener, ListenerTls};
 use crate::postgres::{DEFAULT_POOL_SIZE, PgSetupError, error_chain, migrate, pool_from_url};
 use crate::scheme::SchemeName;
 
@@ -155,17 +153,11 @@ impl PgInboxStore {
     /// # Errors
     ///
     /// An [`InboxStoreError`] when the connection or the `LISTEN` fails.
-    pub async fn with_listener<T>(
+    pub async fn with_listener<T: ListenerTls>(
         mut self,
         config: tokio_postgres::Config,
         tls: T,
-    ) -> Result<Self, InboxStoreError>
-    where
-        T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
-        T::Stream: Sync + Send,
-        T::TlsConnect: Sync + Send,
-        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
-    {
+    ) -> Result<Self, InboxStoreError> {
         let listener = listen::listen(config, tls, CHANNEL).await.map_err(pg_err)?;
         self.listener = Some(Arc::new(listener));
         Ok(self)

@@ -42,14 +42,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::Pool;
-use tokio_postgres::Socket;
-use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 
 use super::seal::{SecretSeal, encode_secrets};
 use super::{
     CircuitChange, DeliveryStore, FleetPolicy, NewDelivery, NextStep, QueueStats, not_stored,
 };
-use crate::postgres::listen::{self, Listener};
+use crate::postgres::listen::{self, Listener, ListenerTls};
 use crate::postgres::{DEFAULT_POOL_SIZE, PgSetupError, migrate, pool_from_url};
 use crate::sender::delivery::{
     Delivery, DeliveryAttempt, DeliveryQuery, DeliveryStatus, OutgoingEvent, Page,
@@ -175,17 +173,11 @@ impl PgStore {
     /// # Errors
     ///
     /// A [`DeliveryStoreError`] when the connection or the `LISTEN` fails.
-    pub async fn with_listener<T>(
+    pub async fn with_listener<T: ListenerTls>(
         mut self,
         config: tokio_postgres::Config,
         tls: T,
-    ) -> Result<Self, DeliveryStoreError>
-    where
-        T: MakeTlsConnect<Socket> + Clone + Sync + Send + 'static,
-        T::Stream: Sync + Send,
-        T::TlsConnect: Sync + Send,
-        <T::TlsConnect as TlsConnect<Socket>>::Future: Send,
-    {
+    ) -> Result<Self, DeliveryStoreError> {
         let listener = listen::listen(config, tls, CHANNEL).await.map_err(pg_err)?;
         self.listener = Some(Arc::new(listener));
         Ok(self)
