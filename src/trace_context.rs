@@ -168,7 +168,11 @@ impl TraceParent {
     /// A stored `traceparent` column: written validated, so a value that no
     /// longer parses (edited by hand) is dropped rather than failing the
     /// delivery or the event that carries it.
-    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "inbox"))]
+    #[cfg(any(
+        feature = "inbox",
+        feature = "sqlite",
+        all(feature = "sender", feature = "postgres")
+    ))]
     pub(crate) fn from_stored(text: Option<&str>) -> Option<Self> {
         text.and_then(|t| Self::parse(t).ok())
     }
