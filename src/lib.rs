@@ -79,7 +79,7 @@
 //! | `sqlite` | no | the sender's durable SQLite store (implies `sender`) |
 //! | `inbox` | no | `inbox`: `InboxLayer`, workers, retries, dead letters, back-pressure, metrics (`metrics` facade); SQLite (bundled) and memory stores; does not need `sender` |
 //! | `console` | no | `sender::console`: the operator console, a JSON API and web page for destinations, delivery history and the DLQ, and with `inbox` an inbox view (implies `sender`) |
-//! | `opentelemetry` | no | trace context through `tracing-opentelemetry`: `publish` takes the current span's trace as the event's `traceparent`; the receiver's `webhook.receive` span continues the sender's trace (see [`trace_context`]) |
+//! | `opentelemetry` | no | trace context through `tracing-opentelemetry`: `publish` takes the current span's trace as the event's `traceparent`; the receiver's `webhook.receive` span and the inbox's `inbox.process` span continue the sender's trace (see [`trace_context`]) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[macro_use]

@@ -10,11 +10,23 @@
 //! span whose `trace_id` and `parent_span_id` fields carry it, and exposes
 //! it as [`Verified::traceparent`](crate::Verified::traceparent).
 //!
+//! With the inbox (feature `inbox`), the handler runs
+//! later, outside the request: the inbox stores the verified request's
+//! `traceparent` with the event, hands it to the handler
+//! (`InboxEvent::traceparent`) and runs each attempt, retries and attempts
+//! after a restart included, in an `inbox.process` span with the same
+//! `trace_id` and `parent_span_id` fields.
+//!
 //! With the `opentelemetry` feature and a `tracing-opentelemetry` layer
 //! installed, this needs no code: `publish` takes the current span's trace
 //! ([`TraceParent::current`]) for an event that has none, and the
-//! `webhook.receive` span gets the sender's span as its OpenTelemetry
-//! parent, so the receiver's spans join the sender's trace.
+//! `webhook.receive` span (and the inbox's `inbox.process` span) gets the
+//! sender's span as its OpenTelemetry parent, so the receiver's spans join
+//! the sender's trace.
+//!
+//! Only `traceparent` travels: the `tracestate` header (vendor-specific
+//! trace data) is neither sent, stored nor read, and a joined span starts
+//! with an empty trace state.
 //!
 //! The header is **not signed**: it names a trace, it proves nothing. Use
 //! it to join traces, never to decide anything. The receiver takes only the
@@ -151,6 +163,37 @@ impl TraceParent {
         // Validated visible ASCII, so this cannot fail; the fallback keeps
         // the function total.
         HeaderValue::from_str(&self.text).unwrap_or_else(|_| HeaderValue::from_static(""))
+    }
+
+    /// A stored `traceparent` column: written validated, so a value that no
+    /// longer parses (edited by hand) is dropped rather than failing the
+    /// delivery or the event that carries it.
+    #[cfg(any(
+        feature = "inbox",
+        feature = "sqlite",
+        all(feature = "sender", feature = "postgres")
+    ))]
+    pub(crate) fn from_stored(text: Option<&str>) -> Option<Self> {
+        text.and_then(|t| Self::parse(t).ok())
+    }
+}
+
+/// Makes `span` continue the sender's trace: records `traceparent`'s ids in
+/// the span's `trace_id` and `parent_span_id` fields (declared
+/// `tracing::field::Empty`) and, with the `opentelemetry` feature, gives the
+/// span the sender's span as its OpenTelemetry parent. Call it before the
+/// span is first entered. Nothing happens without a `traceparent`.
+pub(crate) fn continue_trace(span: &tracing::Span, traceparent: Option<&TraceParent>) {
+    let Some(tp) = traceparent else {
+        return;
+    };
+    span.record("trace_id", tracing::field::display(tp.trace_id()));
+    span.record("parent_span_id", tracing::field::display(tp.parent_id()));
+    #[cfg(feature = "opentelemetry")]
+    {
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        // Without an OpenTelemetry layer there is nothing to join.
+        let _ = span.set_parent(tp.to_context());
     }
 }
 

@@ -2,19 +2,20 @@
 //! `VerifyLayer` and `InboxLayer`, a real SQLite file, real workers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/inbox_http.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod inbox_http;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
-use axum::routing::post;
+use inbox_http::{SECRET, serve_inbox as serve};
 use serde_json::{Value, json};
 use webhook_guard::inbox::{
     Inbox, InboxBuilder, InboxEvent, InboxStatus, RetryPolicy, SqliteInboxStore, StalePolicy,
 };
-use webhook_guard::{Message, Scheme, SecretSet, VerifyLayer};
-
-const SECRET: &str = "inbox-order-secret-of-at-least-24-bytes";
+use webhook_guard::{Message, Scheme, SecretSet};
 
 fn now() -> i64 {
     let secs = SystemTime::now()
@@ -34,18 +35,6 @@ fn builder(dir: &tempfile::TempDir) -> InboxBuilder<SqliteInboxStore> {
         )
         .poll_interval(Duration::from_millis(20))
         .ordering_key(|body: &Value| Some(body["data"]["jobId"].as_str()?.to_owned()))
-}
-
-/// Serves `inbox` behind `VerifyLayer` on a free loopback port.
-async fn serve(inbox: &Inbox<SqliteInboxStore>) -> String {
-    let app = Router::new()
-        .route("/webhooks", post(|| async {}))
-        .layer(inbox.layer())
-        .layer(VerifyLayer::new(SecretSet::single(SECRET).unwrap()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}/webhooks")
 }
 
 /// POSTs event `kind` of job `job` as `id`, signed `age` seconds ago.

@@ -6,6 +6,9 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/inbox_http.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod inbox_http;
 #[path = "support/postgres_server.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod postgres_server;
@@ -14,14 +17,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
-use axum::routing::post;
+use inbox_http::{serve_inbox, signed_now};
 use postgres_server::PostgresServer;
 use webhook_guard::inbox::store::{Insert, NewInboxEvent, Settle};
 use webhook_guard::inbox::{DUPLICATE_HEADER, Inbox, InboxEvent, InboxStore, PgInboxStore};
-use webhook_guard::{Message, Scheme, SecretSet, VerifyLayer};
 
-const SECRET: &str = "inbox-test-secret-of-at-least-24-bytes";
 const BODY: &str = r#"{"event":"ingestion.completed","tenantId":"tenant_abc123"}"#;
 
 fn event(id: &str, at: i64) -> NewInboxEvent {
@@ -88,35 +88,12 @@ async fn a_settle_is_fenced_by_the_owner_too() {
     assert!(b.settle("e", 2_000, &Settle::Done, 2_200).await.unwrap());
 }
 
-/// Serves `inbox` behind `VerifyLayer` on a free loopback port; returns the
-/// webhook URL.
-async fn serve(inbox: &Inbox<PgInboxStore>) -> String {
-    let app = Router::new()
-        .route("/webhooks", post(|| async { "the inbox answers" }))
-        .layer(inbox.layer())
-        .layer(VerifyLayer::new(SecretSet::single(SECRET).unwrap()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}/webhooks")
-}
-
 /// POSTs `BODY` signed with the native scheme under `id`; returns the
 /// status and whether it was answered as a duplicate.
 async fn deliver(client: &reqwest::Client, url: &str, id: &str) -> (u16, bool) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let headers = Scheme::native()
-        .sign(
-            &SecretSet::single(SECRET).unwrap(),
-            &Message::new(id, i64::try_from(now).unwrap(), BODY.as_bytes()),
-        )
-        .unwrap();
     let res = client
         .post(url)
-        .headers(headers)
+        .headers(signed_now(id, BODY))
         .body(BODY)
         .send()
         .await
@@ -137,7 +114,7 @@ async fn two_receivers_store_a_redelivery_racing_them_once() {
     for _ in 0..2 {
         let store = PgInboxStore::connect(&db).await.unwrap();
         let inbox = Inbox::builder(store).build().await.unwrap();
-        urls.push(serve(&inbox).await);
+        urls.push(serve_inbox(&inbox).await);
         inboxes.push(inbox);
     }
     let client = reqwest::Client::new();
@@ -180,7 +157,7 @@ async fn the_workers_of_two_receivers_process_each_event_once() {
             *calls.lock().unwrap().entry(e.id).or_default() += 1;
             std::future::ready(Ok::<(), String>(()))
         });
-        urls.push(serve(&inbox).await);
+        urls.push(serve_inbox(&inbox).await);
         running.push((inbox, workers));
     }
     let client = reqwest::Client::new();
@@ -229,7 +206,7 @@ async fn receivers_starting_together_migrate_once() {
             "together",
             "SELECT version FROM webhook_guard_schema WHERE component = 'inbox'"
         ),
-        "1"
+        "2"
     );
     let store = PgInboxStore::connect(&url).await.unwrap();
     assert_eq!(store.insert(&event("e", 1)).await.unwrap(), Insert::Stored);
@@ -249,11 +226,11 @@ async fn a_newer_schema_is_refused_and_errors_never_show_the_url() {
     assert!(!debug.contains("hunter2"), "{debug}");
     pg.psql(
         "newer",
-        "UPDATE webhook_guard_schema SET version = 2 WHERE component = 'inbox'",
+        "UPDATE webhook_guard_schema SET version = 3 WHERE component = 'inbox'",
     );
     let err = PgInboxStore::connect(&url).await.unwrap_err().to_string();
-    assert!(err.contains("`inbox` schema at version 2"), "{err}");
-    assert!(err.contains("version 1"), "{err}");
+    assert!(err.contains("`inbox` schema at version 3"), "{err}");
+    assert!(err.contains("version 2"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 
     let down = format!(
@@ -269,6 +246,38 @@ async fn a_newer_schema_is_refused_and_errors_never_show_the_url() {
         .to_string();
     assert!(err.contains("not valid"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
+}
+
+/// A database at schema version 1 (no `traceparent` column) is migrated
+/// on connect; its events read with no trace, new ones keep theirs.
+#[tokio::test]
+async fn a_version_1_database_gains_the_traceparent_column() {
+    let pg = PostgresServer::start();
+    let url = pg.create_database("v1");
+    drop(PgInboxStore::connect(&url).await.unwrap());
+    // Back to version 1, with an event stored by it.
+    pg.psql(
+        "v1",
+        "ALTER TABLE inbox_events DROP COLUMN traceparent; \
+         UPDATE webhook_guard_schema SET version = 1 WHERE component = 'inbox'; \
+         INSERT INTO inbox_events (id, scheme, body, received_at_ms, status, next_attempt_at_ms) \
+         VALUES ('old', 'native', '\\x7b7d', 1000, 'pending', 1000)",
+    );
+    let store = PgInboxStore::connect(&url).await.unwrap();
+    assert_eq!(store.event("old").await.unwrap().unwrap().traceparent, None);
+    let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut new = event("new", 2_000);
+    new.traceparent = Some(trace.parse().unwrap());
+    store.insert(&new).await.unwrap();
+    let stored = store.event("new").await.unwrap().unwrap();
+    assert_eq!(stored.traceparent.unwrap().as_str(), trace);
+    assert_eq!(
+        pg.psql(
+            "v1",
+            "SELECT version FROM webhook_guard_schema WHERE component = 'inbox'"
+        ),
+        "2"
+    );
 }
 
 /// An event stored by one receiver wakes the idle workers of another at

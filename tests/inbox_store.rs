@@ -14,6 +14,16 @@ use webhook_guard::inbox::{
     InboxCounts, InboxDepth, InboxQuery, InboxStatus, InboxStore, MemoryInboxStore,
     ReplaySelection, SqliteInboxStore,
 };
+use webhook_guard::trace_context::TraceParent;
+
+const TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// `event`, carrying the sender's trace [`TRACE`].
+fn traced(id: &str, at: i64) -> NewInboxEvent {
+    let mut e = event(id, at);
+    e.traceparent = Some(TraceParent::parse(TRACE).unwrap());
+    e
+}
 
 fn event(id: &str, at: i64) -> NewInboxEvent {
     let mut e = NewInboxEvent::new(id, format!(r#"{{"event":"kpi.alert","n":"{id}"}}"#), at);
@@ -359,6 +369,125 @@ contract!(ordering_key_and_signed_timestamp_are_kept, |store| {
     assert_eq!(stored.signed_at, Some(1_700_000_000));
     assert_eq!(stored.event_type.as_deref(), Some("kpi.alert"));
 });
+
+contract!(
+    traceparent_is_kept_through_claims_retries_and_history,
+    |store| {
+        store.insert(&traced("traced", 1_000)).await.unwrap();
+        store.insert(&event("plain", 1_001)).await.unwrap();
+        let trace = Some(TraceParent::parse(TRACE).unwrap());
+        let stored = store.event("traced").await.unwrap().unwrap();
+        assert_eq!(stored.traceparent, trace);
+        assert_eq!(
+            store.event("plain").await.unwrap().unwrap().traceparent,
+            None
+        );
+        let claimed = store.claim_due(2_000, 10, 5_000).await.unwrap();
+        let by_id = |v: &[webhook_guard::inbox::InboxEntry], id: &str| {
+            v.iter().find(|e| e.id == id).unwrap().traceparent.clone()
+        };
+        assert_eq!(by_id(&claimed, "traced"), trace);
+        assert_eq!(by_id(&claimed, "plain"), None);
+        let retry = Settle::RetryAt {
+            at_ms: 6_000,
+            error: "busy".into(),
+        };
+        assert!(store.settle("traced", 5_000, &retry, 2_100).await.unwrap());
+        let again = store.claim_due(6_000, 10, 9_000).await.unwrap();
+        assert_eq!(by_id(&again, "traced"), trace, "a retry keeps it");
+        let history = store.events(&InboxQuery::default()).await.unwrap();
+        assert_eq!(by_id(&history, "traced"), trace);
+        assert_eq!(by_id(&history, "plain"), None);
+    }
+);
+
+/// A stored `traceparent` that no longer parses (edited by hand, or not
+/// text at all) reads as none: the event is still read, claimed and
+/// processed.
+#[tokio::test]
+async fn sqlite_a_malformed_stored_traceparent_reads_as_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.db");
+    let store = SqliteInboxStore::open(&path).unwrap();
+    let other = rusqlite::Connection::open(&path).unwrap();
+    for (id, value) in [
+        ("upper", rusqlite::types::Value::Text(TRACE.to_uppercase())),
+        ("short", rusqlite::types::Value::Text("00-4bf9".into())),
+        ("number", rusqlite::types::Value::Integer(7)),
+        ("bytes", rusqlite::types::Value::Blob(vec![0xff, 0x00])),
+    ] {
+        store.insert(&traced(id, 1_000)).await.unwrap();
+        other
+            .execute(
+                "UPDATE inbox_events SET traceparent = ?1 WHERE id = ?2",
+                rusqlite::params![value, id],
+            )
+            .unwrap();
+        assert_eq!(store.event(id).await.unwrap().unwrap().traceparent, None);
+    }
+    let claimed = store.claim_due(2_000, 10, 5_000).await.unwrap();
+    assert_eq!(claimed.len(), 4);
+    assert!(claimed.iter().all(|e| e.traceparent.is_none()));
+}
+
+/// A file written by schema version 1 (no `traceparent` column) is
+/// migrated on open; its events read with no trace, new ones keep theirs.
+#[tokio::test]
+async fn sqlite_a_version_1_file_gains_the_traceparent_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.db");
+    SqliteInboxStore::open(&path).unwrap();
+    {
+        // Back to version 1, with an event stored by it.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE inbox_events DROP COLUMN traceparent; \
+             UPDATE inbox_schema SET version = 1; \
+             INSERT INTO inbox_events (id, scheme, body, received_at_ms, status, next_attempt_at_ms) \
+             VALUES ('old', 'native', X'7B7D', 1000, 'pending', 1000);",
+        )
+        .unwrap();
+    }
+    let store = SqliteInboxStore::open(&path).unwrap();
+    assert_eq!(store.event("old").await.unwrap().unwrap().traceparent, None);
+    store.insert(&traced("new", 2_000)).await.unwrap();
+    assert_eq!(
+        store.event("new").await.unwrap().unwrap().traceparent,
+        Some(TraceParent::parse(TRACE).unwrap())
+    );
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("SELECT max(version) FROM inbox_schema", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+}
+
+/// As with SQLite: a stored value that no longer parses reads as none.
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn postgres_a_malformed_stored_traceparent_reads_as_none() {
+    let pg = shared_postgres();
+    let url = pg.create_database("malformed_traceparent");
+    let store = webhook_guard::inbox::PgInboxStore::connect(&url)
+        .await
+        .unwrap();
+    store.insert(&traced("upper", 1_000)).await.unwrap();
+    store.insert(&traced("short", 1_000)).await.unwrap();
+    pg.psql(
+        "malformed_traceparent",
+        &format!(
+            "UPDATE inbox_events SET traceparent = upper('{TRACE}') WHERE id = 'upper'; \
+             UPDATE inbox_events SET traceparent = '00-4bf9' WHERE id = 'short'"
+        ),
+    );
+    for id in ["upper", "short"] {
+        assert_eq!(store.event(id).await.unwrap().unwrap().traceparent, None);
+    }
+    let claimed = store.claim_due(2_000, 10, 5_000).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    assert!(claimed.iter().all(|e| e.traceparent.is_none()));
+}
 
 #[tokio::test]
 async fn sqlite_keeps_everything_across_a_reopen() {

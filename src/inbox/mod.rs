@@ -106,6 +106,20 @@
 //! ([`unavailable_retry_after`](InboxBuilder::unavailable_retry_after)); the
 //! insert is one transaction, so nothing is stored half-way.
 //!
+//! ## Tracing
+//!
+//! A well-formed `traceparent` header on the verified request
+//! ([`Verified::traceparent`](crate::Verified::traceparent)) is stored with
+//! the event ([`InboxEntry::traceparent`]) and handed to the handler
+//! ([`InboxEvent::traceparent`]). Each attempt runs in an `inbox.process`
+//! span with the fields `id`, `attempt`, and `trace_id` and
+//! `parent_span_id` from that `traceparent`; with the `opentelemetry`
+//! feature and a `tracing-opentelemetry` layer, the span's OpenTelemetry
+//! parent is the sender's span, so the handler that really processes the
+//! event joins the sender's trace. Retries, replays and attempts after a
+//! restart continue the same trace: it is stored. Only `traceparent` is
+//! kept; `tracestate` is not carried. See [`trace_context`](crate::trace_context).
+//!
 //! ## Metrics
 //!
 //! Through the [`metrics`] facade, named in [`metric_names`]: the depth

@@ -155,6 +155,7 @@ fn new_event(verified: &Verified, now_ms: i64) -> NewInboxEvent {
     event.scheme = verified.scheme();
     event.signed_at = verified.timestamp();
     event.event_type = event_type(verified.body());
+    event.traceparent = verified.traceparent().cloned();
     event
 }
 

@@ -12,6 +12,7 @@ use futures_util::FutureExt as _;
 use serde::de::DeserializeOwned;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument as _;
 
 use super::store::{InboxEntry, InboxStore, Settle};
 use super::{Inbox, Shared, StalePolicy, metric_names};
@@ -19,6 +20,7 @@ use crate::durable::backoff::OutageBackoff;
 use crate::durable::periodic::sample_every;
 use crate::durable::retry::RetryPolicy;
 use crate::event::Event;
+use crate::trace_context::{TraceParent, continue_trace};
 
 /// One event handed to the handler.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +42,10 @@ pub struct InboxEvent<E = Event> {
     /// already: for example an `ingestion.started` that arrives after its
     /// `ingestion.completed` was handled.
     pub stale: bool,
+    /// The sender's trace: the `traceparent` the request carried, stored
+    /// with the event, the same on every attempt (a restart included). The
+    /// attempt runs in an `inbox.process` span that continues it.
+    pub traceparent: Option<TraceParent>,
     /// The body, deserialized.
     pub event: E,
 }
@@ -62,6 +68,7 @@ impl<E> InboxEvent<E> {
             received_at_ms: 0,
             event_type: None,
             stale: false,
+            traceparent: None,
             event,
         }
     }
@@ -69,6 +76,13 @@ impl<E> InboxEvent<E> {
     /// Whether the event is stale: see [`InboxEvent::stale`](Self#structfield.stale).
     pub fn stale(&self) -> bool {
         self.stale
+    }
+
+    /// The sender's trace, if the request carried a well-formed
+    /// `traceparent`: see [`InboxEvent::traceparent`](Self#structfield.traceparent).
+    /// **Not signed**: for joining traces only.
+    pub fn traceparent(&self) -> Option<&TraceParent> {
+        self.traceparent.as_ref()
     }
 }
 
@@ -203,13 +217,29 @@ where
                 },
             };
             let (shared, handler) = (Arc::clone(&shared), Arc::clone(&handler));
+            let span = process_span(&entry);
             tasks.spawn(async move {
-                process(&shared, &*handler, entry).await;
+                process(&shared, &*handler, entry).instrument(span).await;
                 drop(slot);
             });
         }
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// The span one attempt runs in: the event's id, the attempt's number, and
+/// the sender's trace when one is stored with the event (a child of the
+/// sender's span with the `opentelemetry` feature).
+fn process_span(entry: &InboxEntry) -> tracing::Span {
+    let span = tracing::info_span!(
+        "inbox.process",
+        id = %entry.id,
+        attempt = entry.attempts,
+        trace_id = tracing::field::Empty,
+        parent_span_id = tracing::field::Empty,
+    );
+    continue_trace(&span, entry.traceparent.as_ref());
+    span
 }
 
 /// Reads the depth of the store: corrects the back-pressure count (other
@@ -416,6 +446,7 @@ where
         received_at_ms: entry.received_at_ms,
         event_type: entry.event_type.clone(),
         stale: entry.stale,
+        traceparent: entry.traceparent.clone(),
         event,
     };
     // The call itself runs inside `catch_unwind` too: a handler may panic

@@ -298,16 +298,7 @@ fn receive_span(verified: &crate::Verified) -> tracing::Span {
         trace_id = tracing::field::Empty,
         parent_span_id = tracing::field::Empty,
     );
-    if let Some(tp) = verified.traceparent() {
-        span.record("trace_id", tracing::field::display(tp.trace_id()));
-        span.record("parent_span_id", tracing::field::display(tp.parent_id()));
-        #[cfg(feature = "opentelemetry")]
-        {
-            use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-            // Without an OpenTelemetry layer there is nothing to join.
-            let _ = span.set_parent(tp.to_context());
-        }
-    }
+    crate::trace_context::continue_trace(&span, verified.traceparent());
     span
 }
 

@@ -47,6 +47,7 @@ use std::future::Future;
 use bytes::Bytes;
 
 use crate::scheme::SchemeName;
+use crate::trace_context::TraceParent;
 pub use counts::{InboxCounts, InboxState};
 
 pub use memory::MemoryInboxStore;
@@ -76,6 +77,10 @@ pub struct NewInboxEvent {
     pub body: Bytes,
     /// When the receiver stored it, unix ms; also when it is first due.
     pub received_at_ms: i64,
+    /// The sender's trace: the request's well-formed `traceparent`
+    /// ([`Verified::traceparent`](crate::Verified::traceparent)), so that
+    /// processing continues that trace. Not signed: for joining traces only.
+    pub traceparent: Option<TraceParent>,
 }
 
 impl NewInboxEvent {
@@ -91,6 +96,7 @@ impl NewInboxEvent {
             ordering_key: None,
             body: body.into(),
             received_at_ms,
+            traceparent: None,
         }
     }
 
@@ -112,6 +118,7 @@ impl NewInboxEvent {
             last_error: None,
             finished_at_ms: None,
             stale: false,
+            traceparent: self.traceparent.clone(),
         }
     }
 }
@@ -195,6 +202,9 @@ pub struct InboxEntry {
     /// key with a later `signed_at` has been processed already (is `done`).
     /// `false` in history.
     pub stale: bool,
+    /// The sender's trace, as stored with the event; a stored value that no
+    /// longer parses reads as `None`.
+    pub traceparent: Option<TraceParent>,
 }
 
 /// What [`InboxStore::insert`] did.

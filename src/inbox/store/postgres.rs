@@ -44,11 +44,13 @@ use super::{
 use crate::postgres::listen::{self, Listener, ListenerTls};
 use crate::postgres::{DEFAULT_POOL_SIZE, PgSetupError, error_chain, migrate, pool_from_url};
 use crate::scheme::SchemeName;
+use crate::trace_context::TraceParent;
 
 /// The schema migrations of the `inbox` component, version `i + 1` at `i`.
-const MIGRATIONS: &[&str] = &[include_str!(
-    "../../../migrations/postgres/inbox/0001_init.sql"
-)];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/postgres/inbox/0001_init.sql"),
+    include_str!("../../../migrations/postgres/inbox/0002_traceparent.sql"),
+];
 
 /// The `NOTIFY` channel of inserts and replays.
 const CHANNEL: &str = "webhook_guard_inbox";
@@ -56,7 +58,7 @@ const CHANNEL: &str = "webhook_guard_inbox";
 /// The columns [`entry_from_row`] reads, in its order.
 const COLUMNS: &str = "seq, id, scheme, signed_at, event_type, ordering_key, body, \
      received_at_ms, status, attempts, next_attempt_at_ms, lease_until_ms, last_error, \
-     finished_at_ms";
+     finished_at_ms, traceparent";
 
 /// A PostgreSQL error as a store error (the driver's text never holds the
 /// connection password).
@@ -197,6 +199,7 @@ fn entry_from_row(row: &Row) -> Result<InboxEntry, InboxStoreError> {
         finished_at_ms: row.try_get("finished_at_ms").map_err(pg_err)?,
         // Set by claims only (see `claim_rows`).
         stale: false,
+        traceparent: TraceParent::from_stored(row.try_get("traceparent").map_err(pg_err)?),
     })
 }
 
@@ -334,8 +337,8 @@ impl InboxStore for PgInboxStore {
         let stmt = client
             .prepare_cached(
                 "WITH stored AS (INSERT INTO inbox_events (id, scheme, signed_at, event_type, \
-                 ordering_key, body, received_at_ms, status, next_attempt_at_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $7) ON CONFLICT (id) DO NOTHING \
+                 ordering_key, body, received_at_ms, status, next_attempt_at_ms, traceparent) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $7, $9) ON CONFLICT (id) DO NOTHING \
                  RETURNING 1) SELECT pg_notify($8, '') FROM stored",
             )
             .await
@@ -354,6 +357,7 @@ impl InboxStore for PgInboxStore {
                     &&e.body[..],
                     &e.received_at_ms,
                     &CHANNEL,
+                    &e.traceparent.as_ref().map(TraceParent::as_str),
                 ],
             )
             .await

@@ -16,9 +16,11 @@ use super::{
 };
 use crate::durable::sqlite_engine::{Engine, EngineError, configure, db_err};
 use crate::scheme::SchemeName;
+use crate::trace_context::TraceParent;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
+/// Version 1, created on open when absent; [`MIGRATION_2`] follows.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS inbox_schema (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS inbox_events (
@@ -50,8 +52,12 @@ CREATE INDEX IF NOT EXISTS inbox_events_key_done ON inbox_events (ordering_key, 
     WHERE status = 'done' AND ordering_key IS NOT NULL;
 ";
 
+/// Version 2: the sender's W3C `traceparent` (NULL: none, or stored by
+/// version 1).
+const MIGRATION_2: &str = "ALTER TABLE inbox_events ADD COLUMN traceparent TEXT;";
+
 const COLUMNS: &str = "seq, id, scheme, signed_at, event_type, ordering_key, body, received_at_ms, \
-     status, attempts, next_attempt_at_ms, lease_until_ms, last_error, finished_at_ms";
+     status, attempts, next_attempt_at_ms, lease_until_ms, last_error, finished_at_ms, traceparent";
 
 /// Inbox events in one SQLite file. Cheap to clone (shared connection).
 ///
@@ -118,7 +124,8 @@ impl SqliteInboxStore {
     }
 }
 
-/// Creates the tables in one transaction; refuses a newer schema.
+/// Creates the tables and brings them up to [`SCHEMA_VERSION`] in one
+/// transaction; refuses a newer schema.
 fn migrate(conn: &mut Connection) -> Result<(), EngineError> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
@@ -127,20 +134,24 @@ fn migrate(conn: &mut Connection) -> Result<(), EngineError> {
     let version: Option<i64> = tx
         .query_row("SELECT max(version) FROM inbox_schema", [], |r| r.get(0))
         .map_err(db_err)?;
-    match version {
-        Some(v) if v > SCHEMA_VERSION => {
-            return Err(EngineError::new(format!(
-                "the inbox tables have schema version {v}; this version of webhook-guard knows up to {SCHEMA_VERSION}"
-            )));
-        }
-        Some(_) => {}
-        None => {
-            tx.execute(
-                "INSERT INTO inbox_schema (version) VALUES (?1)",
-                [SCHEMA_VERSION],
-            )
+    // No version yet: `SCHEMA` has just created version 1.
+    let from = version.unwrap_or(1);
+    if from > SCHEMA_VERSION {
+        return Err(EngineError::new(format!(
+            "the inbox tables have schema version {from}; this version of webhook-guard knows up to {SCHEMA_VERSION}"
+        )));
+    }
+    if from < 2 {
+        tx.execute_batch(MIGRATION_2).map_err(db_err)?;
+    }
+    if version != Some(SCHEMA_VERSION) {
+        tx.execute_batch("DELETE FROM inbox_schema")
             .map_err(db_err)?;
-        }
+        tx.execute(
+            "INSERT INTO inbox_schema (version) VALUES (?1)",
+            [SCHEMA_VERSION],
+        )
+        .map_err(db_err)?;
     }
     tx.commit().map_err(db_err)
 }
@@ -183,6 +194,8 @@ fn entry_of(row: &Row<'_>) -> rusqlite::Result<InboxEntry> {
         last_error: row.get(12)?,
         finished_at_ms: row.get(13)?,
         stale: false,
+        // Text that parses, or none: never a read error.
+        traceparent: TraceParent::from_stored(row.get_ref(14)?.as_str_or_null().ok().flatten()),
     })
 }
 
@@ -190,8 +203,8 @@ fn insert_row(conn: &Connection, e: &NewInboxEvent) -> Result<Insert, EngineErro
     let changed = conn
         .prepare_cached(
             "INSERT INTO inbox_events (id, scheme, signed_at, event_type, ordering_key, body, \
-             received_at_ms, status, next_attempt_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?7) \
-             ON CONFLICT (id) DO NOTHING",
+             received_at_ms, status, next_attempt_at_ms, traceparent) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending', ?7, ?8) ON CONFLICT (id) DO NOTHING",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -201,7 +214,8 @@ fn insert_row(conn: &Connection, e: &NewInboxEvent) -> Result<Insert, EngineErro
                 e.event_type,
                 e.ordering_key,
                 &e.body[..],
-                e.received_at_ms
+                e.received_at_ms,
+                e.traceparent.as_ref().map(TraceParent::as_str)
             ])
         })
         .map_err(db_err)?;

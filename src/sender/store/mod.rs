@@ -128,14 +128,13 @@ impl EventContent {
         }
     }
 
-    /// A stored `traceparent` column: written validated, so a value that no
-    /// longer parses (edited by hand) is dropped rather than failing the
-    /// delivery.
+    /// A stored `traceparent` column; one that no longer parses is dropped
+    /// (`TraceParent::from_stored`).
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn stored_traceparent(
         text: Option<String>,
     ) -> Option<crate::trace_context::TraceParent> {
-        text.and_then(|t| crate::trace_context::TraceParent::parse(&t).ok())
+        crate::trace_context::TraceParent::from_stored(text.as_deref())
     }
 }
 
