@@ -12,6 +12,9 @@ mod inbox_http;
 #[path = "support/postgres_server.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod postgres_server;
+#[path = "support/slow_handler.rs"]
+#[allow(unreachable_pub)]
+mod slow_handler;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -86,6 +89,19 @@ async fn a_settle_is_fenced_by_the_owner_too() {
     let e = a.event("e").await.unwrap().unwrap();
     assert_eq!(e.status, webhook_guard::inbox::InboxStatus::Pending);
     assert!(b.settle("e", 2_000, &Settle::Done, 2_200).await.unwrap());
+}
+
+/// Two receivers (each its own pool and lease owner) on one database: a
+/// handler five times longer than the lease still runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_handler_longer_than_the_lease_runs_once() {
+    let pg = PostgresServer::start();
+    let url = pg.create_database("slow");
+    slow_handler::a_handler_longer_than_the_lease_runs_once(
+        PgInboxStore::connect(&url).await.unwrap(),
+        PgInboxStore::connect(&url).await.unwrap(),
+    )
+    .await;
 }
 
 /// POSTs `BODY` signed with the native scheme under `id`; returns the
