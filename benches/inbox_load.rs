@@ -245,6 +245,14 @@ impl<S: InboxStore> InboxStore for Timed<S> {
     ) -> Result<bool, InboxStoreError> {
         self.store.settle(id, lease, settle, now_ms).await
     }
+    async fn renew_lease(
+        &self,
+        id: &str,
+        lease: i64,
+        new_lease: i64,
+    ) -> Result<bool, InboxStoreError> {
+        self.store.renew_lease(id, lease, new_lease).await
+    }
     async fn replay(&self, s: &ReplaySelection, now_ms: i64) -> Result<u64, InboxStoreError> {
         self.store.replay(s, now_ms).await
     }

@@ -853,7 +853,7 @@ async fn operator_sees_the_inbox_and_replays_its_dead_letters() {
             "{state}"
         );
     }
-    screenshot(&c, "07-inbox", "#inbox-title").await;
+    screenshot(&c, "08-inbox", "#inbox-title").await;
 
     // Only the dead letters, their error shown as text.
     click(
@@ -873,7 +873,7 @@ async fn operator_sees_the_inbox_and_replays_its_dead_letters() {
     )
     .await;
     assert!(error.ends_with("<b>refused</b> fail_1"), "{error}");
-    screenshot(&c, "08-inbox-dead-letters", "#inbox-title").await;
+    screenshot(&c, "09-inbox-dead-letters", "#inbox-title").await;
 
     // Replay one, confirmed; then the rest.
     healed.store(true, Ordering::SeqCst);
@@ -911,7 +911,7 @@ async fn operator_sees_the_inbox_and_replays_its_dead_letters() {
         "an empty dead letter list",
     )
     .await;
-    screenshot(&c, "09-inbox-replayed", "#inbox-title").await;
+    screenshot(&c, "10-inbox-replayed", "#inbox-title").await;
     assert_nothing_injected(&c).await;
     c.close().await.unwrap();
     workers.shutdown().await;
@@ -1060,7 +1060,7 @@ async fn health_view_draws_the_apis_figures_and_charts() {
         "{flaky_row}"
     );
     assert_nothing_injected(&c).await;
-    screenshot(&c, "07-health", "#health-title").await;
+    screenshot(&c, "11-health", "#health-title").await;
 
     c.close().await.unwrap();
     s.handle.shutdown().await;

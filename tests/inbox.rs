@@ -2,6 +2,13 @@
 //! `InboxLayer`, a real SQLite file, real workers.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/inbox_http.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod inbox_http;
+#[path = "support/slow_handler.rs"]
+#[allow(unreachable_pub)]
+mod slow_handler;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -522,6 +529,19 @@ async fn an_event_under_way_at_a_restart_is_processed_again() {
         [2],
         "processed again once the lease expired"
     );
+}
+
+/// Two inboxes (two receiver processes) over one SQLite file: a handler
+/// five times longer than the lease still runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_longer_than_the_lease_runs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("inbox.db");
+    slow_handler::a_handler_longer_than_the_lease_runs_once(
+        SqliteInboxStore::open(&path).unwrap(),
+        SqliteInboxStore::open(&path).unwrap(),
+    )
+    .await;
 }
 
 #[tokio::test]

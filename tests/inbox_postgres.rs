@@ -12,6 +12,9 @@ mod inbox_http;
 #[path = "support/postgres_server.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod postgres_server;
+#[path = "support/slow_handler.rs"]
+#[allow(unreachable_pub)]
+mod slow_handler;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -108,13 +111,10 @@ async fn only_claims_of_ordered_events_wait_for_the_claim_lock() {
         .execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
         .await
         .unwrap();
-    let claimed = tokio::time::timeout(
-        Duration::from_secs(5),
-        store.claim_due(2_000, 10, 60_000),
-    )
-    .await
-    .expect("a claim of unordered events waited for the claim lock")
-    .unwrap();
+    let claimed = tokio::time::timeout(Duration::from_secs(5), store.claim_due(2_000, 10, 60_000))
+        .await
+        .expect("a claim of unordered events waited for the claim lock")
+        .unwrap();
     let ids: Vec<_> = claimed.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["plain"]);
 
@@ -134,6 +134,19 @@ async fn only_claims_of_ordered_events_wait_for_the_claim_lock() {
     let claimed = claim.await.unwrap().unwrap();
     let ids: Vec<_> = claimed.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(ids, ["keyed"]);
+}
+
+/// Two receivers (each its own pool and lease owner) on one database: a
+/// handler five times longer than the lease still runs once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_handler_longer_than_the_lease_runs_once() {
+    let pg = PostgresServer::start();
+    let url = pg.create_database("slow");
+    slow_handler::a_handler_longer_than_the_lease_runs_once(
+        PgInboxStore::connect(&url).await.unwrap(),
+        PgInboxStore::connect(&url).await.unwrap(),
+    )
+    .await;
 }
 
 /// POSTs `BODY` signed with the native scheme under `id`; returns the

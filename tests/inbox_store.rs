@@ -134,6 +134,52 @@ contract!(counts_each_state_as_the_entries_say, |store| {
 });
 
 contract!(
+    renew_lease_extends_a_held_lease_and_refuses_a_stale_one,
+    |store| {
+        store.insert(&event("e", 1_000)).await.unwrap();
+        assert_eq!(store.claim_due(1_000, 1, 2_000).await.unwrap().len(), 1);
+        assert!(store.renew_lease("e", 2_000, 5_000).await.unwrap());
+        // Held past the first lease: not claimable while the renewal runs.
+        assert!(store.claim_due(3_000, 1, 9_000).await.unwrap().is_empty());
+        // The old value is stale now: refused, nothing changed.
+        assert!(!store.renew_lease("e", 2_000, 8_000).await.unwrap());
+        assert!(
+            !store
+                .settle("e", 2_000, &Settle::Done, 3_100)
+                .await
+                .unwrap()
+        );
+        let held = store.event("e").await.unwrap().unwrap();
+        assert_eq!(
+            (held.status, held.lease_until_ms),
+            (InboxStatus::Pending, Some(5_000))
+        );
+        // Expired and claimed again: the former holder cannot take it back.
+        let taken = store.claim_due(6_000, 1, 7_000).await.unwrap();
+        assert_eq!(taken[0].attempts, 2);
+        assert!(!store.renew_lease("e", 5_000, 10_000).await.unwrap());
+        let held = store.event("e").await.unwrap().unwrap();
+        assert_eq!(held.lease_until_ms, Some(7_000));
+        // The renewed lease fences the settle; settled, there is nothing to renew.
+        assert!(store.renew_lease("e", 7_000, 9_000).await.unwrap());
+        assert!(
+            !store
+                .settle("e", 7_000, &Settle::Done, 6_500)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .settle("e", 9_000, &Settle::Done, 6_500)
+                .await
+                .unwrap()
+        );
+        assert!(!store.renew_lease("e", 9_000, 12_000).await.unwrap());
+        assert!(!store.renew_lease("missing", 9_000, 12_000).await.unwrap());
+    }
+);
+
+contract!(
     depth_counts_pending_events_and_the_oldest_receipt,
     |store| {
         assert_eq!(store.depth().await.unwrap(), InboxDepth::new(0, None));

@@ -96,8 +96,10 @@ impl<S: InboxStore> InboxBuilder<S> {
         /// and 15 minutes, then the dead letter queue).
         fn retry(policy: RetryPolicy) => config.retry = policy;
         /// How long a worker holds an event before another may claim it
-        /// (default 5 min). A handler that runs longer may see its event
-        /// processed twice; keep it above the slowest handler.
+        /// (default 5 min). While the handler runs, the worker renews the
+        /// lease every third of it, so a handler may run longer than the
+        /// lease; the lease is how long an event waits after its worker's
+        /// process died (or lost the store) before it is processed again.
         fn lease(lease: Duration) => config.lease = lease;
         /// How often idle workers look for due retries (default 500 ms; new
         /// events wake them at once).

@@ -53,12 +53,15 @@
 //! A worker claims an event under a lease and counts an attempt; `Ok` marks
 //! it done; an `Err` or a panic schedules the next attempt on the
 //! [`RetryPolicy`] and, once it is exhausted, dead-letters it. A body that
-//! does not deserialize as the handler's type is dead-lettered at once. A
-//! process that dies mid-handler leaves the lease behind; once it expires
-//! the event is processed again. So a handler may see an event more than
-//! once: make its effects idempotent by keying them on [`InboxEvent::id`],
-//! for example `INSERT .. ON CONFLICT (event_id) DO NOTHING` in the same
-//! transaction as the work.
+//! does not deserialize as the handler's type is dead-lettered at once.
+//! While the handler runs, the worker renews the lease every third of the
+//! [`lease`](InboxBuilder::lease), so a slow handler keeps its event. A
+//! process that dies mid-handler stops renewing and leaves the lease behind;
+//! once it expires the event is processed again (so does one whose store
+//! stays unreachable for longer than the lease). So a handler may see an
+//! event more than once: make its effects idempotent by keying them on
+//! [`InboxEvent::id`], for example `INSERT .. ON CONFLICT (event_id) DO
+//! NOTHING` in the same transaction as the work.
 //!
 //! ## Ordering
 //!

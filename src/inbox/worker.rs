@@ -1,11 +1,12 @@
-//! The workers: claim due events under a lease, call the handler, and
-//! settle each attempt as the pure [`next_step`] decides.
+//! The workers: claim due events under a lease, call the handler (renewing
+//! the lease while it runs), and settle each attempt as the pure
+//! [`next_step`] decides.
 
 use std::fmt::Display;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
@@ -335,6 +336,11 @@ where
     Fut: Future<Output = Result<(), Err>>,
     Err: Display + 'static,
 {
+    let Some(lease) = entry.lease_until_ms else {
+        return;
+    };
+    // The lease the event is held under: renewed while the handler runs.
+    let held = AtomicI64::new(lease);
     let settle = if entry.stale && shared.config.stale == StalePolicy::Skip {
         tracing::info!(id = %entry.id, key = ?entry.ordering_key, "inbox event skipped: stale");
         Settle::Skipped(
@@ -342,7 +348,7 @@ where
         )
     } else {
         record_handler_start(shared, &entry);
-        let outcome = call_handler(handler, &entry).await;
+        let outcome = holding_lease(shared, &entry, &held, call_handler(handler, &entry)).await;
         settle_for(
             shared,
             &entry,
@@ -350,9 +356,7 @@ where
         )
     };
     let now = shared.config.clock.now_millis();
-    let Some(lease) = entry.lease_until_ms else {
-        return;
-    };
+    let lease = held.load(Ordering::SeqCst);
     match shared.store.settle(&entry.id, lease, &settle, now).await {
         Ok(true) => {
             if !matches!(settle, Settle::RetryAt { .. }) {
@@ -366,13 +370,70 @@ where
         }
         Ok(false) => tracing::warn!(
             id = %entry.id,
-            "inbox: the lease expired before the attempt was recorded (the handler ran longer than the lease); \
+            "inbox: the lease expired before the attempt was recorded (it could not be renewed in time); \
              the event may be processed again"
         ),
         Err(err) => tracing::error!(
             id = %entry.id,
             "inbox: recording the attempt failed; the event is processed again once its lease expires: {err}"
         ),
+    }
+}
+
+/// Runs `work` (the handler) while renewing the lease in `held` every
+/// third of the lease, so that no other worker claims the event meanwhile;
+/// `held` ends as the lease the event is held under. A renewal under way
+/// when `work` ends is finished first, so `held` matches the store.
+async fn holding_lease<S: InboxStore, T>(
+    shared: &Shared<S>,
+    entry: &InboxEntry,
+    held: &AtomicI64,
+    work: impl Future<Output = T>,
+) -> T {
+    let finished = Notify::new();
+    let work = async {
+        let out = work.await;
+        finished.notify_one();
+        out
+    };
+    let (out, ()) = tokio::join!(work, renew_lease_until(shared, &entry.id, held, &finished));
+    out
+}
+
+/// Renews the lease in `held` every third of the lease until `finished`
+/// (never in the middle of a renewal). A renewal that finds the lease lost
+/// stops renewing; one that fails is tried again at the next tick.
+async fn renew_lease_until<S: InboxStore>(
+    shared: &Shared<S>,
+    id: &str,
+    held: &AtomicI64,
+    finished: &Notify,
+) {
+    let every = (shared.config.lease / 3).max(Duration::from_millis(1));
+    let lease_ms = i64::try_from(shared.config.lease.as_millis()).unwrap_or(i64::MAX);
+    loop {
+        tokio::select! {
+            biased;
+            () = finished.notified() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let current = held.load(Ordering::SeqCst);
+        let until = shared.config.clock.now_millis().saturating_add(lease_ms);
+        match shared.store.renew_lease(id, current, until).await {
+            Ok(true) => held.store(until, Ordering::SeqCst),
+            Ok(false) => {
+                tracing::warn!(
+                    id = %id,
+                    "inbox: the lease was lost while the handler ran (renewing it came too late); \
+                     another worker may process the event too"
+                );
+                return;
+            }
+            Err(err) => tracing::warn!(
+                id = %id,
+                "inbox: renewing the lease failed, trying again in {every:?}: {err}"
+            ),
+        }
     }
 }
 

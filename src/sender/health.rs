@@ -40,6 +40,7 @@ pub(crate) const MINUTE_MS: i64 = 60_000;
 pub(crate) const SLOT_MS: i64 = 3_600_000;
 /// Hourly slots in the day window.
 pub(crate) const SLOTS: usize = 24;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// How long the rollup keeps its minute rows, ms: the health reads none
 /// older than 25 hours; a day more is slack for late writers.
 pub(crate) const MINUTE_ROWS_KEPT_MS: i64 = 2 * SLOTS as i64 * SLOT_MS;

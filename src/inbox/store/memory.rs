@@ -105,6 +105,24 @@ impl InboxStore for MemoryInboxStore {
         Ok(true)
     }
 
+    async fn renew_lease(
+        &self,
+        id: &str,
+        lease_until_ms: i64,
+        new_lease_until_ms: i64,
+    ) -> Result<bool, InboxStoreError> {
+        let mut state = self.lock()?;
+        match state.events.get_mut(id) {
+            Some(e)
+                if e.status == InboxStatus::Pending && e.lease_until_ms == Some(lease_until_ms) =>
+            {
+                e.lease_until_ms = Some(new_lease_until_ms);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn replay(
         &self,
         selection: &ReplaySelection,

@@ -7,6 +7,8 @@
 //! (with PostgreSQL, `SELECT .. FOR UPDATE SKIP LOCKED`), and each attempt
 //! ends with one [`settle`] fenced by that lease: a worker whose lease
 //! expired (and whose event may have been claimed again) changes nothing.
+//! While the handler runs, the worker [renews](InboxStore::renew_lease) the
+//! lease, fenced the same way, so a handler may run longer than the lease.
 //! An event claimed by a worker that died is claimed again once its lease
 //! has expired, so processing is at-least-once.
 //!
@@ -389,8 +391,9 @@ impl From<crate::durable::sqlite_engine::EngineError> for InboxStoreError {
 /// Storage for an inbox. Implementations are cheap to clone (shared state).
 ///
 /// Every method is one atomic step. The lease (`lease_until_ms`, unix ms)
-/// fences a claim: [`settle`](Self::settle) applies only while the event is
-/// pending under exactly that lease.
+/// fences a claim: [`renew_lease`](Self::renew_lease) and
+/// [`settle`](Self::settle) apply only while the event is pending under
+/// exactly that lease.
 pub trait InboxStore: Clone + Send + Sync + 'static {
     /// Stores `event` as pending, due at once, unless an event with its id is
     /// stored already (then writes nothing and answers
@@ -423,6 +426,22 @@ pub trait InboxStore: Clone + Send + Sync + 'static {
         lease_until_ms: i64,
         settle: &Settle,
         now_ms: i64,
+    ) -> impl Future<Output = Result<bool, InboxStoreError>> + Send;
+
+    /// Extends the lease of event `id`, pending under the lease
+    /// `lease_until_ms`, to `new_lease_until_ms`: what a worker does while
+    /// its handler still runs, so that no other worker claims the event
+    /// meanwhile. `Ok(false)` when the event is no longer pending under that
+    /// lease (it expired and another worker claimed the event, or it was
+    /// settled): nothing changed, and the lease stays lost.
+    ///
+    /// No default: a store that cannot renew would let every handler that
+    /// outlives the lease run twice.
+    fn renew_lease(
+        &self,
+        id: &str,
+        lease_until_ms: i64,
+        new_lease_until_ms: i64,
     ) -> impl Future<Output = Result<bool, InboxStoreError>> + Send;
 
     /// Makes the selected dead letters pending again, due at `now_ms`, with

@@ -8,10 +8,10 @@
 //! - **Claims** take due events with `SELECT .. FOR UPDATE SKIP LOCKED` in
 //!   one short statement, as the sender's queue does, and lease them: the
 //!   lease is an expiry (`lease_until_ms`, the trait's fencing token) and an
-//!   owner (the store instance that claimed). A settlement applies only
-//!   while that same owner holds that same lease, so a worker whose lease
-//!   expired and was taken over changes nothing, even when two receivers'
-//!   clocks give the same expiry.
+//!   owner (the store instance that claimed). A settlement or a lease
+//!   renewal applies only while that same owner holds that same lease, so a
+//!   worker whose lease expired and was taken over changes nothing, even
+//!   when two receivers' clocks give the same expiry.
 //!   A claim is one round trip: its transaction's statements are sent
 //!   together.
 //! - **Ordering**: every row keeps `ordering_key` and `signed_at`, indexed
@@ -541,5 +541,26 @@ impl InboxStore for PgInboxStore {
             .await
             .map_err(pg_err)?;
         entries(&rows)
+    }
+
+    async fn renew_lease(
+        &self,
+        id: &str,
+        lease_until_ms: i64,
+        new_lease_until_ms: i64,
+    ) -> Result<bool, InboxStoreError> {
+        let (client, owner) = (self.client().await?, &*self.owner);
+        let stmt = client
+            .prepare_cached(
+                "UPDATE inbox_events SET lease_until_ms = $4 \
+                 WHERE id = $1 AND status = 'pending' AND lease_until_ms = $2 AND lease_owner = $3",
+            )
+            .await
+            .map_err(pg_err)?;
+        let changed = client
+            .execute(&stmt, &[&id, &lease_until_ms, &owner, &new_lease_until_ms])
+            .await
+            .map_err(pg_err)?;
+        Ok(changed == 1)
     }
 }

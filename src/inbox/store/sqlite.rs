@@ -305,6 +305,22 @@ fn settle_row(
     Ok(changed == 1)
 }
 
+fn renew_row(
+    conn: &Connection,
+    id: &str,
+    lease_until_ms: i64,
+    new_lease_until_ms: i64,
+) -> Result<bool, EngineError> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE inbox_events SET lease_until_ms = ?3 \
+             WHERE id = ?1 AND status = 'pending' AND lease_until_ms = ?2",
+        )
+        .and_then(|mut s| s.execute(params![id, lease_until_ms, new_lease_until_ms]))
+        .map_err(db_err)?;
+    Ok(changed == 1)
+}
+
 fn replay_rows(
     conn: &Connection,
     selection: &ReplaySelection,
@@ -398,6 +414,21 @@ impl InboxStore for SqliteInboxStore {
         self.engine
             .call(move |conn: &Connection| {
                 settle_row(conn, &id, lease_until_ms, &settle, now_ms)
+                    .map_err(InboxStoreError::from)
+            })
+            .await
+    }
+
+    async fn renew_lease(
+        &self,
+        id: &str,
+        lease_until_ms: i64,
+        new_lease_until_ms: i64,
+    ) -> Result<bool, InboxStoreError> {
+        let id = id.to_owned();
+        self.engine
+            .call(move |conn: &Connection| {
+                renew_row(conn, &id, lease_until_ms, new_lease_until_ms)
                     .map_err(InboxStoreError::from)
             })
             .await
