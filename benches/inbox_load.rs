@@ -128,6 +128,13 @@ fn serve(server: &tokio::runtime::Runtime, router: Router) -> SocketAddr {
     })
 }
 
+/// Stops a server runtime and waits until its tasks are gone: the store's
+/// pooled PostgreSQL connections it opened are then seen as closed, not
+/// handed to the next phase to fail there with "connection closed".
+fn stop_server(server: tokio::runtime::Runtime) {
+    server.shutdown_timeout(Duration::from_secs(5));
+}
+
 /// The figures of one mode in one round.
 #[derive(Debug, Default, Clone, Copy)]
 struct Figures {
@@ -161,7 +168,7 @@ fn accept_phase(router: Router, load: Load, tag: &str, meter: &CpuMeter) -> (Fig
     let (tally, elapsed, client_cpu) = client.block_on(drive(addr, tag, load));
     let (cpu1, pg1) = meter.read();
     client.shutdown_background();
-    server.shutdown_background();
+    stop_server(server);
     let n = tally.processed.max(1) as f64;
     let figures = Figures {
         rps: n / elapsed,
@@ -304,7 +311,7 @@ fn latency_phase<S: InboxStore>(store: S, secs: u64, tag: &str) -> (f64, f64) {
     }
     server.block_on(workers.shutdown());
     client.shutdown_background();
-    server.shutdown_background();
+    stop_server(server);
     let mut all = latencies.lock().unwrap().clone();
     assert_eq!(
         all.len() as u64,

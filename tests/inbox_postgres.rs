@@ -91,6 +91,51 @@ async fn a_settle_is_fenced_by_the_owner_too() {
     assert!(b.settle("e", 2_000, &Settle::Done, 2_200).await.unwrap());
 }
 
+/// The claim lock ("inboxcl") serializes only the claims that may lease an
+/// event with an ordering key: while none is pending, a claim does not
+/// wait for another claimer holding it; once one is, it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_claims_of_ordered_events_wait_for_the_claim_lock() {
+    const CLAIM_LOCK: i64 = 0x0069_6e62_6f78_636c;
+    let pg = PostgresServer::start();
+    let url = pg.create_database("claim_lock");
+    let store = PgInboxStore::connect(&url).await.unwrap();
+    store.insert(&event("plain", 1_000)).await.unwrap();
+    // Another claimer, in the middle of its claim.
+    let (holder, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    holder.batch_execute("BEGIN").await.unwrap();
+    holder
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
+        .await
+        .unwrap();
+    let claimed = tokio::time::timeout(Duration::from_secs(5), store.claim_due(2_000, 10, 60_000))
+        .await
+        .expect("a claim of unordered events waited for the claim lock")
+        .unwrap();
+    let ids: Vec<_> = claimed.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["plain"]);
+
+    let mut keyed = event("keyed", 1_000);
+    keyed.ordering_key = Some("order_1".into());
+    store.insert(&keyed).await.unwrap();
+    let claim = tokio::spawn({
+        let store = store.clone();
+        async move { store.claim_due(2_000, 10, 60_000).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !claim.is_finished(),
+        "a claim that may lease a keyed event did not wait for the claim lock"
+    );
+    holder.batch_execute("COMMIT").await.unwrap();
+    let claimed = claim.await.unwrap().unwrap();
+    let ids: Vec<_> = claimed.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["keyed"]);
+}
+
 /// Two receivers (each its own pool and lease owner) on one database: a
 /// handler five times longer than the lease still runs once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -12,10 +12,14 @@
 //!   renewal applies only while that same owner holds that same lease, so a
 //!   worker whose lease expired and was taken over changes nothing, even
 //!   when two receivers' clocks give the same expiry.
+//!   A claim is one round trip: its transaction's statements are sent
+//!   together.
 //! - **Ordering**: every row keeps `ordering_key` and `signed_at`, indexed
 //!   by key and signed time among pending events, so the claim can keep
 //!   events of one key back while another of that key is leased without a
-//!   schema change.
+//!   schema change. Claims that may lease keyed events run one at a time
+//!   (under an advisory lock); while no keyed event is pending, claims do
+//!   not wait for each other.
 //! - **Migrations** are the versioned SQL of the `inbox` component, applied
 //!   in one transaction under the advisory lock the other PostgreSQL stores
 //!   use, so receivers starting together do not race; a database migrated by
@@ -31,11 +35,12 @@
 //!   interval.
 
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Pool};
 use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use super::{
     InboxCounts, InboxDepth, InboxEntry, InboxQuery, InboxStatus, InboxStore, InboxStoreError,
@@ -207,10 +212,58 @@ fn entries(rows: &[Row]) -> Result<Vec<InboxEntry>, InboxStoreError> {
     rows.iter().map(entry_from_row).collect()
 }
 
-/// The key of the advisory lock every claim takes: claims of ordered
-/// events must run one at a time, or two claimers could each see the other's
-/// event of one key as not yet leased and take both.
-const CLAIM_LOCK: i64 = 0x0069_6e62_6f78_636c; // "inboxcl"
+/// Opens a claim's transaction and decides, in a transaction-local setting,
+/// whether it may lease events with an ordering key: only under the claim
+/// lock (a transaction-scoped advisory lock, key `0x0069_6e62_6f78_636c`,
+/// "inboxcl"), which it waits for only when such an event is pending. Keyed
+/// claims must run one at a time, or two claimers could each see the
+/// other's event of one key as not yet leased and take both.
+/// A claim that sees none leases events without a key only, so claims of
+/// unordered events never wait for each other (row locks and the lease
+/// condition keep them apart), and a keyed event stored meanwhile waits for
+/// the next claim.
+///
+/// It also has the claim run its generic plan: planning the claim anew for
+/// each call's values (what PostgreSQL picks by itself, the generic plan's
+/// estimates being poor) costs more than running it. The claim's shape
+/// (candidates as an array, then a lookup by primary key) leaves the
+/// generic plan no join to get wrong, and with sorting off its candidates
+/// come from the due index in order, never from a sort of every pending
+/// event.
+const CLAIM_BEGIN: &str = "BEGIN; SELECT set_config('webhook_guard.inbox_claim_ordered', \
+     CASE WHEN EXISTS (SELECT 1 FROM inbox_events \
+       WHERE ordering_key IS NOT NULL AND status = 'pending') \
+     THEN (SELECT 'on' FROM pg_advisory_xact_lock(29676241610629996)) ELSE 'off' END, true); \
+     SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_sort = off";
+
+/// The claim statement of [`claim_rows`], built once.
+fn claim_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "UPDATE inbox_events e SET lease_until_ms = $3, lease_owner = $4, \
+               attempts = e.attempts + 1 \
+             WHERE e.seq = ANY(ARRAY(SELECT c.seq FROM inbox_events c WHERE c.status = 'pending' \
+                 AND c.next_attempt_at_ms <= $1 \
+                 AND (c.lease_until_ms IS NULL OR c.lease_until_ms <= $1) \
+                 AND (c.ordering_key IS NULL OR ( \
+                   current_setting('webhook_guard.inbox_claim_ordered', true) = 'on' \
+                   AND NOT EXISTS ( \
+                   SELECT 1 FROM inbox_events o WHERE o.ordering_key = c.ordering_key \
+                     AND o.status = 'pending' AND o.seq <> c.seq \
+                     AND ((o.lease_until_ms IS NOT NULL AND o.lease_until_ms > $1) \
+                       OR (COALESCE(o.signed_at, {MIN}), o.seq) \
+                        < (COALESCE(c.signed_at, {MIN}), c.seq))))) \
+               ORDER BY c.next_attempt_at_ms, c.seq LIMIT $2 FOR UPDATE SKIP LOCKED)) \
+             RETURNING {}, \
+               COALESCE(e.ordering_key IS NOT NULL AND e.signed_at < ( \
+                 SELECT max(d.signed_at) FROM inbox_events d \
+                 WHERE d.ordering_key = e.ordering_key AND d.status = 'done'), false) AS stale",
+            prefixed("e."),
+            MIN = i64::MIN + 1,
+        )
+    })
+}
 
 /// Leases up to `limit` due events to `owner` until `lease_until_ms`,
 /// earliest due first, under the claim rule of the store trait: an event
@@ -218,8 +271,14 @@ const CLAIM_LOCK: i64 = 0x0069_6e62_6f78_636c; // "inboxcl"
 /// flight or comes earlier in `(signed_at, seq)` order (a missing signed
 /// timestamp counts as earliest). Each claimed keyed event is marked stale
 /// when a done event of its key was signed later. Rows another claim holds
-/// locked are skipped, not waited for; `client` is a transaction holding
-/// [`CLAIM_LOCK`].
+/// locked are skipped, not waited for.
+///
+/// One round trip: [`CLAIM_BEGIN`], the claim and `COMMIT` are sent
+/// together (pipelined), so the claim lock is held for the server's work
+/// only, not for a round trip. Each statement still takes its own snapshot,
+/// so the claim sees every claim committed before it got the lock. Once
+/// sent, the three run to the end even if this future is dropped: the
+/// connection never goes back to the pool inside the transaction.
 async fn claim_rows(
     client: &impl GenericClient,
     owner: &str,
@@ -227,31 +286,17 @@ async fn claim_rows(
     limit: i64,
     lease_until_ms: i64,
 ) -> Result<Vec<InboxEntry>, InboxStoreError> {
-    let sql = format!(
-        "UPDATE inbox_events e SET lease_until_ms = $3, lease_owner = $4, \
-           attempts = e.attempts + 1 \
-         FROM (SELECT c.seq FROM inbox_events c WHERE c.status = 'pending' \
-             AND c.next_attempt_at_ms <= $1 \
-             AND (c.lease_until_ms IS NULL OR c.lease_until_ms <= $1) \
-             AND (c.ordering_key IS NULL OR NOT EXISTS ( \
-               SELECT 1 FROM inbox_events o WHERE o.ordering_key = c.ordering_key \
-                 AND o.status = 'pending' AND o.seq <> c.seq \
-                 AND ((o.lease_until_ms IS NOT NULL AND o.lease_until_ms > $1) \
-                   OR (COALESCE(o.signed_at, {MIN}), o.seq) \
-                    < (COALESCE(c.signed_at, {MIN}), c.seq)))) \
-           ORDER BY c.next_attempt_at_ms, c.seq LIMIT $2 FOR UPDATE SKIP LOCKED) due \
-         WHERE e.seq = due.seq RETURNING {}, \
-           COALESCE(e.ordering_key IS NOT NULL AND e.signed_at < ( \
-             SELECT max(d.signed_at) FROM inbox_events d \
-             WHERE d.ordering_key = e.ordering_key AND d.status = 'done'), false) AS stale",
-        prefixed("e."),
-        MIN = i64::MIN + 1,
+    let stmt = client.prepare_cached(claim_sql()).await.map_err(pg_err)?;
+    let params: [&(dyn ToSql + Sync); 4] = [&now_ms, &limit, &lease_until_ms, &owner];
+    let (begun, rows, committed) = tokio::join!(
+        client.batch_execute(CLAIM_BEGIN),
+        client.query(&stmt, &params),
+        // After a failed claim `COMMIT` rolls back, without an error.
+        client.batch_execute("COMMIT"),
     );
-    let stmt = client.prepare_cached(&sql).await.map_err(pg_err)?;
-    let rows = client
-        .query(&stmt, &[&now_ms, &limit, &lease_until_ms, &owner])
-        .await
-        .map_err(pg_err)?;
+    begun.map_err(pg_err)?;
+    let rows = rows.map_err(pg_err)?;
+    committed.map_err(pg_err)?;
     let mut claimed = rows
         .iter()
         .map(|row| {
@@ -376,14 +421,8 @@ impl InboxStore for PgInboxStore {
         lease_until_ms: i64,
     ) -> Result<Vec<InboxEntry>, InboxStoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(pg_err)?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CLAIM_LOCK])
-            .await
-            .map_err(pg_err)?;
-        let claimed = claim_rows(&tx, &self.owner, now_ms, limit, lease_until_ms).await?;
-        tx.commit().await.map_err(pg_err)?;
-        Ok(claimed)
+        let client = self.client().await?;
+        claim_rows(&client, &self.owner, now_ms, limit, lease_until_ms).await
     }
 
     async fn settle(
