@@ -586,3 +586,25 @@ async fn sqlite_counts_in_one_query_what_the_default_counts_row_by_row() {
     assert_eq!(sqlite.counts(later).await.unwrap(), expected);
     assert_eq!(memory.counts(later).await.unwrap(), expected);
 }
+
+/// An event's detail names the trace it came in with (the `traceparent`
+/// the inbox stored), and `null` for an event that had none.
+#[tokio::test]
+async fn an_events_detail_names_the_trace_it_came_with() {
+    const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let now = 1_700_000_000_000;
+    let store = MemoryInboxStore::new();
+    let mut traced = NewInboxEvent::new("traced", "{}", now);
+    traced.traceparent = Some(webhook_guard::trace_context::TraceParent::parse(TP).unwrap());
+    store.insert(&traced).await.unwrap();
+    store
+        .insert(&NewInboxEvent::new("untraced", "{}", now))
+        .await
+        .unwrap();
+    let base = console(Inbox::builder(store).build().await.unwrap()).await;
+    let (status, event) = get(&base, "api/inbox/events/traced").await;
+    assert_eq!(status, StatusCode::OK, "{event}");
+    assert_eq!(event["traceparent"], TP);
+    let (_, event) = get(&base, "api/inbox/events/untraced").await;
+    assert_eq!(event["traceparent"], Value::Null, "{event}");
+}

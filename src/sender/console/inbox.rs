@@ -130,6 +130,9 @@ struct InboxEventView {
     finished_at_ms: Option<i64>,
     /// The body's length in bytes.
     body_bytes: usize,
+    /// The W3C `traceparent` the event came with, when it had a
+    /// well-formed one: the trace its processing continues.
+    traceparent: Option<String>,
 }
 
 impl InboxEventView {
@@ -137,6 +140,7 @@ impl InboxEventView {
         Self {
             state: e.state_at(now_ms),
             body_bytes: e.body.len(),
+            traceparent: e.traceparent.map(|t| t.as_str().to_owned()),
             seq: e.seq,
             id: e.id,
             scheme: e.scheme,

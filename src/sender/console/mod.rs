@@ -64,7 +64,7 @@
 //! |---|---|
 //! | `GET /api/inbox/counts` | `{received, processing, retrying, done, deadLettered}`: how many events are in each [`InboxState`](crate::inbox::InboxState) |
 //! | `GET /api/inbox/events?state=&limit=&beforeSeq=` | events, newest first, of one state (`received`, `processing`, `retrying`, `done`, `dead_lettered`) or all, paged like the deliveries (`nextCursor` → `beforeSeq`) |
-//! | `GET /api/inbox/events/{id}` | one event: state, attempts, last error, timestamps, body length |
+//! | `GET /api/inbox/events/{id}` | one event: state, attempts, last error, timestamps, body length, the `traceparent` it came with |
 //! | `GET /api/inbox/dead-letters?limit=&beforeSeq=` | the inbox's dead letters (same paging) |
 //! | `POST /api/inbox/dead-letters/{id}/replay` | replay one dead letter (`409`, `…#wrong-state`, for an event that is not one) |
 //! | `POST /api/inbox/dead-letters/replay-all` | replay every dead letter |
