@@ -2,6 +2,8 @@
 //! transaction), claims under `FOR UPDATE SKIP LOCKED`, and every later
 //! write fenced by the lease (its expiry and its owner).
 
+use std::sync::OnceLock;
+
 use deadpool_postgres::GenericClient;
 
 use super::outbox::EnqueueTx;
@@ -154,8 +156,11 @@ pub(super) async fn record_attempt(
     lease_until_ms: i64,
     next: &NextStep,
 ) -> Result<(), DeliveryStoreError> {
-    let sql = format!(
-        "WITH attempt AS ( \
+    static SQL: OnceLock<String> = OnceLock::new();
+    // Built once: with the rollup's columns it is a few kilobytes.
+    let sql = SQL.get_or_init(|| {
+        format!(
+            "WITH attempt AS ( \
              INSERT INTO sender_attempts (delivery_id, attempt, started_at_ms, duration_ms, \
              status_code, error_class, error, response_body) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)), {} \
@@ -164,9 +169,10 @@ pub(super) async fn record_attempt(
              updated_at_ms = $11, delivered_at_ms = COALESCE($12, delivered_at_ms), \
              dead_lettered_at_ms = COALESCE($13, dead_lettered_at_ms), last_error = $14 \
          WHERE id = $1 AND status = 'pending' AND lease_until_ms = $15 AND lease_owner = $16",
-        super::health::record_ctes()
-    );
-    let stmt = client.prepare_cached(&sql).await.map_err(pg_err)?;
+            super::health::record_ctes()
+        )
+    });
+    let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
     let outcome = next.outcome(a);
     let (minute, ok, bucket, message, hour) = super::health::record_params(a);
     let attempt = i32::try_from(a.attempt).unwrap_or(i32::MAX);

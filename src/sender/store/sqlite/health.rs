@@ -1,6 +1,8 @@
 //! The health rollup in SQLite: written with each attempt, read by
 //! [`destination_health`](crate::sender::DeliveryStore::destination_health).
 
+use std::sync::OnceLock;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::db_err;
@@ -27,6 +29,18 @@ fn rollup_upsert(table: &str, period: &str) -> String {
     )
 }
 
+/// The upserts of the minute and the hour rollup, built once: each
+/// attempt runs both.
+fn rollup_upserts() -> &'static [String; 2] {
+    static SQL: OnceLock<[String; 2]> = OnceLock::new();
+    SQL.get_or_init(|| {
+        [
+            rollup_upsert("attempt_minutes", "minute_ms"),
+            rollup_upsert("attempt_hours", "hour_ms"),
+        ]
+    })
+}
+
 /// Counts `a` in its destination's minute and hour, and keeps it as the
 /// destination's last error when it failed (and is not older than it).
 /// The first attempt of an hour deletes the destination's minute rows
@@ -35,12 +49,13 @@ pub(super) fn record(conn: &Connection, a: &DeliveryAttempt) -> Result<(), Deliv
     let duration = i64::try_from(a.duration_ms).unwrap_or(i64::MAX);
     let bucket = i64::try_from(bucket_of(a.duration_ms)).unwrap_or(i64::MAX);
     let minute = minute_of(a.started_at_ms);
-    for (table, period, start) in [
-        ("attempt_minutes", "minute_ms", minute),
-        ("attempt_hours", "hour_ms", hour_of(a.started_at_ms)),
+    let [minutes, hours] = rollup_upserts();
+    for (sql, start, is_hour) in [
+        (minutes, minute, false),
+        (hours, hour_of(a.started_at_ms), true),
     ] {
         let row: Option<(String, i64)> = conn
-            .prepare_cached(&rollup_upsert(table, period))
+            .prepare_cached(sql)
             .map_err(db_err)?
             .query_row(
                 params![a.delivery_id, start, a.succeeded(), duration, bucket],
@@ -48,7 +63,7 @@ pub(super) fn record(conn: &Connection, a: &DeliveryAttempt) -> Result<(), Deliv
             )
             .optional()
             .map_err(db_err)?;
-        if let (Some((destination, 1)), "attempt_hours") = (row, table) {
+        if let (Some((destination, 1)), true) = (row, is_hour) {
             conn.prepare_cached(
                 "DELETE FROM attempt_minutes WHERE destination_id = ?1 AND minute_ms < ?2",
             )
