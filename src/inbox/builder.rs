@@ -30,6 +30,14 @@ pub(crate) struct Config {
     pub(crate) stale: StalePolicy,
 }
 
+impl Config {
+    /// When a lease taken or renewed at `now_ms` ends.
+    pub(crate) fn lease_until(&self, now_ms: i64) -> i64 {
+        let lease_ms = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+        now_ms.saturating_add(lease_ms)
+    }
+}
+
 /// Computes an event's ordering key from its JSON body.
 pub(crate) type OrderingKeyFn = Arc<dyn Fn(&serde_json::Value) -> Option<String> + Send + Sync>;
 

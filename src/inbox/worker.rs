@@ -272,10 +272,9 @@ async fn claim<S: InboxStore>(
     outage: &mut OutageBackoff,
 ) -> Result<Vec<InboxEntry>, Duration> {
     let now = shared.config.clock.now_millis();
-    let lease_ms = i64::try_from(shared.config.lease.as_millis()).unwrap_or(i64::MAX);
     match shared
         .store
-        .claim_due(now, limit, now.saturating_add(lease_ms))
+        .claim_due(now, limit, shared.config.lease_until(now))
         .await
     {
         Ok(claimed) => {
@@ -410,7 +409,6 @@ async fn renew_lease_until<S: InboxStore>(
     finished: &Notify,
 ) {
     let every = (shared.config.lease / 3).max(Duration::from_millis(1));
-    let lease_ms = i64::try_from(shared.config.lease.as_millis()).unwrap_or(i64::MAX);
     loop {
         tokio::select! {
             biased;
@@ -418,7 +416,7 @@ async fn renew_lease_until<S: InboxStore>(
             () = tokio::time::sleep(every) => {}
         }
         let current = held.load(Ordering::SeqCst);
-        let until = shared.config.clock.now_millis().saturating_add(lease_ms);
+        let until = shared.config.lease_until(shared.config.clock.now_millis());
         match shared.store.renew_lease(id, current, until).await {
             Ok(true) => held.store(until, Ordering::SeqCst),
             Ok(false) => {
